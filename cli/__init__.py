@@ -1,0 +1,1 @@
+"""genocl's click front end (installed as the ``genocl_cli`` package)."""

@@ -1,0 +1,52 @@
+"""The ``genocl`` command line: thin click commands that parse, call the library, print.
+
+torch / grelu / kipoi are imported inside the commands, so ``genocl --help`` stays fast.
+Every :class:`~genocl_plugin.errors.GenoclInputError` becomes one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from genocl_plugin.errors import GenoclInputError
+
+
+def user_errors(func):
+    """Turn input errors into one line on stderr and exit status 2 (never a traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except GenoclInputError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="genocl")
+def main() -> None:
+    """genocl: continual learning for genomic sequence-to-function models.
+
+    \b
+    Example:
+      genocl update --model enformer --out runs/enhancers
+      genocl screen from-satmut --table elements.tsv.gz --fasta elements.fa --out mpra.h5ad
+    """
+
+
+from genocl_cli import screen as _screen  # noqa: E402
+from genocl_cli import train as _train  # noqa: E402
+
+main.add_command(_screen.screen)
+main.add_command(_train.update)
+main.add_command(_train.pretrain)
+
+
+if __name__ == "__main__":
+    main()

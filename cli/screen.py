@@ -1,0 +1,78 @@
+"""``genocl screen``: convert and validate perturbation screens."""
+
+from __future__ import annotations
+
+import click
+
+from genocl_cli.main import user_errors
+
+
+@click.group()
+def screen() -> None:
+    """Convert public screen tables to genocl's .h5ad layout, and validate screens."""
+
+
+@screen.command("from-satmut")
+@click.option("--table", required=True, type=click.Path(), help="Kircher 2019 elements.tsv.gz.")
+@click.option("--fasta", required=True, type=click.Path(), help="Element reference sequences FASTA.")
+@click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
+@click.option("--elements", default=None, help="Comma-separated element names, or 'enhancers' / 'promoters'.")
+@click.option("--release", default="GRCh38", show_default=True)
+@click.option("--max-per-element", type=int, default=None, help="Subsample variants per element.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@user_errors
+def from_satmut(table, fasta, out, elements, release, max_per_element, seed, force) -> None:
+    """Kircher et al. 2019 saturation mutagenesis -> MPRA screen.
+
+    \b
+    Example:
+      genocl screen from-satmut --table elements.tsv.gz \\
+        --fasta DERIVED_element_reference_sequences_GRCh38.fa --elements enhancers --out mpra.h5ad
+    """
+    from genocl_plugin import screens
+
+    groups = {"enhancers": screens.KIRCHER_ENHANCERS, "promoters": screens.KIRCHER_PROMOTERS}
+    names = groups.get(elements) or (elements.split(",") if elements else None)
+    adata = screens.from_satmut(table, fasta, elements=names, release=release,
+                                max_per_element=max_per_element, seed=seed)
+    screens.write_screen(adata, out, force=force)
+    click.echo(f"wrote {out}: {adata.n_obs} variants over {adata.obs['element'].nunique()} elements")
+
+
+@screen.command("from-crispri")
+@click.option("--table", required=True, type=click.Path(), help="EPCrisprBenchmark_*.tsv.gz.")
+@click.option("--fasta", default=None, type=click.Path(), help="hg38 FASTA (default: bundled windows).")
+@click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
+@click.option("--dataset", multiple=True, help="Keep only these Dataset values.")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@user_errors
+def from_crispri(table, fasta, out, dataset, force) -> None:
+    """EngreitzLab CRISPRi benchmark -> CRISPRi screen.
+
+    \b
+    Example:
+      genocl screen from-crispri --table EPCrisprBenchmark_combined_data.training_K562.GRCh38.tsv.gz \\
+        --fasta hg38.fa --out crispri.h5ad
+    """
+    from genocl_plugin import screens
+
+    adata = screens.from_crispri(table, sequence_source=fasta or "bundled", datasets=list(dataset) or None)
+    screens.write_screen(adata, out, force=force)
+    click.echo(f"wrote {out}: {adata.n_obs} element-gene pairs")
+
+
+@screen.command("validate")
+@click.argument("path", type=click.Path())
+@user_errors
+def validate(path) -> None:
+    """Check a screen .h5ad against genocl's layout.
+
+    \b
+    Example:
+      genocl screen validate mpra.h5ad
+    """
+    from genocl_plugin import screens
+
+    adata = screens.read_screen(path)
+    click.echo(f"{path}: valid {adata.uns['assay']} screen with {adata.n_obs} rows")

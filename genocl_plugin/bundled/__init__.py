@@ -1,0 +1,1 @@
+"""Bundled real data and mini base models (see SOURCE.md)."""

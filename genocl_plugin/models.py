@@ -1,0 +1,469 @@
+"""Build and load base models: Enformer through gReLU, ProCapNet through bpnet-lite.
+
+Every model is a :class:`GenoclLightningModel` (a thin subclass of gReLU's
+``LightningModel``) whose ``forward(x, logits=True)`` returns **log predicted coverage** of
+shape (batch, tracks, length) and whose activation is ``exp``. One convention for all
+architectures lets the perturbation objectives, replay and variant scoring treat them alike.
+
+Weight formats read from local files (no hub downloads):
+
+- a genocl model directory (``config.json`` + ``model.safetensors``), what genocl writes;
+- a genocl run directory (its ``model/`` subdirectory);
+- a gReLU ``.ckpt`` (a pickle: load only files you trust);
+- an enformer-pytorch ``from_pretrained`` directory (``config.json`` + ``pytorch_model.bin``);
+- a bpnet-lite saved model (``torch.save(model)``, loaded with an allow-list, no arbitrary pickle)
+  or a ProCapNet fold state dict (``.pt`` / ``.torch``), architecture inferred from the shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from grelu.lightning import LightningModel
+from torch import nn
+
+from genocl_plugin.errors import input_error
+from genocl_plugin.fileio import atomic_dir
+
+BUNDLED_MODELS = {
+    "enformer": Path(__file__).parent / "bundled" / "enformer_mini",
+    "procapnet": Path(__file__).parent / "bundled" / "procapnet_mini",
+}
+FORMAT = "genocl-model"
+
+# enformer-mini: gReLU EnformerModel at 32-bp bins (n_conv=5), matching the bundled targets.
+ENFORMER_MINI = {
+    "model_type": "EnformerModel", "n_tasks": 74, "n_conv": 5, "channels": 384,
+    "n_transformers": 1, "n_heads": 8, "key_len": 32, "crop_len": 0,
+    "final_act_func": None, "final_pool_func": None,
+}
+ENFORMER_MINI_SEQ_LEN = 2_048
+# procapnet-mini: ProCapNet's layout (BPNet, 2 strands, no control tracks) with 64 filters.
+PROCAPNET_MINI = {
+    "model_type": "ProCapNetBPNet", "n_filters": 64, "n_layers": 8, "n_outputs": 2,
+    "n_control_tracks": 0, "trimming": 576,
+}
+PROCAPNET_MINI_SEQ_LEN = 2_176  # 68 bins of 32 bp in, 1,024 bp (32 bins) out
+
+
+class ProCapNetBPNet(nn.Module):
+    """bpnet-lite ``BPNet`` exposed as log predicted coverage (batch, strands, length).
+
+    ProCapNet predicts a profile (one softmax over both strands) and the log total count;
+    ``log_softmax(profile) + log_counts`` is the log of the predicted coverage, so the profile
+    and the counts are both recoverable (``logsumexp`` over strands and positions is the log
+    count). No control tracks, as in ProCapNet.
+
+    Parameters
+    ----------
+    n_filters, n_layers, n_outputs, n_control_tracks, trimming
+        Passed to ``bpnetlite.bpnet.BPNet``.
+    """
+
+    def __init__(self, n_filters: int = 512, n_layers: int = 8, n_outputs: int = 2,
+                 n_control_tracks: int = 0, trimming: int | None = None) -> None:
+        super().__init__()
+        from bpnetlite.bpnet import BPNet
+
+        self.bpnet = BPNet(n_filters=n_filters, n_layers=n_layers, n_outputs=n_outputs,
+                           n_control_tracks=n_control_tracks, trimming=trimming, verbose=False)
+        # gReLU's LightningModel reads model.head.n_tasks for its metrics.
+        self.head = nn.Module()
+        self.head.n_tasks = n_outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        profile, log_counts = self.bpnet(x)
+        shape = profile.shape
+        log_p = torch.log_softmax(profile.reshape(shape[0], -1), dim=-1).reshape(shape)
+        return log_p + log_counts.reshape(-1, 1, 1)
+
+
+class EnformerPytorchTracks(nn.Module):
+    """An enformer-pytorch ``Enformer`` as log predicted coverage (batch, tracks, bins).
+
+    Parameters
+    ----------
+    hparams
+        ``Enformer.from_hparams`` keyword arguments (its ``config.json``).
+    head
+        Which output head to expose (``human`` or ``mouse``).
+    """
+
+    def __init__(self, hparams: dict, head: str = "human") -> None:
+        super().__init__()
+        from enformer_pytorch import Enformer
+
+        self.enformer = Enformer.from_hparams(**hparams)
+        self.head_name = head
+        self.head = nn.Module()
+        self.head.n_tasks = dict(self.enformer.config.output_heads)[head]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # enformer-pytorch takes (batch, length, 4) and returns softplus rates (batch, bins, tracks)
+        out = self.enformer(x.transpose(1, 2), head=self.head_name)
+        return torch.log(out.clamp_min(1e-8)).transpose(1, 2)
+
+
+class GenoclLightningModel(LightningModel):
+    """gReLU's ``LightningModel`` with two extra architectures and the ProCapNet loss.
+
+    gReLU builds models only from ``grelu.model.models``; ``build_model`` adds
+    ``ProCapNetBPNet`` (bpnet-lite) and ``EnformerPytorchTracks`` (enformer-pytorch).
+    ``train_params["loss"] = "procapnet"`` is ProCapNet's multinomial profile NLL plus a
+    weighted log-count MSE, computed with bpnet-lite's own loss functions.
+    """
+
+    def build_model(self) -> None:
+        params = {k: v for k, v in self.model_params.items() if k != "model_type"}
+        kind = self.model_params["model_type"]
+        if kind == "ProCapNetBPNet":
+            self.model = ProCapNetBPNet(**params)
+        elif kind == "EnformerPytorchTracks":
+            self.model = EnformerPytorchTracks(**params)
+        else:
+            super().build_model()
+
+    def initialize_loss(self) -> None:
+        if self.train_params["loss"] == "procapnet":
+            self.loss = ProCapNetLoss(self.train_params.get("count_loss_weight", 100.0))
+        else:
+            super().initialize_loss()
+
+    def initialize_activation(self) -> None:
+        if self.train_params["loss"] == "procapnet":
+            self.activation = torch.exp
+        else:
+            super().initialize_activation()
+
+    @property
+    def seq_len(self) -> int:
+        """Input length the model was trained on (bp)."""
+        return int(self.data_params.get("train", {}).get("seq_len", ENFORMER_MINI_SEQ_LEN))
+
+    @property
+    def bin_size(self) -> int:
+        """bp per output position."""
+        return int(self.data_params.get("train", {}).get("bin_size", 1))
+
+    @property
+    def task_names(self) -> list[str]:
+        """Names of the output tracks."""
+        names = self.data_params.get("tasks", {}).get("name")
+        return list(names) if names else [f"track_{i}" for i in range(self.model.head.n_tasks)]
+
+    def output_offset(self) -> int:
+        """bp between the input start and the first output position (``seq_len`` inputs)."""
+        n_out = self.output_length(self.seq_len)
+        return (self.seq_len - n_out * self.bin_size) // 2
+
+    def output_length(self, seq_len: int) -> int:
+        """Number of output positions for an input of ``seq_len`` bp."""
+        if self.model_params["model_type"] == "ProCapNetBPNet":
+            return seq_len - 2 * self.model.bpnet.trimming
+        crop = int(self.model_params.get("crop_len", 0))
+        return seq_len // self.bin_size - 2 * crop
+
+
+class ProCapNetLoss(nn.Module):
+    """ProCapNet / BPNet loss on log predicted coverage (bpnet-lite's MNLL + log1p MSE).
+
+    Parameters
+    ----------
+    count_loss_weight
+        Weight of the log-count MSE (ProCapNet uses 100).
+    """
+
+    def __init__(self, count_loss_weight: float = 100.0) -> None:
+        super().__init__()
+        self.count_loss_weight = count_loss_weight
+
+    def forward(self, log_coverage: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from bpnetlite.losses import MNLLLoss, log1pMSELoss
+
+        flat = log_coverage.reshape(log_coverage.shape[0], -1)
+        y = target.reshape(target.shape[0], -1)
+        log_counts = torch.logsumexp(flat, dim=-1, keepdim=True)
+        profile = MNLLLoss(flat - log_counts, y).mean()
+        counts = log1pMSELoss(log_counts, y.sum(dim=-1, keepdim=True)).mean()
+        return profile + self.count_loss_weight * counts
+
+
+def build_model(arch: str, task_names: list[str] | None = None, seq_len: int | None = None,
+                model_params: dict | None = None, train_params: dict | None = None
+                ) -> GenoclLightningModel:
+    """Build an untrained model.
+
+    Parameters
+    ----------
+    arch
+        ``enformer`` (gReLU EnformerModel) or ``procapnet`` (bpnet-lite BPNet).
+    task_names
+        Output track names.
+    seq_len
+        Input length in bp.
+    model_params
+        Overrides of the architecture's mini defaults.
+    train_params
+        Overrides of the training defaults (lr, loss, ...).
+
+    Returns
+    -------
+    GenoclLightningModel
+    """
+    if arch == "enformer":
+        params = {**ENFORMER_MINI, **(model_params or {})}
+        train = {"task": "regression", "loss": "poisson", "lr": 5e-4, "optimizer": "adam"}
+        seq_len, bin_size = seq_len or ENFORMER_MINI_SEQ_LEN, 2 ** params["n_conv"]
+    elif arch == "procapnet":
+        params = {**PROCAPNET_MINI, **(model_params or {})}
+        train = {"task": "regression", "loss": "procapnet", "lr": 5e-4, "optimizer": "adam",
+                 "count_loss_weight": 100.0}
+        seq_len, bin_size = seq_len or PROCAPNET_MINI_SEQ_LEN, 1
+    else:
+        raise input_error("--model", "architecture", f"unknown {arch!r}", "use enformer or procapnet")
+    train.update(train_params or {})
+    model = GenoclLightningModel(dict(params), dict(train))
+    n_tasks = model.model.head.n_tasks
+    model.data_params = {
+        "tasks": {"name": list(task_names or [f"track_{i}" for i in range(n_tasks)])},
+        "train": {"seq_len": int(seq_len), "bin_size": int(bin_size)},
+        "arch": arch,
+    }
+    return model
+
+
+def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict | None = None,
+               force: bool = False) -> Path:
+    """Write a genocl model directory (``config.json`` + ``model.safetensors``) atomically.
+
+    Parameters
+    ----------
+    model
+        The model.
+    path
+        Output directory.
+    extra
+        More JSON-serialisable metadata (metrics, lineage, ...).
+    force
+        Replace an existing directory.
+
+    Returns
+    -------
+    Path
+        The directory.
+    """
+    from safetensors.torch import save_file
+
+    config = {
+        "format": FORMAT,
+        "model_params": model.model_params,
+        "train_params": {k: v for k, v in model.train_params.items() if _jsonable(v)},
+        "data_params": model.data_params,
+        **(extra or {}),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
+    with atomic_dir(path, force=force) as tmp:
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    return Path(path)
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The ``config.json`` of a genocl model directory."""
+    return json.loads((Path(path) / "config.json").read_text())
+
+
+def resolve_model_dir(spec: str | os.PathLike) -> Path | None:
+    """The genocl model directory a ``--model`` value names, or None if it is another format."""
+    if str(spec) in BUNDLED_MODELS:
+        return BUNDLED_MODELS[str(spec)]
+    path = Path(spec)
+    if (path / "model" / "config.json").exists():
+        return path / "model"
+    if (path / "config.json").exists():
+        try:
+            if read_config(path).get("format") == FORMAT:
+                return path
+        except json.JSONDecodeError:
+            return None
+    return None
+
+
+def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
+    """Load a model from a bundled name or a local file in any supported format.
+
+    Parameters
+    ----------
+    spec
+        ``enformer`` / ``procapnet`` (the bundled minis), a genocl model or run directory,
+        a gReLU ``.ckpt``, an enformer-pytorch ``from_pretrained`` directory, or a bpnet-lite
+        / ProCapNet ``.pt`` / ``.torch`` file.
+
+    Returns
+    -------
+    GenoclLightningModel
+        In eval mode.
+
+    Raises
+    ------
+    GenoclInputError
+        Unknown name, missing file, or a file that is not a model of a supported format.
+    """
+    model_dir = resolve_model_dir(spec)
+    path = Path(spec)
+    if model_dir is not None:
+        model = _load_genocl_dir(model_dir)
+    elif not path.exists():
+        raise input_error(
+            spec, "--model", "not a bundled model name or an existing path",
+            "use enformer, procapnet, a run directory or a checkpoint file",
+        )
+    elif path.is_dir() and (path / "config.json").exists():
+        model = load_enformer_pytorch_dir(path)
+    elif path.suffix == ".ckpt":
+        model = load_grelu_checkpoint(path)
+    elif path.suffix in (".pt", ".pth", ".torch"):
+        model = load_bpnet_file(path)
+    else:
+        raise input_error(
+            spec, "--model", "unrecognised model format",
+            "pass a genocl model dir, a gReLU .ckpt, an enformer-pytorch dir or a bpnet-lite .torch/.pt",
+        )
+    model.eval()
+    return model
+
+
+def _load_genocl_dir(path: Path) -> GenoclLightningModel:
+    from safetensors.torch import load_file
+
+    try:
+        config = read_config(path)
+        model = GenoclLightningModel(dict(config["model_params"]), dict(config["train_params"]))
+        model.data_params = config["data_params"]
+        state = load_file(str(path / "model.safetensors"))
+        model.model.load_state_dict(state)
+    except FileNotFoundError as err:
+        raise input_error(path, "model", f"missing {Path(err.filename).name}", "re-run the update or publish") from None
+    except Exception as err:
+        raise input_error(
+            path, "model", f"corrupted or incompatible checkpoint ({type(err).__name__})",
+            "re-create it; genocl never loads a partial model",
+        ) from None
+    model.genocl_config = config
+    return model
+
+
+def load_grelu_checkpoint(path: str | os.PathLike) -> GenoclLightningModel:
+    """Load a gReLU ``LightningModel`` checkpoint (``.ckpt``).
+
+    gReLU checkpoints hold numpy objects, so they need ``weights_only=False`` under torch
+    >= 2.6, i.e. they are pickles: load only checkpoints you trust.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        hparams = ckpt["hyper_parameters"]
+        model = GenoclLightningModel(dict(hparams["model_params"]), dict(hparams.get("train_params", {})))
+        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        model.model.load_state_dict(state)
+    except Exception as err:
+        raise input_error(
+            path, "checkpoint", f"not a loadable gReLU checkpoint ({type(err).__name__})",
+            "pass a .ckpt written by grelu's LightningModel",
+        ) from None
+    data_params = dict(ckpt.get("data_params") or {})
+    tasks = data_params.get("tasks") or {}
+    data_params["tasks"] = {"name": list(tasks.get("name", []))} if tasks else {}
+    data_params.setdefault("train", {})
+    if "bin_size" not in data_params["train"] and "n_conv" in model.model_params:
+        data_params["train"]["bin_size"] = 2 ** int(model.model_params["n_conv"])
+    data_params["arch"] = "enformer" if "Enformer" in model.model_params["model_type"] else "grelu"
+    model.data_params = data_params
+    return model
+
+
+def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
+                              seq_len: int | None = None) -> GenoclLightningModel:
+    """Load an enformer-pytorch ``save_pretrained`` / ``from_pretrained`` directory offline."""
+    from enformer_pytorch import Enformer
+
+    try:
+        enformer = Enformer.from_pretrained(str(path), local_files_only=True)
+    except Exception as err:
+        raise input_error(
+            path, "config.json", f"not an enformer-pytorch directory ({type(err).__name__})",
+            "pass a directory written by Enformer.save_pretrained",
+        ) from None
+    hparams = enformer.config.to_dict()
+    hparams = {k: hparams[k] for k in (
+        "dim", "depth", "heads", "output_heads", "target_length", "attn_dim_key", "dropout_rate",
+        "attn_dropout", "pos_dropout", "use_checkpointing", "use_convnext", "num_downsamples",
+        "dim_divisible_by", "use_tf_gamma") if k in hparams}
+    model = GenoclLightningModel(
+        {"model_type": "EnformerPytorchTracks", "hparams": hparams, "head": head},
+        {"task": "regression", "loss": "poisson"},
+    )
+    model.model.enformer.load_state_dict(enformer.state_dict())
+    n_down = int(hparams.get("num_downsamples", 7))
+    target = int(hparams.get("target_length", 896))
+    model.data_params = {
+        "tasks": {"name": [f"{head}_{i}" for i in range(model.model.head.n_tasks)]},
+        "train": {"seq_len": int(seq_len or target * 2 ** n_down * 2), "bin_size": 2 ** n_down},
+        "arch": "enformer",
+    }
+    return model
+
+
+def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> GenoclLightningModel:
+    """Load a bpnet-lite saved model or a ProCapNet fold state dict.
+
+    A whole saved ``BPNet`` is unpickled with ``weights_only=True`` and an allow-list of the
+    bpnet-lite and torch classes it contains, so no arbitrary code runs.
+    """
+    from bpnetlite.bpnet import BPNet
+    from bpnetlite.logging import Logger
+
+    allowed = [BPNet, Logger, nn.Conv1d, nn.Linear, nn.ModuleList, nn.ReLU]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise input_error(
+            path, "weights", f"not a bpnet-lite model or state dict ({type(err).__name__})",
+            "pass a file written by torch.save(bpnet) or torch.save(bpnet.state_dict())",
+        ) from None
+    state = obj.state_dict() if isinstance(obj, nn.Module) else obj
+    if not isinstance(state, dict) or "iconv.weight" not in state:
+        raise input_error(path, "weights", "no BPNet weights (iconv.weight missing)",
+                          "pass a BPNet / ProCapNet state dict")
+    n_filters = state["iconv.weight"].shape[0]
+    n_layers = len([k for k in state if k.startswith("rconvs.") and k.endswith(".weight")])
+    n_outputs = state["fconv.weight"].shape[0]
+    n_control = state["fconv.weight"].shape[1] - n_filters
+    trimming = getattr(obj, "trimming", None)
+    params = {"model_type": "ProCapNetBPNet", "n_filters": int(n_filters), "n_layers": int(n_layers),
+              "n_outputs": int(n_outputs), "n_control_tracks": int(n_control),
+              "trimming": int(trimming) if trimming is not None else None}
+    if n_control:
+        raise input_error(path, "weights", f"{n_control} control tracks",
+                          "genocl supports ProCapNet-style BPNets without control tracks")
+    model = GenoclLightningModel(params, {"task": "regression", "loss": "procapnet"})
+    model.model.bpnet.load_state_dict(state)
+    trim = model.model.bpnet.trimming
+    model.data_params = {
+        "tasks": {"name": ["plus", "minus"][:n_outputs] if n_outputs <= 2 else
+                  [f"track_{i}" for i in range(n_outputs)]},
+        "train": {"seq_len": int(seq_len or 2 * trim + 1000), "bin_size": 1},
+        "arch": "procapnet",
+    }
+    return model

@@ -1,0 +1,506 @@
+"""Perturbation screens as AnnData (.h5ad): the layout, its validation and converters.
+
+Two assays, told apart by ``uns["assay"]``; every row (obs) is one perturbation and its
+measured effect. The layouts are documented in ``docs/screen_format.md``.
+
+``assay="mpra"`` (saturation mutagenesis / MPRA)
+    obs: ``element`` (str), ``pos`` (0-based position in the element), ``ref``, ``alt``
+    (``"-"`` = deletion of ``ref``), ``effect`` (measured log2 variant effect, alt vs ref);
+    optional ``pvalue``, ``chrom``, ``genomic_pos``, ``barcodes``.
+    uns: ``element_sequences`` (element name -> reference sequence); optional ``source``,
+    ``genome``, ``group``.
+
+``assay="crispri"`` (CRISPRi enhancer screens)
+    obs: ``gene``, ``tss_chrom``, ``tss_pos`` (0-based), ``tss_strand`` (``+``/``-``/``.``),
+    ``elements`` (``chr:start-end`` 0-based half-open, several joined by ``;`` for a
+    combinatorial perturbation), ``effect`` (measured log2 fold change of expression);
+    optional ``effect_se``, ``pvalue``, ``significant``, ``dataset``.
+    uns: ``sequence_source``: ``"bundled"`` (genocl's bundled hg38 windows) or a FASTA path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genocl_plugin.errors import GenoclInputError, input_error
+from genocl_plugin.fileio import atomic_path
+
+ASSAYS = ("mpra", "crispri")
+MPRA_COLUMNS = ("element", "pos", "ref", "alt", "effect")
+CRISPRI_COLUMNS = ("gene", "tss_chrom", "tss_pos", "tss_strand", "elements", "effect")
+
+# Kircher et al. 2019 element groups used for the bundled screens. One experiment per
+# underlying sequence (LDLR not LDLR.2, PKLR-24h not -48h, TERT-HEK only, SORT1 only,
+# ZRSh-13 not h2) so that holding out an element cannot leak its replicate into training.
+KIRCHER_ENHANCERS = (
+    "BCL11A", "IRF4", "IRF6", "MYCrs6983267", "MYCrs11986220", "RET",
+    "SORT1", "TCF7L2", "UC88", "ZFAND3", "ZRSh-13",
+)
+KIRCHER_PROMOTERS = (
+    "F9", "FOXE1", "GP1BA", "HBB", "HBG1", "HNF4A", "LDLR", "MSMB", "PKLR-24h", "TERT-HEK",
+)
+_INTERVAL = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>\d+)-(?P<end>\d+)$")
+
+
+def parse_interval(text: str) -> tuple[str, int, int]:
+    """Parse ``chr:start-end`` (0-based, half-open) into ``(chrom, start, end)``."""
+    match = _INTERVAL.match(text.strip())
+    if match is None:
+        raise ValueError(f"not an interval chr:start-end: {text!r}")
+    start, end = int(match["start"]), int(match["end"])
+    if end <= start:
+        raise ValueError(f"empty interval: {text!r}")
+    return match["chrom"], start, end
+
+
+def read_screen(path: str | os.PathLike):
+    """Read and validate a screen file.
+
+    Parameters
+    ----------
+    path
+        An ``.h5ad`` file in genocl's screen layout.
+
+    Returns
+    -------
+    anndata.AnnData
+        The validated screen.
+
+    Raises
+    ------
+    GenoclInputError
+        Missing file, unreadable file, or a layout problem (names the field and the fix).
+    """
+    import anndata
+
+    path = Path(path)
+    if not path.exists():
+        raise input_error(path, "--data", "file not found", "pass an existing .h5ad screen")
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as err:  # h5py/anndata raise many types for a corrupt file
+        raise input_error(
+            path, "file", f"not a readable .h5ad ({type(err).__name__})",
+            "write it with anndata or a `genocl screen` converter",
+        ) from None
+    validate_screen(adata, path)
+    return adata
+
+
+def validate_screen(adata, path: str | os.PathLike = "<screen>") -> None:
+    """Check a screen against the layout of its assay.
+
+    Parameters
+    ----------
+    adata
+        The screen.
+    path
+        Its file name, used in error messages.
+
+    Raises
+    ------
+    GenoclInputError
+        The first problem found, naming the field and the fix.
+    """
+    assay = adata.uns.get("assay")
+    if assay not in ASSAYS:
+        raise input_error(
+            path, "uns['assay']", f"is {assay!r}",
+            f"set it to one of {', '.join(ASSAYS)} (see docs/screen_format.md)",
+        )
+    if adata.n_obs == 0:
+        raise input_error(path, "obs", "has no rows", "the screen needs at least one perturbation")
+    required = MPRA_COLUMNS if assay == "mpra" else CRISPRI_COLUMNS
+    for column in required:
+        if column not in adata.obs.columns:
+            raise input_error(
+                path, f"obs['{column}']", f"missing (assay={assay})",
+                f"add the column; required: {', '.join(required)}",
+            )
+    effect = pd.to_numeric(adata.obs["effect"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(effect)
+    if bad.any():
+        first = adata.obs_names[int(np.argmax(bad))]
+        raise input_error(
+            path, "obs['effect']", f"{int(bad.sum())} non-finite values (first: row {first})",
+            "drop those rows or fill in the measured effect",
+        )
+    if assay == "mpra":
+        _validate_mpra(adata, path)
+    else:
+        _validate_crispri(adata, path)
+
+
+def _validate_mpra(adata, path) -> None:
+    sequences = adata.uns.get("element_sequences")
+    if not isinstance(sequences, dict) or not sequences:
+        raise input_error(
+            path, "uns['element_sequences']", "missing or empty",
+            "store a dict element name -> reference sequence",
+        )
+    obs = adata.obs
+    for element in obs["element"].astype(str).unique():
+        if element not in sequences:
+            raise input_error(
+                path, "obs['element']", f"element {element!r} has no sequence",
+                "add it to uns['element_sequences']",
+            )
+    pos = pd.to_numeric(obs["pos"], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(pos).all():
+        raise input_error(path, "obs['pos']", "non-integer positions", "give 0-based integers")
+    for i, (element, p, ref, alt) in enumerate(
+        zip(obs["element"].astype(str), pos.astype(int), obs["ref"].astype(str),
+            obs["alt"].astype(str), strict=True)
+    ):
+        seq = sequences[element]
+        if p < 0 or p + len(ref) > len(seq):
+            raise input_error(
+                path, "obs['pos']",
+                f"row {obs.index[i]}: position {p} is outside element {element} (length {len(seq)})",
+                "positions are 0-based within the element sequence",
+            )
+        if seq[p : p + len(ref)].upper() != ref.upper():
+            raise input_error(
+                path, "obs['ref']",
+                f"row {obs.index[i]}: ref {ref!r} != element {element} sequence "
+                f"{seq[p:p + len(ref)]!r} at pos {p}",
+                "check that pos is 0-based and the element sequence is the reference",
+            )
+        if alt != "-" and not re.fullmatch(r"[ACGTNacgtn]+", alt):
+            raise input_error(
+                path, "obs['alt']", f"row {obs.index[i]}: alt {alt!r} is not a DNA allele",
+                "use A/C/G/T letters, or '-' for a deletion",
+            )
+
+
+def _validate_crispri(adata, path) -> None:
+    from genocl_plugin import reference
+
+    source = adata.uns.get("sequence_source")
+    if not source:
+        raise input_error(
+            path, "uns['sequence_source']", "missing",
+            "set it to 'bundled' or the path of an indexed hg38 FASTA",
+        )
+    obs = adata.obs
+    strands = set(obs["tss_strand"].astype(str))
+    if not strands <= {"+", "-", "."}:
+        raise input_error(path, "obs['tss_strand']", f"values {sorted(strands)}", "use +, - or .")
+    tss_pos = pd.to_numeric(obs["tss_pos"], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(tss_pos).all():
+        raise input_error(path, "obs['tss_pos']", "non-integer positions", "give 0-based integers")
+    genome = None if source == "bundled" else reference.open_fasta(source, field="uns['sequence_source']")
+    for i, (chrom, tss, elements) in enumerate(
+        zip(obs["tss_chrom"].astype(str), tss_pos.astype(int), obs["elements"].astype(str),
+            strict=True)
+    ):
+        try:
+            intervals = [parse_interval(x) for x in elements.split(";")]
+        except ValueError as err:
+            raise input_error(
+                path, "obs['elements']", f"row {obs.index[i]}: {err}",
+                "write elements as chr:start-end, several joined by ';'",
+            ) from None
+        for e_chrom, _, _ in intervals:
+            if e_chrom != chrom:
+                raise input_error(
+                    path, "obs['elements']",
+                    f"row {obs.index[i]}: element on {e_chrom} but TSS on {chrom}",
+                    "silenced elements must be on the TSS's chromosome",
+                )
+        lo = min([tss] + [s for _, s, _ in intervals])
+        hi = max([tss + 1] + [e for _, _, e in intervals])
+        if genome is None:
+            if reference.find_window(chrom, lo, hi) is None:
+                raise input_error(
+                    path, "obs['elements']",
+                    f"row {obs.index[i]}: {chrom}:{lo}-{hi} is outside the bundled hg38 windows",
+                    "set uns['sequence_source'] to your hg38 FASTA",
+                )
+        else:
+            if chrom not in genome:
+                raise input_error(
+                    source, "contig", f"{chrom!r} not in FASTA (row {obs.index[i]})",
+                    "use a FASTA that contains it, or rename contigs to match",
+                )
+            if hi > len(genome[chrom]):
+                raise input_error(
+                    path, "obs['elements']",
+                    f"row {obs.index[i]}: {chrom}:{lo}-{hi} runs past the contig end",
+                    "check the coordinates' genome build",
+                )
+
+
+def write_screen(adata, path: str | os.PathLike, force: bool = False) -> Path:
+    """Validate and write a screen atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    adata
+        The screen.
+    path
+        Destination ``.h5ad``.
+    force
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    validate_screen(adata, path)
+    with atomic_path(path, force=force) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+    return Path(path)
+
+
+def split_by_element(adata, test_fraction: float = 0.25, seed: int = 0, test_elements=None):
+    """Split a screen into train and held-out rows by element, so no element leaks.
+
+    Parameters
+    ----------
+    adata
+        The screen.
+    test_fraction
+        Fraction of elements held out (at least one), when ``test_elements`` is None.
+    seed
+        Seed of the element shuffle.
+    test_elements
+        Explicit held-out elements (overrides ``test_fraction``).
+
+    Returns
+    -------
+    tuple of anndata.AnnData
+        ``(train, test)``, each a copy.
+    """
+    key = "element" if adata.uns["assay"] == "mpra" else "elements"
+    groups = np.array(sorted(adata.obs[key].astype(str).unique()))
+    if test_elements is None:
+        if len(groups) < 2:
+            return adata.copy(), adata[:0].copy()
+        rng = np.random.default_rng(seed)
+        n_test = max(1, int(round(test_fraction * len(groups))))
+        test_elements = rng.permutation(groups)[:n_test]
+    is_test = adata.obs[key].astype(str).isin(set(test_elements)).to_numpy()
+    return adata[~is_test].copy(), adata[is_test].copy()
+
+
+def subsample_per_element(adata, max_per_element: int | None, seed: int = 0):
+    """Keep at most ``max_per_element`` rows of each element (random, seeded)."""
+    if not max_per_element:
+        return adata
+    key = "element" if adata.uns["assay"] == "mpra" else "elements"
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, idx in adata.obs.groupby(adata.obs[key].astype(str), observed=True).indices.items():
+        idx = np.asarray(idx)
+        keep.extend(rng.choice(idx, size=min(len(idx), max_per_element), replace=False))
+    return adata[np.sort(np.array(keep, dtype=int))].copy()
+
+
+def read_fasta_records(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
+    """Read a small (optionally gzipped) FASTA into ``{name: (header, sequence)}``."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    records: dict[str, tuple[str, str]] = {}
+    name, header, chunks = None, "", []
+    with opener(path, "rt") as handle:
+        for line in handle:
+            line = line.strip()
+            if line.startswith(">"):
+                if name is not None:
+                    records[name] = (header, "".join(chunks))
+                header = line[1:]
+                name, chunks = header.split()[0], []
+            elif line:
+                chunks.append(line)
+    if name is not None:
+        records[name] = (header, "".join(chunks))
+    return records
+
+
+def from_satmut(
+    table: str | os.PathLike,
+    fasta: str | os.PathLike,
+    elements: list[str] | tuple[str, ...] | None = None,
+    release: str = "GRCh38",
+    max_per_element: int | None = None,
+    seed: int = 0,
+):
+    """Convert the Kircher et al. 2019 saturation-mutagenesis table to an MPRA screen.
+
+    Parameters
+    ----------
+    table
+        ``elements.tsv.gz`` (columns Chrom Pos Ref Alt Barcodes DNA RNA Coefficient pValue
+        Element Release).
+    fasta
+        Element reference sequences; headers ``NAME chrom:start-end ...`` with 1-based,
+        inclusive coordinates (``DERIVED_element_reference_sequences_GRCh38.fa``).
+    elements
+        Element names to keep (default: all in the FASTA).
+    release
+        Genome release rows to keep.
+    max_per_element
+        Subsample each element to at most this many variants.
+    seed
+        Subsampling seed.
+
+    Returns
+    -------
+    anndata.AnnData
+        A validated ``assay="mpra"`` screen.
+    """
+    import anndata
+
+    records = read_fasta_records(fasta)
+    coords = {}
+    for name, (header, seq) in records.items():
+        fields = header.split()
+        if len(fields) < 2 or parse_interval_1based(fields[1]) is None:
+            raise input_error(fasta, "header", f"{header!r} has no chrom:start-end", "use NAME chr:start-end")
+        coords[name] = parse_interval_1based(fields[1])
+    wanted = list(elements) if elements else list(records)
+    for name in wanted:
+        if name not in records:
+            raise input_error(fasta, "element", f"{name!r} not in the FASTA", f"choose from {sorted(records)}")
+    try:
+        df = pd.read_csv(table, sep="\t", dtype={"Chrom": str, "Ref": str, "Alt": str})
+    except Exception as err:
+        raise input_error(table, "file", f"unreadable TSV ({type(err).__name__})", "pass elements.tsv.gz") from None
+    needed = ["Chrom", "Pos", "Ref", "Alt", "Coefficient", "pValue", "Element", "Release"]
+    for column in needed:
+        if column not in df.columns:
+            raise input_error(table, column, "column missing", f"the table needs {', '.join(needed)}")
+    df = df[(df["Release"] == release) & df["Element"].isin(wanted)]
+    df = df.dropna(subset=["Pos", "Ref", "Alt", "Coefficient"])
+    rows = []
+    for element, chrom_pos, ref, alt, coef, pval, barcodes in zip(
+        df["Element"], df["Pos"].astype(int), df["Ref"], df["Alt"], df["Coefficient"],
+        df["pValue"], df.get("Barcodes", pd.Series(np.nan, index=df.index)), strict=True,
+    ):
+        chrom, start1, _ = coords[element]
+        rows.append({
+            "element": element, "pos": chrom_pos - start1, "ref": ref, "alt": alt,
+            "effect": float(coef), "pvalue": float(pval), "chrom": chrom,
+            "genomic_pos": int(chrom_pos), "barcodes": float(barcodes),
+        })
+    if not rows:
+        raise input_error(table, "Element", f"no {release} rows for {wanted}", "check element names and release")
+    obs = pd.DataFrame(rows)
+    obs.index = [f"{r.element}:{r.genomic_pos}:{r.ref}>{r.alt}" for r in obs.itertuples()]
+    obs = obs[~obs.index.duplicated()]
+    obs["element"] = obs["element"].astype("category")
+    adata = anndata.AnnData(obs=obs)
+    adata.uns["assay"] = "mpra"
+    adata.uns["genome"] = release
+    adata.uns["element_sequences"] = {name: records[name][1].upper() for name in wanted}
+    adata.uns["element_coordinates"] = {
+        name: f"{coords[name][0]}:{coords[name][1] - 1}-{coords[name][2]}" for name in wanted
+    }
+    adata.uns["source"] = (
+        f"Kircher et al. 2019 saturation mutagenesis MPRA ({Path(table).name}, {release}); "
+        f"converted by `genocl screen from-satmut`"
+    )
+    adata = subsample_per_element(adata, max_per_element, seed=seed)
+    validate_screen(adata, table)
+    return adata
+
+
+def parse_interval_1based(text: str) -> tuple[str, int, int] | None:
+    """Parse ``chr:start-end`` with 1-based inclusive coordinates; None if malformed."""
+    match = _INTERVAL.match(text.strip())
+    if match is None:
+        return None
+    return match["chrom"], int(match["start"]), int(match["end"])
+
+
+def from_crispri(
+    table: str | os.PathLike,
+    sequence_source: str = "bundled",
+    datasets: list[str] | None = None,
+):
+    """Convert an EngreitzLab CRISPRi benchmark TSV to a CRISPRi screen.
+
+    Keeps the element-gene pairs whose element and TSS both lie inside the sequence source.
+    ``EffectSize`` (fractional change of expression) becomes ``effect = log2(1 + EffectSize)``.
+
+    Parameters
+    ----------
+    table
+        ``EPCrisprBenchmark_*.tsv.gz`` (columns chrom chromStart chromEnd EffectSize chrTSS
+        startTSS endTSS measuredGeneSymbol ...).
+    sequence_source
+        ``"bundled"`` (genocl's 65 hg38 windows) or the path of an hg38 FASTA.
+    datasets
+        Keep only these values of the ``Dataset`` column.
+
+    Returns
+    -------
+    anndata.AnnData
+        A validated ``assay="crispri"`` screen.
+    """
+    import anndata
+
+    from genocl_plugin import reference
+
+    try:
+        df = pd.read_csv(table, sep="\t")
+    except Exception as err:
+        raise input_error(table, "file", f"unreadable TSV ({type(err).__name__})", "pass an EPCrisprBenchmark TSV") from None
+    needed = ["chrom", "chromStart", "chromEnd", "EffectSize", "chrTSS", "startTSS", "measuredGeneSymbol"]
+    for column in needed:
+        if column not in df.columns:
+            raise input_error(table, column, "column missing", f"the table needs {', '.join(needed)}")
+    if datasets:
+        df = df[df["Dataset"].isin(datasets)]
+    df = df.dropna(subset=["EffectSize", "chromStart", "chromEnd", "startTSS"])
+    df = df[df["EffectSize"] > -1]  # log2(1 + x) needs x > -1
+    genome = None if sequence_source == "bundled" else reference.open_fasta(sequence_source, field="--fasta")
+    keep = []
+    for idx, row in df.iterrows():
+        if row["chrom"] != row["chrTSS"]:
+            continue
+        lo = min(int(row["chromStart"]), int(row["startTSS"]))
+        hi = max(int(row["chromEnd"]), int(row["startTSS"]) + 1)
+        if genome is None:
+            inside = reference.find_window(row["chrom"], lo, hi) is not None
+        else:
+            inside = row["chrom"] in genome and hi <= len(genome[row["chrom"]])
+        if inside:
+            keep.append(idx)
+    if not keep:
+        raise GenoclInputError(
+            f"{table}: no element-gene pair lies inside {sequence_source!r}; fix: pass --fasta with "
+            "an hg38 FASTA covering the pairs (the bundled windows cover only a few)"
+        )
+    df = df.loc[keep]
+    obs = pd.DataFrame({
+        "gene": df["measuredGeneSymbol"].astype(str).to_numpy(),
+        "tss_chrom": df["chrTSS"].astype(str).to_numpy(),
+        "tss_pos": df["startTSS"].astype(int).to_numpy(),
+        "tss_strand": ".",
+        "elements": [f"{c}:{int(s)}-{int(e)}" for c, s, e in zip(df["chrom"], df["chromStart"], df["chromEnd"], strict=True)],
+        "effect": [math.log2(1.0 + x) for x in df["EffectSize"]],
+        "effect_size_raw": df["EffectSize"].astype(float).to_numpy(),
+    })
+    for src, dst in [("pValueAdjusted", "pvalue"), ("Significant", "significant"), ("Dataset", "dataset"), ("name", "pair")]:
+        if src in df.columns:
+            obs[dst] = df[src].astype(str if dst in ("significant", "dataset", "pair") else float).to_numpy()
+    obs.index = [f"{g}|{e}" for g, e in zip(obs["gene"], obs["elements"], strict=True)]
+    adata = anndata.AnnData(obs=obs)
+    adata.uns["assay"] = "crispri"
+    adata.uns["genome"] = "GRCh38"
+    adata.uns["sequence_source"] = str(sequence_source)
+    adata.uns["source"] = (
+        f"EngreitzLab CRISPR_comparison benchmark ({Path(table).name}); effect = log2(1 + EffectSize); "
+        "converted by `genocl screen from-crispri`"
+    )
+    validate_screen(adata, table)
+    return adata

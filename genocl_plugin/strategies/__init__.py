@@ -1,0 +1,1 @@
+"""Continual-learning strategies: one module per strategy, each a Lightning callback or datamodule."""

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests never touch the user's HOME (kipoi writes ~/.kipoi on import)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="genocl-test-home-")
+os.environ["HOME"] = _HOME
+os.environ["MPLCONFIGDIR"] = os.path.join(_HOME, ".mpl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """tests/data: small real fixtures, each with its source named in tests/data/README.md."""
+    return DATA
+
+
+@pytest.fixture()
+def tiny_enformer():
+    """An untrained gReLU EnformerModel small enough for CPU tests (512-bp input, 32-bp bins)."""
+    from genocl_plugin.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("enformer", seq_len=512, task_names=[f"t{i}" for i in range(74)])
+
+
+@pytest.fixture()
+def tiny_procapnet():
+    """An untrained ProCapNet-layout BPNet (8 filters, 3 layers, 352 bp in -> 256 bp out)."""
+    from genocl_plugin.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("procapnet", seq_len=352, task_names=["plus", "minus"],
+                       model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
