@@ -25,8 +25,8 @@ import torch
 from grelu.lightning import LightningModel
 from torch import nn
 
-from genocl_plugin.errors import input_error
-from genocl_plugin.fileio import atomic_dir
+from genocl_plugin.errors import GenoclInputError, input_error
+from genocl_plugin.fileio import atomic_dir, sha256sum
 
 BUNDLED_MODELS = {
     "enformer": Path(__file__).parent / "bundled" / "enformer_mini",
@@ -138,6 +138,32 @@ class GenoclLightningModel(LightningModel):
         else:
             super().initialize_activation()
 
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """gReLU's step for ``(x, y)`` batches; the perturbation objective for dict batches.
+
+        gReLU's ``training_step`` has no hook for extra loss terms, so this is where
+        strategy callbacks add theirs: every callback with a ``loss_term(pl_module, batch)``
+        method contributes to the loss (EWC penalties, replay, distillation, ...).
+        """
+        if isinstance(batch, dict):
+            from genocl_plugin.objectives import effect_loss, predicted_effects
+
+            loss = effect_loss(predicted_effects(self, batch), batch["effect"])
+        else:
+            x, y = batch
+            loss = self.loss(self.forward(x, logits=True), y)
+        self.log("task_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=_batch_size(batch))
+        trainer = getattr(self, "_trainer", None)
+        for callback in (trainer.callbacks if trainer is not None else []):
+            term = getattr(callback, "loss_term", None)
+            if term is not None:
+                extra = term(self, batch)
+                if extra is not None:
+                    loss = loss + extra
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=_batch_size(batch))
+        return loss
+
     @property
     def seq_len(self) -> int:
         """Input length the model was trained on (bp)."""
@@ -146,7 +172,7 @@ class GenoclLightningModel(LightningModel):
     @property
     def bin_size(self) -> int:
         """bp per output position."""
-        return int(self.data_params.get("train", {}).get("bin_size", 1))
+        return int(self.data_params.get("train", {}).get("bin_size") or 1)
 
     @property
     def task_names(self) -> list[str]:
@@ -163,6 +189,10 @@ class GenoclLightningModel(LightningModel):
         """Number of output positions for an input of ``seq_len`` bp."""
         if self.model_params["model_type"] == "ProCapNetBPNet":
             return seq_len - 2 * self.model.bpnet.trimming
+        if self.model_params["model_type"] == "EnformerPytorchTracks":
+            # enformer-pytorch centre-crops its output to target_length bins (-1: no crop).
+            target = int(self.model_params["hparams"].get("target_length", 896))
+            return target if target > 0 else seq_len // self.bin_size
         crop = int(self.model_params.get("crop_len", 0))
         return seq_len // self.bin_size - 2 * crop
 
@@ -223,7 +253,9 @@ def build_model(arch: str, task_names: list[str] | None = None, seq_len: int | N
                  "count_loss_weight": 100.0}
         seq_len, bin_size = seq_len or PROCAPNET_MINI_SEQ_LEN, 1
     else:
-        raise input_error("--model", "architecture", f"unknown {arch!r}", "use enformer or procapnet")
+        raise input_error(
+            "--model", "architecture", f"unknown {arch!r}", "use enformer or procapnet"
+        )
     train.update(train_params or {})
     model = GenoclLightningModel(dict(params), dict(train))
     n_tasks = model.model.head.n_tasks
@@ -267,6 +299,8 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
     state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
     with atomic_dir(path, force=force) as tmp:
         save_file(state, str(tmp / "model.safetensors"))
+        # The checksum lets load_model refuse a tampered or truncated weights file.
+        config["weights_sha256"] = sha256sum(tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     return Path(path)
 
@@ -338,7 +372,8 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
     else:
         raise input_error(
             spec, "--model", "unrecognised model format",
-            "pass a genocl model dir, a gReLU .ckpt, an enformer-pytorch dir or a bpnet-lite .torch/.pt",
+            "pass a genocl model dir, a gReLU .ckpt, an enformer-pytorch dir "
+            "or a bpnet-lite .torch/.pt",
         )
     model.eval()
     return model
@@ -349,12 +384,22 @@ def _load_genocl_dir(path: Path) -> GenoclLightningModel:
 
     try:
         config = read_config(path)
+        expected = config.get("weights_sha256")
+        if expected and sha256sum(path / "model.safetensors") != expected:
+            raise input_error(
+                path / "model.safetensors", "weights", "SHA-256 differs from config.json",
+                "the file was modified or truncated; re-create or re-download the model",
+            )
         model = GenoclLightningModel(dict(config["model_params"]), dict(config["train_params"]))
         model.data_params = config["data_params"]
         state = load_file(str(path / "model.safetensors"))
         model.model.load_state_dict(state)
     except FileNotFoundError as err:
-        raise input_error(path, "model", f"missing {Path(err.filename).name}", "re-run the update or publish") from None
+        raise input_error(
+            path, "model", f"missing {Path(err.filename).name}", "re-run the update or publish"
+        ) from None
+    except GenoclInputError:
+        raise
     except Exception as err:
         raise input_error(
             path, "model", f"corrupted or incompatible checkpoint ({type(err).__name__})",
@@ -373,8 +418,10 @@ def load_grelu_checkpoint(path: str | os.PathLike) -> GenoclLightningModel:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         hparams = ckpt["hyper_parameters"]
-        model = GenoclLightningModel(dict(hparams["model_params"]), dict(hparams.get("train_params", {})))
-        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        model = GenoclLightningModel(dict(hparams["model_params"]),
+                                     dict(hparams.get("train_params", {})))
+        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items()
+                 if k.startswith("model.")}
         model.model.load_state_dict(state)
     except Exception as err:
         raise input_error(
@@ -384,8 +431,9 @@ def load_grelu_checkpoint(path: str | os.PathLike) -> GenoclLightningModel:
     data_params = dict(ckpt.get("data_params") or {})
     tasks = data_params.get("tasks") or {}
     data_params["tasks"] = {"name": list(tasks.get("name", []))} if tasks else {}
-    data_params.setdefault("train", {})
-    if "bin_size" not in data_params["train"] and "n_conv" in model.model_params:
+    data_params["train"] = dict(data_params.get("train") or {})
+    # gReLU records the dataset's bin_size, which is None for unbinned labels.
+    if data_params["train"].get("bin_size") is None and "n_conv" in model.model_params:
         data_params["train"]["bin_size"] = 2 ** int(model.model_params["n_conv"])
     data_params["arch"] = "enformer" if "Enformer" in model.model_params["model_type"] else "grelu"
     model.data_params = data_params
@@ -416,9 +464,16 @@ def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
     model.model.enformer.load_state_dict(enformer.state_dict())
     n_down = int(hparams.get("num_downsamples", 7))
     target = int(hparams.get("target_length", 896))
+    if seq_len is None:
+        # Enformer's own input (196,608 bp = 1,536 bins, cropped to 896); otherwise twice the
+        # target in bins, so the crop is symmetric ((bins - target) even).
+        if (target == 896 and n_down == 7) or target <= 0:
+            seq_len = 196_608
+        else:
+            seq_len = (2 * target + target % 2) * 2 ** n_down
     model.data_params = {
         "tasks": {"name": [f"{head}_{i}" for i in range(model.model.head.n_tasks)]},
-        "train": {"seq_len": int(seq_len or target * 2 ** n_down * 2), "bin_size": 2 ** n_down},
+        "train": {"seq_len": int(seq_len), "bin_size": 2 ** n_down},
         "arch": "enformer",
     }
     return model
@@ -451,8 +506,9 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> Geno
     n_outputs = state["fconv.weight"].shape[0]
     n_control = state["fconv.weight"].shape[1] - n_filters
     trimming = getattr(obj, "trimming", None)
-    params = {"model_type": "ProCapNetBPNet", "n_filters": int(n_filters), "n_layers": int(n_layers),
-              "n_outputs": int(n_outputs), "n_control_tracks": int(n_control),
+    params = {"model_type": "ProCapNetBPNet", "n_filters": int(n_filters),
+              "n_layers": int(n_layers), "n_outputs": int(n_outputs),
+              "n_control_tracks": int(n_control),
               "trimming": int(trimming) if trimming is not None else None}
     if n_control:
         raise input_error(path, "weights", f"{n_control} control tracks",
@@ -467,3 +523,9 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> Geno
         "arch": "procapnet",
     }
     return model
+
+
+def _batch_size(batch) -> int:
+    if isinstance(batch, dict):
+        return int(batch["effect"].shape[0])
+    return int(batch[0].shape[0])

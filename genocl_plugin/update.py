@@ -1,0 +1,233 @@
+"""``genocl update``: update a model on a screen and measure what it learned and forgot.
+
+screen -> objective -> pytorch_lightning training (gReLU LightningModel + strategy
+callbacks) -> checkpoint -> evaluation -> run directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from genocl_plugin import evaluate, objectives, screens
+from genocl_plugin.errors import input_error
+from genocl_plugin.fileio import atomic_dir, sha256sum
+from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
+
+BUNDLED_SCREENS = {
+    "enformer": Path(__file__).parent / "bundled" / "mpra_enhancers.h5ad",
+    "procapnet": Path(__file__).parent / "bundled" / "mpra_promoters.h5ad",
+}
+# Subsampling of the bundled screens so the default update finishes in < 3 min on 2 cores.
+BUNDLED_MAX_TRAIN = 256
+BUNDLED_MAX_EVAL = 192
+
+
+@dataclass
+class UpdateConfig:
+    """Everything an update needs; stored with the run as its hyperparameters."""
+
+    model: str = "enformer"
+    data: str | None = None
+    strategy: str = "finetune"
+    epochs: int = 1
+    batch_size: int = 16
+    lr: float = 1e-4
+    max_train: int | None = None
+    max_eval: int | None = None
+    holdout: float = 0.25
+    silencing: str = "shuffle"
+    retention_crops: int = 96
+    seed: int = 0
+    strategy_params: dict = field(default_factory=dict)
+
+
+def default_screen(model) -> Path:
+    """The bundled screen that goes with a model's architecture."""
+    return BUNDLED_SCREENS.get(model.data_params.get("arch", "enformer"), BUNDLED_SCREENS["enformer"])
+
+
+def prepare_screen(config: UpdateConfig, model):
+    """Read, split (by element) and subsample the screen.
+
+    Returns
+    -------
+    tuple
+        ``(path, train, test)`` AnnData screens.
+    """
+    path = Path(config.data) if config.data else default_screen(model)
+    screen = screens.read_screen(path)
+    train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
+    bundled = config.data is None
+    max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
+    max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
+    train = _subsample(train, max_train, config.seed)
+    test = _subsample(test, max_eval, config.seed + 1)
+    if train.n_obs == 0:
+        raise input_error(path, "obs", "no training rows after the element hold-out",
+                          "use a screen with more elements or --holdout 0")
+    return path, train, test
+
+
+def _subsample(adata, n: int | None, seed: int):
+    if not n or adata.n_obs <= n:
+        return adata
+    idx = np.sort(np.random.default_rng(seed).choice(adata.n_obs, n, replace=False))
+    return adata[idx].copy()
+
+
+@torch.no_grad()
+def predict_screen_effects(model, dataset: objectives.PerturbationDataset, batch_size: int = 16) -> np.ndarray:
+    """Predicted log2 effects for every row of a perturbation dataset."""
+    if len(dataset) == 0:
+        return np.zeros(0)
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_perturbations)
+    return np.concatenate([objectives.predicted_effects(model, b).cpu().numpy() for b in loader])
+
+
+def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
+                    callbacks: list, trainer_kwargs: dict | None = None):
+    """Fit the model on the perturbation objective with a pytorch_lightning Trainer.
+
+    Parameters
+    ----------
+    model
+        A GenoclLightningModel (its ``training_step`` handles perturbation batches and adds
+        the strategy callbacks' loss terms).
+    dataset
+        Training perturbations.
+    config
+        Epochs, batch size, learning rate, seed.
+    callbacks
+        Strategy callbacks.
+    trainer_kwargs
+        Extra ``pytorch_lightning.Trainer`` arguments (devices, strategy, num_nodes, ...).
+
+    Returns
+    -------
+    pytorch_lightning.Trainer
+    """
+    import pytorch_lightning as pl
+
+    pl.seed_everything(config.seed, workers=True)
+    model.train_params["lr"] = config.lr
+    model.train_params["logger"] = None
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                        collate_fn=objectives.collate_perturbations)
+    trainer = pl.Trainer(
+        max_epochs=config.epochs, accelerator="cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=list(callbacks), **(trainer_kwargs or {}),
+    )
+    trainer.fit(model, train_dataloaders=loader)
+    model.eval()
+    return trainer
+
+
+def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False,
+               trainer_kwargs: dict | None = None) -> dict:
+    """Update a model on a screen; write ``model/``, ``metrics.json``, ``report.png``.
+
+    Parameters
+    ----------
+    config
+        The update settings.
+    out
+        The run directory (written atomically; an existing one needs ``force``).
+    force
+        Replace an existing run directory.
+    trainer_kwargs
+        Extra Trainer arguments.
+
+    Returns
+    -------
+    dict
+        ``report`` (the forgetting report) and ``run`` (the run directory).
+    """
+    from genocl_plugin.strategies import resolve_strategies
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
+    callbacks = resolve_strategies(config.strategy, **config.strategy_params)
+    model = load_model(config.model)
+    parent_dir = resolve_model_dir(config.model)
+    parent_config = read_config(parent_dir) if parent_dir is not None else {}
+    base = copy.deepcopy(model).eval()
+
+    screen_path, train, test = prepare_screen(config, model)
+    train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path))
+    test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path))
+    can_retain = _has_reference_tracks(model)
+
+    before_test = predict_screen_effects(base, test_set)
+    before_train = predict_screen_effects(base, train_set)
+    ref_base = evaluate.reference_predictions(base, "test", max_crops=config.retention_crops) if can_retain else None
+
+    train_on_screen(model, train_set, config, callbacks, trainer_kwargs)
+
+    after_test = predict_screen_effects(model, test_set)
+    after_train = predict_screen_effects(model, train_set)
+    measured_test, measured_train = test_set.effect, train_set.effect
+    if can_retain:
+        ref_new, target = evaluate.reference_predictions(model, "test", max_crops=config.retention_crops)
+        retained = evaluate.retention(ref_base[0], ref_new, target)
+    else:
+        retained = dict.fromkeys(("pearson_before", "pearson_after", "retention_ratio",
+                                  "drift_pearson", "drift_rel_l2"), float("nan"))
+    report = evaluate.forgetting_report(
+        evaluate.effect_metrics(before_test, measured_test),
+        evaluate.effect_metrics(after_test, measured_test), retained,
+    )
+    report["new_task"]["train_before"] = evaluate.effect_metrics(before_train, measured_train)
+    report["new_task"]["train_after"] = evaluate.effect_metrics(after_train, measured_train)
+    report["split"] = {
+        "train_elements": sorted(set(train_set.groups)), "test_elements": sorted(set(test_set.groups)),
+        "n_train": len(train_set), "n_test": len(test_set),
+    }
+
+    screen_hash = sha256sum(screen_path)
+    lineage = list(parent_config.get("lineage", []))
+    lineage.append({
+        "step": "update", "parent": str(config.model), "screen": str(screen_path),
+        "screen_sha256": screen_hash, "strategy": config.strategy,
+        "hyperparameters": asdict(config),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "metrics": {"new_task_pearson_after": report["new_task"]["after"]["pearson"],
+                    "retention_pearson_after": retained["pearson_after"]},
+    })
+    screens_seen = list(parent_config.get("screens_seen", [])) + [
+        {"path": str(screen_path), "sha256": screen_hash, "assay": train.uns["assay"]}]
+    base_name = parent_config.get("name", str(config.model))
+    with atomic_dir(out, force=force) as tmp:
+        save_model(model, tmp / "model", extra={
+            "name": f"{base_name}+{Path(screen_path).stem}", "lineage": lineage,
+            "screens_seen": screens_seen, "strategy": config.strategy, "metrics": report,
+            "test_metrics": parent_config.get("test_metrics", {}),
+        })
+        evaluate.write_json({"config": asdict(config), **report, "lineage": lineage}, tmp / "metrics.json")
+        evaluate.plot_report(report, {"measured": measured_test, "pred_before": before_test,
+                                      "pred_after": after_test}, tmp / "report.png")
+        _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)
+    return {"report": report, "run": out}
+
+
+def _has_reference_tracks(model) -> bool:
+    arch = model.data_params.get("arch")
+    n = len(model.task_names)
+    return (arch == "enformer" and n == 74 and model.bin_size == 32) or (arch == "procapnet" and n == 2)
+
+
+def _write_effects(path: Path, dataset, before: np.ndarray, after: np.ndarray) -> None:
+    lines = ["id\telement\tmeasured\tpredicted_before\tpredicted_after"]
+    for name, group, m, b, a in zip(dataset.names, dataset.groups, dataset.effect, before, after, strict=True):
+        lines.append(f"{name}\t{group}\t{m:.5f}\t{b:.5f}\t{a:.5f}")
+    path.write_text("\n".join(lines) + "\n")

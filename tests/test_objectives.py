@@ -1,0 +1,131 @@
+"""The perturbation objectives' math, checked by hand on small cases."""
+
+from __future__ import annotations
+
+import math
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from genocl_plugin import objectives, reference
+
+
+class CountAModel(nn.Module):
+    """log coverage = log(1 + number of A bases in the input), one track, 4 output bins.
+
+    Its predicted MPRA effect of a variant is therefore known in closed form.
+    """
+
+    task_names = ["CAGE:fake", "RNA:other"]
+    bin_size = 1
+    seq_len = 64
+
+    def output_length(self, seq_len: int) -> int:
+        return seq_len
+
+    def forward(self, x: torch.Tensor, logits: bool = True) -> torch.Tensor:
+        n_a = x[:, 0].sum(-1)  # (B,)
+        per_pos = torch.log1p(n_a)[:, None, None] - math.log(x.shape[-1])
+        # track 0 carries the signal spread over positions; track 1 is a constant decoy
+        return torch.cat([per_pos.expand(-1, 1, x.shape[-1]), torch.zeros(x.shape[0], 1, x.shape[-1])], 1)
+
+
+def test_activity_is_logsumexp_over_tracks_and_window():
+    log_cov = torch.log(torch.tensor([[[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]]]))
+    mask = torch.tensor([True, False])
+    got = objectives.activity(log_cov, mask, torch.tensor([1]), torch.tensor([3]))
+    assert got.item() == pytest.approx(math.log(2.0 + 3.0))
+    both = objectives.activity(log_cov, torch.tensor([True, True]), torch.tensor([0]), torch.tensor([4]))
+    assert both.item() == pytest.approx(math.log(110.0))
+
+
+def _mpra_screen(element: str, rows: list[tuple[int, str, str, float]]):
+    obs = pd.DataFrame(rows, columns=["pos", "ref", "alt", "effect"])
+    obs.insert(0, "element", "E1")
+    obs.index = [f"r{i}" for i in range(len(obs))]
+    adata = anndata.AnnData(obs=obs)
+    adata.uns["assay"] = "mpra"
+    adata.uns["element_sequences"] = {"E1": element}
+    return adata
+
+
+def test_mpra_effect_matches_hand_computation():
+    element = "ACGTAACCGGTTAAAC"  # 6 A
+    screen = _mpra_screen(element, [(0, "A", "C", 0.0), (1, "C", "A", 0.0), (4, "A", "-", 0.0)])
+    model = CountAModel()
+    ds = objectives.mpra_dataset(screen, model)
+    batch = objectives.collate_perturbations([ds[i] for i in range(len(ds))])
+    got = objectives.predicted_effects(model, batch).numpy()
+    # the readout track is the CAGE one only; activity = log(1 + #A), so the effect is log2 ratios
+    expected = [math.log2(6 / 7), math.log2(8 / 7), math.log2(6 / 7)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # the single shared reference is computed once per batch
+    assert batch["ref"].shape[0] == 1 and batch["alt"].shape[0] == 3
+
+
+def test_mpra_dataset_centres_element_and_applies_variant():
+    element = "ACGTAACCGGTTAAAC"
+    screen = _mpra_screen(element, [(2, "G", "T", 0.5), (4, "A", "-", -0.2)])
+    ds = objectives.mpra_dataset(screen, CountAModel())
+    offset = (64 - len(element)) // 2
+    ref = reference.codes_to_seq(ds.refs[0])
+    assert ref[offset : offset + len(element)] == element
+    assert set(ref[:offset] + ref[offset + len(element):]) == {"N"}
+    snv = reference.codes_to_seq(ds.alts[0])
+    assert snv[offset + 2] == "T" and snv[offset : offset + 2] == "AC"
+    deletion = reference.codes_to_seq(ds.alts[1])
+    assert deletion[offset : offset + len(element) - 1] == element[:4] + element[5:]
+    assert (ds.lo[0], ds.hi[0]) == (offset, offset + len(element))
+    np.testing.assert_allclose(ds.effect, [0.5, -0.2], rtol=1e-6)
+
+
+def test_apply_variant_rejects_wrong_ref():
+    with pytest.raises(ValueError):
+        objectives.apply_variant("ACGT", 1, "G", "A")
+
+
+def test_silence_mask_and_dinucleotide_shuffle():
+    rng = np.random.default_rng(0)
+    codes = reference.seq_to_codes("ACGTTGCAAACCGGTTACGATCGATCGGGCATACG")
+    masked = objectives.silence(codes, 5, 15, "mask", rng)
+    assert (masked[5:15] == 4).all() and (masked[:5] == codes[:5]).all() and (masked[15:] == codes[15:]).all()
+    shuffled = objectives.silence(codes, 5, 30, "shuffle", rng)
+    assert (shuffled[:5] == codes[:5]).all() and (shuffled[30:] == codes[30:]).all()
+    before, after = reference.codes_to_seq(codes[5:30]), reference.codes_to_seq(shuffled[5:30])
+    assert sorted(before) == sorted(after)
+    pairs = lambda s: sorted(s[i : i + 2] for i in range(len(s) - 1))  # noqa: E731
+    assert pairs(before) == pairs(after)
+    assert before != after
+
+
+def test_effect_loss_is_mse():
+    loss = objectives.effect_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 4.0]))
+    assert loss.item() == pytest.approx((1 + 4) / 2)
+
+
+def test_crispri_dataset_reads_bundled_window_and_tss(tiny_procapnet):
+    screen = anndata.read_h5ad(reference.BUNDLED / "crispri_example.h5ad")
+    ds = objectives.crispri_dataset(screen, tiny_procapnet, silencing="mask")
+    seq_len = len(ds.refs[0])
+    trim = tiny_procapnet.model.bpnet.trimming
+    for i, (chrom, tss, elements) in enumerate(zip(screen.obs["tss_chrom"], screen.obs["tss_pos"],
+                                                   screen.obs["elements"], strict=True)):
+        from genocl_plugin.screens import parse_interval
+
+        _, e_start, e_end = parse_interval(elements)
+        centre = (min(tss, e_start) + max(tss + 1, e_end)) // 2
+        start = centre - seq_len // 2
+        split, w, w_start = reference.find_window(chrom, start, start + seq_len)
+        window = reference.load_windows()[f"{split}_seq"][w]
+        assert (ds.refs[i] == window[start - w_start : start - w_start + seq_len]).all()
+        # the element is N-masked in the silenced copy, and nothing else changed
+        assert (ds.alts[i][e_start - start : e_end - start] == 4).all()
+        assert (ds.alts[i][: e_start - start] == ds.refs[i][: e_start - start]).all()
+        # the readout window (output positions) contains the TSS
+        tss_out = tss - start - trim
+        assert ds.lo[i] <= tss_out < ds.hi[i]
+        assert ds.hi[i] - ds.lo[i] == 64  # +-32 bp around the TSS at base resolution
