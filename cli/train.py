@@ -63,10 +63,31 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 @click.option("--retention-crops", type=int, default=96, show_default=True,
               help="Reference test-window crops used to measure retention.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ewc-lambda", type=float, default=None, help="EWC penalty weight.")
+@click.option("--ewc-decay", type=float, default=None, help="Online EWC: decay of the old Fisher (0-1).")
+@click.option("--si-c", type=float, default=None, help="Synaptic Intelligence penalty weight.")
+@click.option("--mas-lambda", type=float, default=None, help="MAS penalty weight.")
+@click.option("--l2sp-alpha", type=float, default=None, help="L2-SP penalty weight.")
+@click.option("--replay-ratio", type=float, default=None, help="Replay windows per screen example.")
+@click.option("--replay-budget-mb", type=float, default=None, help="Replay buffer memory budget (MB).")
+@click.option("--replay-policy", type=click.Choice(["reservoir", "balanced"]), default=None)
+@click.option("--distill-weight", type=float, default=None, help="Distillation loss weight.")
+@click.option("--lora-rank", type=int, default=None, help="LoRA rank.")
+@click.option("--freeze", default=None, help="Parts to freeze: embedding,conv,batchnorm.")
+@click.option("--max-drift", type=float, default=None,
+              help="Forgetting budget: minimum retention ratio on reference windows (e.g. 0.9).")
+@click.option("--devices", default="1", show_default=True, help="Lightning devices (e.g. 2).")
+@click.option("--num-nodes", type=int, default=1, show_default=True)
+@click.option("--ddp", is_flag=True, help="Distributed data parallel (Lightning strategy 'ddp').")
+@click.option("--publish", "publish_name", default=None,
+              help="Also publish the result to the zoo under this name (see genocl publish).")
+@click.option("--zoo", default="model_zoo", show_default=True, type=click.Path(), help="Zoo for --publish.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
-           silencing, retention_crops, seed, force) -> None:
+           silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
+           replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
+           max_drift, devices, num_nodes, ddp, publish_name, zoo, force) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -83,11 +104,27 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     from genocl_plugin import evaluate
     from genocl_plugin.update import UpdateConfig, run_update
 
+    strategy_params = {
+        key: value for key, value in {
+            "ewc_lambda": ewc_lambda, "ewc_decay": ewc_decay, "si_c": si_c, "mas_lambda": mas_lambda,
+            "l2sp_alpha": l2sp_alpha, "replay_ratio": replay_ratio, "replay_budget_mb": replay_budget_mb,
+            "replay_policy": replay_policy, "distill_weight": distill_weight, "lora_rank": lora_rank,
+            "freeze": freeze, "max_drift": max_drift,
+        }.items() if value is not None
+    }
     config = UpdateConfig(
         model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
         lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
-        retention_crops=retention_crops, seed=seed,
+        retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
     )
-    result = run_update(config, out, force=force)
+    trainer_kwargs = {"devices": int(devices) if str(devices).isdigit() else devices, "num_nodes": num_nodes}
+    if ddp:
+        trainer_kwargs["strategy"] = "ddp"
+    result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
     click.echo(evaluate.format_table(result["report"]))
     click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
+    if publish_name:
+        from genocl_plugin.zoo import publish
+
+        entry = publish(out, zoo, publish_name)
+        click.echo(f"published {entry}")

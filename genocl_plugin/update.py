@@ -122,10 +122,10 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     model.train_params["logger"] = None
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                         collate_fn=objectives.collate_perturbations)
+    settings = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     trainer = pl.Trainer(
-        max_epochs=config.epochs, accelerator="cpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=list(callbacks), **(trainer_kwargs or {}),
+        max_epochs=config.epochs, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks), **settings,
     )
     trainer.fit(model, train_dataloaders=loader)
     model.eval()
