@@ -122,7 +122,8 @@ def pretrain(arch: str, max_epochs: int = 6, batch_size: int = 16, lr: float = 5
     from genocl_plugin.evaluate import reference_metrics
 
     pl.seed_everything(seed, workers=True)
-    names = reference.track_names() if arch == "enformer" else ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"]
+    names = (reference.track_names() if arch == "enformer"
+             else ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"])
     model = build_model(arch, task_names=names, model_params=model_params,
                         train_params={"lr": lr, "batch_size": batch_size, "logger": "csv"})
     bins = output_bins(model)
@@ -181,7 +182,8 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict) -> str:
         f"- parameters: {n_params:,}",
         f"- input: {model.seq_len} bp; output: {model.output_length(model.seq_len)} positions x "
         f"{model.bin_size} bp, {len(model.task_names)} tracks",
-        "- data: 65 real hg38 windows (calico/baskerville tiny hg38, Apache-2.0): 45 train, 10 valid (early stopping), 10 test",
+        "- data: 65 real hg38 windows (calico/baskerville tiny hg38, Apache-2.0): "
+        "45 train, 10 valid (early stopping), 10 test",
         "- reproduce: `genocl pretrain --model " + arch + " --out DIR`",
         "", "## Held-out test windows", "",
     ]

@@ -158,9 +158,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     if out.exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     callbacks = resolve_strategies(config.strategy, **config.strategy_params)
+    if config.data:  # a bad screen should fail before the (slow) model load
+        screens.read_screen(config.data)
     model = load_model(config.model)
     parent_dir = resolve_model_dir(config.model)
     parent_config = read_config(parent_dir) if parent_dir is not None else {}
+    load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
     base = copy.deepcopy(model).eval()
 
     screen_path, train, test = prepare_screen(config, model)
@@ -200,7 +203,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         "step": "update", "parent": str(config.model), "screen": str(screen_path),
         "screen_sha256": screen_hash, "strategy": config.strategy,
         "hyperparameters": asdict(config),
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "metrics": {"new_task_pearson_after": report["new_task"]["after"]["pearson"],
                     "retention_pearson_after": retained["pearson_after"]},
     })
@@ -212,12 +215,77 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             "name": f"{base_name}+{Path(screen_path).stem}", "lineage": lineage,
             "screens_seen": screens_seen, "strategy": config.strategy, "metrics": report,
             "test_metrics": parent_config.get("test_metrics", {}),
+            "strategy_state": sorted({cb.state_name for cb in callbacks if hasattr(cb, "state_dict_for_run")}),
         })
+        save_strategy_state(callbacks, tmp / "model")
         evaluate.write_json({"config": asdict(config), **report, "lineage": lineage}, tmp / "metrics.json")
         evaluate.plot_report(report, {"measured": measured_test, "pred_before": before_test,
                                       "pred_after": after_test}, tmp / "report.png")
         _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)
     return {"report": report, "run": out}
+
+
+STATE_FILE = "strategy_state.safetensors"
+
+
+def save_strategy_state(callbacks: list, model_dir: Path) -> Path | None:
+    """Write the callbacks' ``state_dict_for_run()`` to ``model_dir/strategy_state.safetensors``.
+
+    Keys are ``<strategy>/<key>`` (e.g. ``ewc/importance.conv.weight``) so one file holds every
+    strategy's importance estimates and buffer state.
+    """
+    from safetensors.torch import save_file
+
+    state = {}
+    for cb in callbacks:
+        if hasattr(cb, "state_dict_for_run"):
+            for key, value in cb.state_dict_for_run().items():
+                state[f"{cb.state_name}/{key}"] = value.detach().cpu().contiguous()
+    if not state:
+        return None
+    save_file(state, str(model_dir / STATE_FILE))
+    return model_dir / STATE_FILE
+
+
+def load_strategy_state(parent_dir: Path | None, parent_config: dict, strategy: str, callbacks: list) -> None:
+    """Give each stateful callback the state its strategy left in the parent run.
+
+    A parent trained with a stateful strategy must still hold that strategy's state: silently
+    restarting the importance estimates would change what the strategy protects.
+
+    Raises
+    ------
+    GenoclInputError
+        The parent's state file is missing, unreadable or lacks a chosen strategy's state.
+    """
+    from safetensors.torch import load_file
+
+    stateful = [cb for cb in callbacks if hasattr(cb, "load_state_from_run")]
+    if parent_dir is None or not stateful:
+        return
+    parent_names = {n.strip() for n in str(parent_config.get("strategy", "")).split(",")}
+    needed = [cb for cb in stateful if cb.state_name in parent_names and
+              cb.state_name in parent_config.get("strategy_state", [cb.state_name])]
+    path = Path(parent_dir) / STATE_FILE
+    if not path.exists():
+        if needed:
+            raise input_error(path, STATE_FILE, f"missing, but the parent was trained with {needed[0].state_name}",
+                              "restore the file from the parent run, or start that strategy afresh "
+                              "from a model without it")
+        return
+    try:
+        state = load_file(str(path))
+    except Exception as err:
+        raise input_error(path, STATE_FILE, f"corrupted ({type(err).__name__})",
+                          "restore the file from the parent run") from None
+    for cb in stateful:
+        prefix = f"{cb.state_name}/"
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not part and cb in needed:
+            raise input_error(path, cb.state_name, "no state for this strategy in the parent's file",
+                              "restore the file from the parent run")
+        if part:
+            cb.load_state_from_run(part)
 
 
 def _has_reference_tracks(model) -> bool:

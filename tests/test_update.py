@@ -1,0 +1,108 @@
+"""`genocl update` end to end on tiny models and real bundled screens."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from genocl_plugin import reference
+from genocl_plugin.errors import GenoclInputError
+from genocl_plugin.models import build_model, load_model, save_model
+from genocl_plugin.update import UpdateConfig, run_update
+
+PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
+CRISPRI = reference.BUNDLED / "crispri_example.h5ad"
+
+
+@pytest.fixture()
+def tiny_procapnet_dir(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
+                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
+    return save_model(model, tmp_path / "base")
+
+
+def _config(model_dir, **kw):
+    settings = {"model": str(model_dir), "data": str(PROMOTERS), "max_train": 32, "max_eval": 16,
+                "retention_crops": 8, "batch_size": 16}
+    settings.update(kw)
+    return UpdateConfig(**settings)
+
+
+def test_update_writes_run_and_changes_weights(tiny_procapnet_dir, tmp_path):
+    result = run_update(_config(tiny_procapnet_dir, lr=1e-2, epochs=2), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("model/config.json", "model/model.safetensors", "metrics.json", "report.png",
+                 "effects_heldout.tsv"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    # held-out elements never appear in training
+    assert not set(metrics["split"]["train_elements"]) & set(metrics["split"]["test_elements"])
+    assert metrics["split"]["n_train"] == 32 and metrics["split"]["n_test"] == 16
+    for key in ("pearson_before", "pearson_after", "drift_pearson"):
+        assert np.isfinite(metrics["retention"][key])
+    # the update moved the model away from the base
+    base, updated = load_model(tiny_procapnet_dir), load_model(run)
+    x = torch.from_numpy(reference.codes_to_one_hot(reference.window_crops("test", 800, n_bins=22)[0][:4]))
+    with torch.no_grad():
+        assert not torch.allclose(base(x), updated(x))
+    assert metrics["retention"]["drift_pearson"] < 1.0
+    # fine-tuning fits the training effects better than the base did
+    nt = result["report"]["new_task"]
+    assert nt["train_after"]["mse"] < nt["train_before"]["mse"]
+    # lineage records the screen and its hash
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["lineage"][-1]["screen_sha256"] and config["screens_seen"][-1]["assay"] == "mpra"
+
+
+def test_update_never_overwrites_existing_run(tiny_procapnet_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(GenoclInputError, match="already exists"):
+        run_update(_config(tiny_procapnet_dir), out)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_crispri_update_smoke(tiny_procapnet_dir, tmp_path):
+    result = run_update(_config(tiny_procapnet_dir, data=str(CRISPRI), holdout=0.34), tmp_path / "crispri")
+    assert result["report"]["split"]["n_train"] == 2 and result["report"]["split"]["n_test"] == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "no-such-model"], "--model"),
+    (["--data", "missing.h5ad"], "missing.h5ad"),
+    (["--strategy", "bogus"], "bogus"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, needle, tmp_path, tiny_procapnet_dir):
+    from genocl_cli.main import main
+
+    if "--model" not in args:
+        args = ["--model", str(tiny_procapnet_dir), *args]
+    result = CliRunner().invoke(main, ["update", *args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.output
+
+
+def test_cli_wrong_assay_screen(tiny_procapnet_dir, tmp_path):
+    import anndata
+
+    screen = anndata.read_h5ad(PROMOTERS)[:10].copy()
+    screen.uns["assay"] = "chip"
+    bad = tmp_path / "bad.h5ad"
+    screen.write_h5ad(bad)
+    proc = subprocess.run(
+        [sys.executable, "-m", "genocl_cli", "update", "--model", str(tiny_procapnet_dir),
+         "--data", str(bad), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "uns['assay']" in proc.stderr
+    assert not (tmp_path / "r").exists()
