@@ -1,0 +1,118 @@
+"""What the strategy callbacks share: the loss-term hook, quadratic penalties, reference samples.
+
+Protocol
+--------
+- ``loss_term(pl_module, batch) -> Tensor | None``: an extra loss added to the training loss.
+  :class:`~genocl_plugin.models.GenoclLightningModel` calls it inside ``training_step``; on
+  gReLU's own ``LightningModel`` (whose ``training_step`` has no hook) :class:`LossTermCallback`
+  back-propagates it after the main backward, which adds the same gradient.
+- ``state_dict_for_run() -> dict[str, Tensor]`` / ``load_state_from_run(dict)``: importance
+  estimates or buffer state stored with the checkpoint so the next update continues them;
+  ``state_name`` is the strategy name that prefixes the keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pytorch_lightning import Callback
+
+
+def trainable_parameters(pl_module) -> dict[str, torch.nn.Parameter]:
+    """The network's trainable parameters by name (frozen / LoRA-base weights are skipped)."""
+    return {n: p for n, p in pl_module.model.named_parameters() if p.requires_grad}
+
+
+def _calls_loss_terms(pl_module) -> bool:
+    from genocl_plugin.models import GenoclLightningModel
+
+    return isinstance(pl_module, GenoclLightningModel)
+
+
+class LossTermCallback(Callback):
+    """A callback contributing ``loss_term``; works with genocl's and gReLU's LightningModel."""
+
+    state_name = "strategy"
+
+    def loss_term(self, pl_module, batch) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._batch = batch
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        if _calls_loss_terms(pl_module):
+            return
+        # gReLU's training_step returns only its own loss: add this term's gradient to it.
+        term = self.loss_term(pl_module, self._batch)
+        if term is not None and term.requires_grad:
+            term.backward()
+
+
+class QuadraticPenalty(LossTermCallback):
+    """``strength / 2 * sum_i importance_i * (theta_i - anchor_i)**2`` over trainable parameters."""
+
+    def __init__(self, strength: float) -> None:
+        self.strength = float(strength)
+        self.importance: dict[str, torch.Tensor] = {}
+        self.anchor: dict[str, torch.Tensor] = {}
+
+    def penalty(self, pl_module) -> torch.Tensor:
+        params = trainable_parameters(pl_module)
+        total = torch.zeros((), device=pl_module.device)
+        for name, imp in self.importance.items():
+            if name in params:
+                diff = params[name] - self.anchor[name].to(params[name].device)
+                total = total + (imp.to(diff.device) * diff**2).sum()
+        return 0.5 * self.strength * total
+
+    def loss_term(self, pl_module, batch) -> torch.Tensor | None:
+        if not self.importance or self.strength == 0:
+            return None
+        return self.penalty(pl_module)
+
+    def set_anchor(self, pl_module) -> None:
+        """Anchor at the current weights (the parent model, before training on the screen)."""
+        self.anchor = {n: p.detach().clone() for n, p in trainable_parameters(pl_module).items()}
+
+    def state_dict_for_run(self) -> dict[str, torch.Tensor]:
+        return {f"importance.{n}": t.detach().cpu().contiguous() for n, t in self.importance.items()}
+
+    def load_state_from_run(self, state: dict[str, torch.Tensor]) -> None:
+        self.loaded = {k[len("importance."):]: v for k, v in state.items() if k.startswith("importance.")}
+
+
+def normalized(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scale importances to mean 1 over all parameters.
+
+    Fisher / MAS values scale with the loss (ProCapNet's counts term is weighted 100x), so raw
+    values would make the same lambda mean different things for different models; at mean 1
+    the penalty is ``lambda / 2`` times an importance-weighted squared distance.
+    """
+    total = sum(float(t.sum()) for t in importance.values())
+    count = sum(t.numel() for t in importance.values())
+    scale = count / total if total > 0 else 1.0
+    return {n: t * scale for n, t in importance.items()}
+
+
+def reference_samples(pl_module, n: int, seed: int = 0, seq_len: int | None = None, data=None):
+    """``n`` (x, y) pairs for importance estimates: ``data`` if given, else reference windows.
+
+    Reference crops use the real tracks when they fit the model, else the model's own
+    predictions (the Fisher's expectation under the model, no labels needed).
+    """
+    if data is not None:
+        idx = np.random.default_rng(seed).choice(len(data), min(n, len(data)), replace=False)
+        return [tuple(torch.as_tensor(t)[None] for t in data[int(i)][:2]) for i in idx]
+    from genocl_plugin import reference
+    from genocl_plugin.replay import reference_windows
+
+    codes, targets, _ = reference_windows(pl_module, "train", seq_len)
+    idx = np.random.default_rng(seed).choice(len(codes), min(n, len(codes)), replace=False)
+    x = torch.from_numpy(reference.codes_to_one_hot(codes[idx])).to(pl_module.device)
+    if targets is None:
+        with torch.no_grad():
+            y = pl_module(x, logits=False)
+    else:
+        y = torch.from_numpy(targets[idx]).to(pl_module.device)
+    return [(x[i : i + 1], y[i : i + 1]) for i in range(len(idx))]

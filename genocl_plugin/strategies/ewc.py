@@ -1,0 +1,90 @@
+"""Elastic Weight Consolidation (Kirkpatrick et al. 2017), online (Schwarz et al. 2018).
+
+Before training on a screen, the diagonal Fisher of the parent model is estimated on the base
+data (reference hg38 windows) with the model's own loss, and the penalty
+``lambda / 2 * sum F * (theta - theta*)**2`` keeps the weights near the parent's
+(``theta*``). Across sequential updates the Fisher is online: ``F = decay * F_old + F_new``,
+``F_old`` read from the parent's ``strategy_state.safetensors``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genocl_plugin.strategies.base import QuadraticPenalty, normalized, reference_samples, trainable_parameters
+
+
+def diagonal_fisher(pl_module, samples, loss_fn=None) -> dict[str, torch.Tensor]:
+    """Empirical diagonal Fisher: the mean over samples of the squared loss gradient.
+
+    Parameters
+    ----------
+    pl_module
+        The model (``pl_module.model`` holds the parameters, ``pl_module(x, logits=True)`` the output).
+    samples
+        (x, y) pairs; one pair = one sample (use batches of one for a per-example Fisher).
+    loss_fn
+        ``loss_fn(pl_module, x, y)``; default the model's own training loss on log outputs.
+
+    Returns
+    -------
+    dict
+        Parameter name -> Fisher diagonal (same shape as the parameter).
+    """
+    loss_fn = loss_fn or (lambda m, x, y: m.loss(m(x, logits=True), y))
+    params = trainable_parameters(pl_module)
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    for x, y in samples:
+        grads = torch.autograd.grad(loss_fn(pl_module, x, y), list(params.values()), allow_unused=True)
+        for (name, _), g in zip(params.items(), grads, strict=True):
+            if g is not None:
+                fisher[name] += g.detach() ** 2
+    return {n: f / max(len(samples), 1) for n, f in fisher.items()}
+
+
+class EWCCallback(QuadraticPenalty):
+    """EWC / online EWC as a pytorch_lightning callback.
+
+    Parameters
+    ----------
+    lambda_
+        Penalty weight.
+    decay
+        Online-EWC decay of the Fisher carried over from earlier updates (1: plain sum).
+    n_samples
+        Reference windows used for the Fisher (one gradient each).
+    data
+        Optional ``(x, y)`` dataset to use instead of the bundled reference windows.
+    seq_len
+        Input length for reference windows (default: the model's).
+    normalize
+        Scale the new importance to mean 1 (see :func:`~genocl_plugin.strategies.base.normalized`).
+    """
+
+    state_name = "ewc"
+
+    def __init__(self, lambda_: float = 1.0, decay: float = 0.9, n_samples: int = 32, data=None,
+                 seq_len: int | None = None, seed: int = 0, normalize: bool = True) -> None:
+        super().__init__(lambda_)
+        self.normalize = normalize
+        self.decay, self.n_samples, self.data, self.seq_len, self.seed = decay, n_samples, data, seq_len, seed
+        self.loaded: dict[str, torch.Tensor] = {}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        was_training = pl_module.training
+        pl_module.eval()  # no dropout in the Fisher
+        samples = reference_samples(pl_module, self.n_samples, self.seed, self.seq_len, self.data)
+        fisher = diagonal_fisher(pl_module, samples)
+        pl_module.train(was_training)
+        fisher = normalized(fisher) if self.normalize else fisher
+        for name, old in self.loaded.items():
+            if name in fisher and old.shape == fisher[name].shape:
+                fisher[name] = self.decay * old.to(fisher[name].device) + fisher[name]
+        self.importance = fisher
+        self.set_anchor(pl_module)
+
+
+def ewc_callbacks(ewc_lambda: float | None = None, ewc_decay: float | None = None, **_params) -> list:
+    """The CLI's ``ewc`` strategy."""
+    return [EWCCallback(lambda_=1.0 if ewc_lambda is None else ewc_lambda,
+                        decay=0.9 if ewc_decay is None else ewc_decay)]
