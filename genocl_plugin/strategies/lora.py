@@ -1,0 +1,110 @@
+"""LoRA: low-rank adapters on the trunk, base weights frozen (Hu et al. 2021).
+
+Adapters come from Hugging Face ``peft`` (``inject_adapter_in_model``), which wraps any
+``nn.Module`` (not only transformers models), so it wraps gReLU's Enformer and bpnet-lite's
+BPNet directly. Targets are the trunk's ``Conv1d`` and ``Linear`` layers (convolutional
+tower, attention and feed-forward projections); output heads keep their weights.
+
+One fix-up: peft builds a convolution adapter's ``lora_A`` with the base layer's kernel,
+stride and padding but not its dilation, so on BPNet's dilated residual convolutions the
+adapter output would have the wrong length. ``lora_A`` gets the base layer's dilation;
+the low-rank update ``B @ A`` is then applied with the same dilation as the base kernel,
+which is what merging the adapter into the weights would compute.
+
+The adapter configuration is recorded in ``model_params["lora"]`` and the adapters are
+saved unmerged, so ``load_model`` rebuilds them and the base weights remain recoverable.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch import nn
+
+from genocl_plugin.strategies.freeze import SCREEN_HEADS, is_head, set_batchnorm_eval
+
+DEFAULT_RANK = 8
+
+
+def lora_targets(net: nn.Module) -> list[str]:
+    """Full names of the trunk's ``Conv1d`` / ``Linear`` layers (the adapter targets)."""
+    return [name for name, module in net.named_modules()
+            if isinstance(module, nn.Conv1d | nn.Linear) and not is_head(name + ".", net)]
+
+
+def apply_lora(net: nn.Module, spec: dict) -> nn.Module:
+    """Inject LoRA adapters in place (peft), freezing every non-adapter parameter.
+
+    Parameters
+    ----------
+    net
+        The base network (``GenoclLightningModel.model``).
+    spec
+        ``{"r", "alpha", "target_modules"}`` as stored in ``model_params["lora"]``.
+
+    Returns
+    -------
+    nn.Module
+        ``net``, with adapters.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
+
+    config = LoraConfig(r=int(spec["r"]), lora_alpha=float(spec["alpha"]),
+                        target_modules=list(spec["target_modules"]), lora_dropout=0.0)
+    inject_adapter_in_model(config, net)
+    for module in net.modules():
+        if isinstance(module, LoraLayer) and isinstance(module.get_base_layer(), nn.Conv1d):
+            for lora_a in module.lora_A.values():
+                lora_a.dilation = module.get_base_layer().dilation
+    return net
+
+
+def adapter_parameters(net: nn.Module) -> list[str]:
+    """Names of the LoRA adapter parameters."""
+    return [name for name, _ in net.named_parameters() if ".lora_" in name]
+
+
+class LoraCallback(pl.Callback):
+    """Add LoRA adapters to the trunk and train only them (and a new screen head, if any).
+
+    Parameters
+    ----------
+    rank
+        Adapter rank ``r``.
+    alpha
+        LoRA scaling numerator (update scaled by ``alpha / r``); default ``r``.
+    """
+
+    def __init__(self, rank: int = DEFAULT_RANK, alpha: float | None = None) -> None:
+        self.rank, self.alpha = int(rank), float(alpha if alpha is not None else rank)
+        self.spec: dict | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Before configure_optimizers and DDP wrapping, like every architecture change.
+        if self.spec is not None:
+            return
+        net = pl_module.model
+        # A screen head added by strategies.multihead keeps training next to the adapters.
+        keep = {name for name, p in net.named_parameters() if p.requires_grad and name.startswith(SCREEN_HEADS)}
+        if pl_module.model_params.get("lora"):
+            # The parent already has adapters: keep training them.
+            self.spec = pl_module.model_params["lora"]
+        else:
+            self.spec = {"r": self.rank, "alpha": self.alpha, "target_modules": lora_targets(net)}
+            apply_lora(net, self.spec)
+            pl_module.model_params["lora"] = self.spec
+        for name, param in net.named_parameters():
+            param.requires_grad_(".lora_" in name or name in keep)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # Frozen base = frozen BatchNorm statistics too, or the base model would still drift.
+        set_batchnorm_eval(pl_module.model)
+
+    def summary(self) -> dict:
+        """Adapter settings (recorded in metrics.json)."""
+        return {"r": self.spec["r"], "alpha": self.spec["alpha"], "n_targets": len(self.spec["target_modules"])}
+
+
+def lora_callbacks(lora_rank: int | None = None, lora_alpha: float | None = None, **_params) -> list:
+    """The LoRA callback (``--strategy lora --lora-rank 8``)."""
+    return [LoraCallback(lora_rank or DEFAULT_RANK, lora_alpha)]
