@@ -117,14 +117,21 @@ class GenoclLightningModel(LightningModel):
     """
 
     def build_model(self) -> None:
-        params = {k: v for k, v in self.model_params.items() if k != "model_type"}
-        kind = self.model_params["model_type"]
-        if kind == "ProCapNetBPNet":
-            self.model = ProCapNetBPNet(**params)
-        elif kind == "EnformerPytorchTracks":
-            self.model = EnformerPytorchTracks(**params)
-        else:
-            super().build_model()
+        # Architecture added by strategies (screen heads, LoRA adapters) is recorded in
+        # model_params but is not a constructor argument of the base network.
+        extras = {k: self.model_params.pop(k) for k in STRATEGY_ARCH_KEYS if k in self.model_params}
+        try:
+            params = {k: v for k, v in self.model_params.items() if k != "model_type"}
+            kind = self.model_params["model_type"]
+            if kind == "ProCapNetBPNet":
+                self.model = ProCapNetBPNet(**params)
+            elif kind == "EnformerPytorchTracks":
+                self.model = EnformerPytorchTracks(**params)
+            else:
+                super().build_model()
+        finally:
+            self.model_params.update(extras)
+        _rebuild_strategy_architecture(self.model, extras)
 
     def initialize_loss(self) -> None:
         if self.train_params["loss"] == "procapnet":
@@ -180,6 +187,16 @@ class GenoclLightningModel(LightningModel):
         names = self.data_params.get("tasks", {}).get("name")
         return list(names) if names else [f"track_{i}" for i in range(self.model.head.n_tasks)]
 
+    @property
+    def screen_tracks(self) -> list[int]:
+        """Tracks of the multi-head screen head the perturbation objective reads (else [])."""
+        heads = {h["name"]: h for h in self.model_params.get("genocl_heads") or []}
+        head = heads.get(self.model_params.get("genocl_readout"))
+        if head is None:
+            return []
+        names = self.task_names
+        return [names.index(n) for n in head["task_names"] if n in names]
+
     def output_offset(self) -> int:
         """bp between the input start and the first output position (``seq_len`` inputs)."""
         n_out = self.output_length(self.seq_len)
@@ -195,6 +212,24 @@ class GenoclLightningModel(LightningModel):
             return target if target > 0 else seq_len // self.bin_size
         crop = int(self.model_params.get("crop_len", 0))
         return seq_len // self.bin_size - 2 * crop
+
+
+STRATEGY_ARCH_KEYS = ("genocl_heads", "genocl_readout", "lora")
+
+
+def _rebuild_strategy_architecture(net: nn.Module, extras: dict) -> None:
+    """Re-create screen heads and LoRA adapters recorded by a strategy (see strategies/)."""
+    if extras.get("genocl_heads"):
+        from genocl_plugin.strategies.multihead import attach_heads
+
+        attach_heads(net, extras["genocl_heads"])
+    if extras.get("lora"):
+        from genocl_plugin.strategies.lora import apply_lora
+
+        apply_lora(net, extras["lora"])
+        # peft freezes everything but the adapters; which parameters train is decided by
+        # the next update's strategies, not by loading.
+        net.requires_grad_(True)
 
 
 class ProCapNetLoss(nn.Module):

@@ -89,8 +89,15 @@ def predicted_effects(model, batch: dict, logits_fn=None) -> torch.Tensor:
     # by many MPRA variants, so they are computed once per batch.
     out = forward(torch.cat([batch["ref"], batch["alt"]]))
     ref_out, alt_out = out[:n_ref][batch["ref_index"]], out[n_ref:]
-    ref_act = activity(ref_out, batch["track_mask"], batch["lo"], batch["hi"])
-    alt_act = activity(alt_out, batch["track_mask"], batch["lo"], batch["hi"])
+    mask = batch["track_mask"]
+    screen = getattr(model, "screen_tracks", None)
+    if screen:
+        # A multi-head model (strategies.multihead) reads its screen head, whatever tracks
+        # the dataset was built for.
+        mask = torch.zeros(out.shape[1], dtype=torch.bool)
+        mask[screen] = True
+    ref_act = activity(ref_out, mask, batch["lo"], batch["hi"])
+    alt_act = activity(alt_out, mask, batch["lo"], batch["hi"])
     return (alt_act - ref_act) / LN2
 
 

@@ -127,9 +127,21 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
         max_epochs=config.epochs, logger=False, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks), **settings,
     )
+    # Under DDP Lightning swaps the shuffling sampler for a DistributedSampler: each rank
+    # trains on its own shard of the screen and gradients are averaged across ranks.
     trainer.fit(model, train_dataloaders=loader)
     model.eval()
+    if trainer.world_size > 1 and not trainer.is_global_zero and _launched_by_lightning():
+        # Lightning's DDP launcher re-runs the whole command on ranks > 0; their work ends
+        # with training (the ranks hold identical weights). Evaluation and writing the run
+        # directory belong to rank 0 alone, or every rank would write the same run.
+        raise SystemExit(0)
     return trainer
+
+
+def _launched_by_lightning() -> bool:
+    """Whether this process is a rank > 0 started by Lightning's subprocess DDP launcher."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
 
 
 def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False,
@@ -192,6 +204,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     )
     report["new_task"]["train_before"] = evaluate.effect_metrics(before_train, measured_train)
     report["new_task"]["train_after"] = evaluate.effect_metrics(after_train, measured_train)
+    # What each strategy did (frozen parts, heads, adapters, forgetting-budget checks).
+    report["strategies"] = {type(cb).__name__: cb.summary() for cb in callbacks if hasattr(cb, "summary")}
     report["split"] = {
         "train_elements": sorted(set(train_set.groups)), "test_elements": sorted(set(test_set.groups)),
         "n_train": len(train_set), "n_test": len(test_set),

@@ -63,6 +63,10 @@ class ReplayCallback(LossTermCallback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.codes is None:
             self.prepare(pl_module)
+        # Under DDP every rank fills the same buffer (same seed, same windows); each replays
+        # only its own shard, so the ranks together replay distinct windows, not copies.
+        world, rank = trainer.world_size, trainer.global_rank
+        self.shard = np.arange(rank, len(self.codes), world) if len(self.codes) >= world else np.arange(len(self.codes))
 
     def prepare(self, pl_module) -> None:
         """Fill the buffer (and the teacher cache for pseudo-replay) from the parent model."""
@@ -96,8 +100,10 @@ class ReplayCallback(LossTermCallback):
         return pl_module.loss(pl_module(x, logits=True), y)
 
     def loss_term(self, pl_module, batch) -> torch.Tensor | None:
-        n = min(len(self.codes), max(1, math.ceil(self.ratio * batch_size_of(batch))))
-        idx = np.sort(self.rng.choice(len(self.codes), n, replace=False))
+        shard = getattr(self, "shard", None)
+        shard = np.arange(len(self.codes)) if shard is None else shard
+        n = min(len(shard), max(1, math.ceil(self.ratio * batch_size_of(batch))))
+        idx = np.sort(self.rng.choice(shard, n, replace=False))
         return self.weight * self.scale * self._replay_loss(pl_module, idx)
 
     def state_dict_for_run(self) -> dict[str, torch.Tensor]:
