@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from genocl_cli.main import user_errors
 
 
@@ -14,9 +13,11 @@ def screen() -> None:
 
 @screen.command("from-satmut")
 @click.option("--table", required=True, type=click.Path(), help="Kircher 2019 elements.tsv.gz.")
-@click.option("--fasta", required=True, type=click.Path(), help="Element reference sequences FASTA.")
+@click.option("--fasta", required=True, type=click.Path(),
+              help="Element reference sequences FASTA.")
 @click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
-@click.option("--elements", default=None, help="Comma-separated element names, or 'enhancers' / 'promoters'.")
+@click.option("--elements", default=None,
+              help="Comma-separated element names, or 'enhancers' / 'promoters'.")
 @click.option("--release", default="GRCh38", show_default=True)
 @click.option("--max-per-element", type=int, default=None, help="Subsample variants per element.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -32,17 +33,20 @@ def from_satmut(table, fasta, out, elements, release, max_per_element, seed, for
     """
     from genocl_plugin import screens
 
+    _refuse_existing(out, force)
     groups = {"enhancers": screens.KIRCHER_ENHANCERS, "promoters": screens.KIRCHER_PROMOTERS}
     names = groups.get(elements) or (elements.split(",") if elements else None)
     adata = screens.from_satmut(table, fasta, elements=names, release=release,
                                 max_per_element=max_per_element, seed=seed)
     screens.write_screen(adata, out, force=force)
-    click.echo(f"wrote {out}: {adata.n_obs} variants over {adata.obs['element'].nunique()} elements")
+    n_elements = adata.obs["element"].nunique()
+    click.echo(f"wrote {out}: {adata.n_obs} variants over {n_elements} elements")
 
 
 @screen.command("from-crispri")
 @click.option("--table", required=True, type=click.Path(), help="EPCrisprBenchmark_*.tsv.gz.")
-@click.option("--fasta", default=None, type=click.Path(), help="hg38 FASTA (default: bundled windows).")
+@click.option("--fasta", default=None, type=click.Path(),
+              help="hg38 FASTA (default: bundled windows).")
 @click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
 @click.option("--dataset", multiple=True, help="Keep only these Dataset values.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
@@ -52,12 +56,15 @@ def from_crispri(table, fasta, out, dataset, force) -> None:
 
     \b
     Example:
-      genocl screen from-crispri --table EPCrisprBenchmark_combined_data.training_K562.GRCh38.tsv.gz \\
+      genocl screen from-crispri \\
+        --table EPCrisprBenchmark_combined_data.training_K562.GRCh38.tsv.gz \\
         --fasta hg38.fa --out crispri.h5ad
     """
     from genocl_plugin import screens
 
-    adata = screens.from_crispri(table, sequence_source=fasta or "bundled", datasets=list(dataset) or None)
+    _refuse_existing(out, force)
+    adata = screens.from_crispri(table, sequence_source=fasta or "bundled",
+                                 datasets=list(dataset) or None)
     screens.write_screen(adata, out, force=force)
     click.echo(f"wrote {out}: {adata.n_obs} element-gene pairs")
 
@@ -76,3 +83,13 @@ def validate(path) -> None:
 
     adata = screens.read_screen(path)
     click.echo(f"{path}: valid {adata.uns['assay']} screen with {adata.n_obs} rows")
+
+
+def _refuse_existing(out, force: bool) -> None:
+    """Fail before a slow conversion if ``--out`` exists and ``--force`` was not given."""
+    from pathlib import Path
+
+    from genocl_plugin.errors import input_error
+
+    if Path(out).exists() and not force:
+        raise input_error(out, "--out", "already exists", "choose another path or pass --force")

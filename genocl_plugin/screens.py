@@ -78,11 +78,10 @@ def read_screen(path: str | os.PathLike):
     GenoclInputError
         Missing file, unreadable file, or a layout problem (names the field and the fix).
     """
-    import anndata
-
     path = Path(path)
     if not path.exists():
         raise input_error(path, "--data", "file not found", "pass an existing .h5ad screen")
+    import anndata
     try:
         adata = anndata.read_h5ad(path)
     except Exception as err:  # h5py/anndata raise many types for a corrupt file
@@ -153,7 +152,7 @@ def _validate_mpra(adata, path) -> None:
                 "add it to uns['element_sequences']",
             )
     pos = pd.to_numeric(obs["pos"], errors="coerce").to_numpy(dtype=float)
-    if not np.isfinite(pos).all():
+    if not (np.isfinite(pos) & (pos == np.round(pos))).all():
         raise input_error(path, "obs['pos']", "non-integer positions", "give 0-based integers")
     for i, (element, p, ref, alt) in enumerate(
         zip(obs["element"].astype(str), pos.astype(int), obs["ref"].astype(str),
@@ -163,7 +162,8 @@ def _validate_mpra(adata, path) -> None:
         if p < 0 or p + len(ref) > len(seq):
             raise input_error(
                 path, "obs['pos']",
-                f"row {obs.index[i]}: position {p} is outside element {element} (length {len(seq)})",
+                f"row {obs.index[i]}: position {p} is outside element {element} "
+                f"(length {len(seq)})",
                 "positions are 0-based within the element sequence",
             )
         if seq[p : p + len(ref)].upper() != ref.upper():
@@ -194,9 +194,11 @@ def _validate_crispri(adata, path) -> None:
     if not strands <= {"+", "-", "."}:
         raise input_error(path, "obs['tss_strand']", f"values {sorted(strands)}", "use +, - or .")
     tss_pos = pd.to_numeric(obs["tss_pos"], errors="coerce").to_numpy(dtype=float)
-    if not np.isfinite(tss_pos).all():
+    if not (np.isfinite(tss_pos) & (tss_pos == np.round(tss_pos))).all():
         raise input_error(path, "obs['tss_pos']", "non-integer positions", "give 0-based integers")
-    genome = None if source == "bundled" else reference.open_fasta(source, field="uns['sequence_source']")
+    genome = None
+    if source != "bundled":
+        genome = reference.open_fasta(source, field="uns['sequence_source']")
     for i, (chrom, tss, elements) in enumerate(
         zip(obs["tss_chrom"].astype(str), tss_pos.astype(int), obs["elements"].astype(str),
             strict=True)
@@ -227,7 +229,8 @@ def _validate_crispri(adata, path) -> None:
         else:
             if chrom not in genome:
                 raise input_error(
-                    source, "contig", f"{chrom!r} not in FASTA (row {obs.index[i]})",
+                    path, "obs['tss_chrom']",
+                    f"row {obs.index[i]}: {chrom!r} is not a contig of {source}",
                     "use a FASTA that contains it, or rename contigs to match",
                 )
             if hi > len(genome[chrom]):
@@ -361,23 +364,37 @@ def from_satmut(
 
     records = read_fasta_records(fasta)
     coords = {}
-    for name, (header, seq) in records.items():
+    for name, (header, _seq) in records.items():
         fields = header.split()
         if len(fields) < 2 or parse_interval_1based(fields[1]) is None:
-            raise input_error(fasta, "header", f"{header!r} has no chrom:start-end", "use NAME chr:start-end")
+            raise input_error(
+                fasta, "header", f"{header!r} has no chrom:start-end", "use NAME chr:start-end"
+            )
         coords[name] = parse_interval_1based(fields[1])
     wanted = list(elements) if elements else list(records)
     for name in wanted:
         if name not in records:
-            raise input_error(fasta, "element", f"{name!r} not in the FASTA", f"choose from {sorted(records)}")
+            raise input_error(
+                fasta, "element", f"{name!r} not in the FASTA", f"choose from {sorted(records)}"
+            )
+        builds = [f for f in records[name][0].split()[2:] if f.startswith(("GRCh", "hg"))]
+        if builds and release not in builds:
+            raise input_error(
+                fasta, "header", f"element {name} coordinates are {builds[0]}, not {release}",
+                f"pass --release {builds[0]}, or a FASTA with {release} coordinates",
+            )
     try:
         df = pd.read_csv(table, sep="\t", dtype={"Chrom": str, "Ref": str, "Alt": str})
     except Exception as err:
-        raise input_error(table, "file", f"unreadable TSV ({type(err).__name__})", "pass elements.tsv.gz") from None
+        raise input_error(
+            table, "file", f"unreadable TSV ({type(err).__name__})", "pass elements.tsv.gz"
+        ) from None
     needed = ["Chrom", "Pos", "Ref", "Alt", "Coefficient", "pValue", "Element", "Release"]
     for column in needed:
         if column not in df.columns:
-            raise input_error(table, column, "column missing", f"the table needs {', '.join(needed)}")
+            raise input_error(
+                table, column, "column missing", f"the table needs {', '.join(needed)}"
+            )
     df = df[(df["Release"] == release) & df["Element"].isin(wanted)]
     df = df.dropna(subset=["Pos", "Ref", "Alt", "Coefficient"])
     rows = []
@@ -392,7 +409,9 @@ def from_satmut(
             "genomic_pos": int(chrom_pos), "barcodes": float(barcodes),
         })
     if not rows:
-        raise input_error(table, "Element", f"no {release} rows for {wanted}", "check element names and release")
+        raise input_error(
+            table, "Element", f"no {release} rows for {wanted}", "check element names and release"
+        )
     obs = pd.DataFrame(rows)
     obs.index = [f"{r.element}:{r.genomic_pos}:{r.ref}>{r.alt}" for r in obs.itertuples()]
     obs = obs[~obs.index.duplicated()]
@@ -453,16 +472,28 @@ def from_crispri(
     try:
         df = pd.read_csv(table, sep="\t")
     except Exception as err:
-        raise input_error(table, "file", f"unreadable TSV ({type(err).__name__})", "pass an EPCrisprBenchmark TSV") from None
-    needed = ["chrom", "chromStart", "chromEnd", "EffectSize", "chrTSS", "startTSS", "measuredGeneSymbol"]
+        raise input_error(
+            table, "file", f"unreadable TSV ({type(err).__name__})", "pass an EPCrisprBenchmark TSV"
+        ) from None
+    needed = [
+        "chrom", "chromStart", "chromEnd", "EffectSize", "chrTSS", "startTSS", "measuredGeneSymbol",
+    ]
     for column in needed:
         if column not in df.columns:
-            raise input_error(table, column, "column missing", f"the table needs {', '.join(needed)}")
+            raise input_error(
+                table, column, "column missing", f"the table needs {', '.join(needed)}"
+            )
     if datasets:
+        if "Dataset" not in df.columns:
+            raise input_error(
+                table, "Dataset", "column missing", "drop --dataset or add the column"
+            )
         df = df[df["Dataset"].isin(datasets)]
     df = df.dropna(subset=["EffectSize", "chromStart", "chromEnd", "startTSS"])
     df = df[df["EffectSize"] > -1]  # log2(1 + x) needs x > -1
-    genome = None if sequence_source == "bundled" else reference.open_fasta(sequence_source, field="--fasta")
+    genome = None
+    if sequence_source != "bundled":
+        genome = reference.open_fasta(sequence_source, field="--fasta")
     keep = []
     for idx, row in df.iterrows():
         if row["chrom"] != row["chrTSS"]:
@@ -477,8 +508,8 @@ def from_crispri(
             keep.append(idx)
     if not keep:
         raise GenoclInputError(
-            f"{table}: no element-gene pair lies inside {sequence_source!r}; fix: pass --fasta with "
-            "an hg38 FASTA covering the pairs (the bundled windows cover only a few)"
+            f"{table}: no element-gene pair lies inside {sequence_source!r}; fix: pass --fasta "
+            "with an hg38 FASTA covering the pairs (the bundled windows cover only a few)"
         )
     df = df.loc[keep]
     obs = pd.DataFrame({
@@ -486,21 +517,30 @@ def from_crispri(
         "tss_chrom": df["chrTSS"].astype(str).to_numpy(),
         "tss_pos": df["startTSS"].astype(int).to_numpy(),
         "tss_strand": ".",
-        "elements": [f"{c}:{int(s)}-{int(e)}" for c, s, e in zip(df["chrom"], df["chromStart"], df["chromEnd"], strict=True)],
+        "elements": [
+            f"{c}:{int(s)}-{int(e)}"
+            for c, s, e in zip(df["chrom"], df["chromStart"], df["chromEnd"], strict=True)
+        ],
         "effect": [math.log2(1.0 + x) for x in df["EffectSize"]],
         "effect_size_raw": df["EffectSize"].astype(float).to_numpy(),
     })
-    for src, dst in [("pValueAdjusted", "pvalue"), ("Significant", "significant"), ("Dataset", "dataset"), ("name", "pair")]:
+    optional = [("pValueAdjusted", "pvalue"), ("Significant", "significant"),
+                ("Dataset", "dataset"), ("name", "pair")]
+    for src, dst in optional:
         if src in df.columns:
-            obs[dst] = df[src].astype(str if dst in ("significant", "dataset", "pair") else float).to_numpy()
+            kind = float if dst == "pvalue" else str
+            obs[dst] = df[src].astype(kind).to_numpy()
     obs.index = [f"{g}|{e}" for g, e in zip(obs["gene"], obs["elements"], strict=True)]
     adata = anndata.AnnData(obs=obs)
     adata.uns["assay"] = "crispri"
     adata.uns["genome"] = "GRCh38"
-    adata.uns["sequence_source"] = str(sequence_source)
+    # An absolute path, so the screen validates from any working directory.
+    adata.uns["sequence_source"] = (
+        "bundled" if sequence_source == "bundled" else str(Path(sequence_source).resolve())
+    )
     adata.uns["source"] = (
-        f"EngreitzLab CRISPR_comparison benchmark ({Path(table).name}); effect = log2(1 + EffectSize); "
-        "converted by `genocl screen from-crispri`"
+        f"EngreitzLab CRISPR_comparison benchmark ({Path(table).name}); "
+        "effect = log2(1 + EffectSize); converted by `genocl screen from-crispri`"
     )
     validate_screen(adata, table)
     return adata

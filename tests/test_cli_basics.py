@@ -1,0 +1,111 @@
+"""The `genocl` front end: cheap --help, one-line errors with exit status 2, examples in help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+from genocl_cli.main import main, user_errors
+
+import genocl_plugin
+from genocl_plugin.errors import GenoclInputError, input_error
+
+HEAVY = ("torch", "grelu", "pytorch_lightning", "lightning", "kipoi", "anndata",
+         "enformer_pytorch", "bpnetlite", "pyfaidx")
+RUN_GENOCL = "import sys; from genocl_cli.main import main; sys.argv[0] = 'genocl'; main()"
+
+
+def genocl(*args, importtime: bool = False) -> subprocess.CompletedProcess:
+    """Run `genocl ARGS` in a fresh interpreter (HOME is conftest's temporary one)."""
+    flags = ["-X", "importtime"] if importtime else []
+    return subprocess.run([sys.executable, *flags, "-c", RUN_GENOCL, *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Top-level module names from `python -X importtime` output."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            names.add(name.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("args", [["--help"], ["screen", "--help"], ["update", "--help"]])
+def test_help_does_not_import_heavy_packages(args):
+    result = genocl(*args, importtime=True)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: genocl" in result.stdout
+    loaded = imported_modules(result.stderr)
+    assert "click" in loaded  # the parser saw the import log
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and genocl_plugin.__version__ in result.output
+
+
+def _leaf_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_every_command_help_shows_an_example():
+    leaves = list(_leaf_commands(main))
+    assert ("screen", "validate") in [path for path, _ in leaves]
+    for path, _ in leaves:
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Example" in result.output and "genocl " + " ".join(path) in result.output, path
+
+
+def test_user_errors_turns_input_errors_into_exit_2():
+    @click.command()
+    @click.option("--kind")
+    @user_errors
+    def cmd(kind):
+        if kind == "input":
+            raise input_error("screen.h5ad", "obs['effect']", "3 NaN", "drop the rows")
+        raise RuntimeError("a bug, not a user error")
+
+    result = CliRunner().invoke(cmd, ["--kind", "input"])
+    assert result.exit_code == 2
+    assert result.stderr == "error: screen.h5ad: obs['effect']: 3 NaN; fix: drop the rows\n"
+    assert result.stdout == ""
+    bug = CliRunner().invoke(cmd, ["--kind", "bug"])
+    assert bug.exit_code == 1 and isinstance(bug.exception, RuntimeError)  # not hidden
+    assert issubclass(GenoclInputError, ValueError)
+
+
+def test_real_process_errors_are_one_line(tmp_path):
+    """In a real process (no pytest warning filters): one stderr line, status 2."""
+    missing = genocl("screen", "validate", tmp_path / "absent.h5ad")
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        f"error: {tmp_path / 'absent.h5ad'}: --data: file not found; "
+        "fix: pass an existing .h5ad screen"]
+    out = tmp_path / "mine.h5ad"
+    out.write_bytes(b"the user's own file")
+    again = genocl("screen", "from-crispri", "--table", tmp_path / "t.tsv.gz", "--out", out)
+    assert again.returncode == 2 and out.read_bytes() == b"the user's own file"
+    assert again.stderr.splitlines() == [
+        f"error: {out}: --out: already exists; fix: choose another path or pass --force"]
+
+
+def test_real_process_conversion(data_dir, tmp_path):
+    table = data_dir / "kircher2019_elements_subset.tsv.gz"
+    fasta = data_dir / "kircher2019_elements_subset_GRCh38.fa"
+    out = tmp_path / "mpra.h5ad"
+    ok = genocl("screen", "from-satmut", "--table", table, "--fasta", fasta, "--elements", "HBB",
+                "--out", out)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"wrote {out}: 105 variants over 1 elements"
+    assert "Traceback" not in ok.stderr
