@@ -518,12 +518,16 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> Geno
     """Load a bpnet-lite saved model or a ProCapNet fold state dict.
 
     A whole saved ``BPNet`` is unpickled with ``weights_only=True`` and an allow-list of the
-    bpnet-lite and torch classes it contains, so no arbitrary code runs.
+    bpnet-lite and torch classes it contains, so no arbitrary code runs. ``BPNet.fit`` saves
+    the model with its training log, which holds numpy scalars; those types are allowed too.
     """
+    import numpy as np
     from bpnetlite.bpnet import BPNet
     from bpnetlite.logging import Logger
 
-    allowed = [BPNet, Logger, nn.Conv1d, nn.Linear, nn.ModuleList, nn.ReLU]
+    numpy_scalars = [np.dtype, (getattr(np, "_core", None) or np.core).multiarray.scalar]
+    numpy_scalars += [type(np.dtype(code)) for code in "?bBhHiIlLqQefdFD"]
+    allowed = [BPNet, Logger, nn.Conv1d, nn.Linear, nn.ModuleList, nn.ReLU, *numpy_scalars]
     try:
         with torch.serialization.safe_globals(allowed):
             obj = torch.load(path, map_location="cpu", weights_only=True)

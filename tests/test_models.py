@@ -199,6 +199,23 @@ def test_bpnet_whole_model_file(tmp_path):
     _check_same_as_bpnet(loaded, bpnet, 1080)
 
 
+def test_bpnet_file_written_by_bpnet_fit(tmp_path, monkeypatch):
+    """BPNet.fit saves the whole model with its training log (numpy scalars inside)."""
+    bpnet = _bpnet()
+    x = one_hot(4, 1080)
+    y = torch.from_numpy(reference.load_windows()["train_targets"][:4, :1000, :2]).float()
+    y = torch.round(y.transpose(1, 2))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, torch.ones(4)),
+                                         batch_size=2)
+    monkeypatch.chdir(tmp_path)  # fit writes NAME.torch, NAME.final.torch and NAME.log here
+    bpnet.fit(loader, torch.optim.Adam(bpnet.parameters(), 1e-3), X_valid=x, y_valid=y,
+              max_epochs=1, batch_size=2, device="cpu")
+    bpnet.eval()
+    loaded = models.load_model(tmp_path / f"{bpnet.name}.final.torch")
+    assert loaded.model_params["trimming"] == 40
+    _check_same_as_bpnet(loaded, bpnet, 1080)
+
+
 def test_procapnet_fold_state_dict(tmp_path):
     """ProCapNet releases per-fold state dicts: BPNet(n_layers=8), 2,114 bp in, 1,000 out."""
     bpnet = _bpnet(n_filters=8, n_layers=8, trimming=None)
