@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import gzip
 import math
 import os
@@ -323,8 +324,13 @@ def _open_bcf(path: Path, region):
         records = vcf(f"{contig}:{region[1]}-{min(region[2], 2**31 - 1)}")
 
     def lines():
-        for line_no, record in enumerate(records, start=len(header) + 1):
-            yield line_no, str(record)
+        line_no = len(header)
+        try:
+            for line_no, record in enumerate(records, start=len(header) + 1):  # noqa: B007
+                yield line_no, str(record)
+        except Exception as err:  # cyvcf2 raises a bare Exception for a bad record
+            raise input_error(path, f"record after line {line_no}", f"unreadable BCF record ({err})",
+                              "check the file with `bcftools view`") from None
 
     try:
         yield header, lines()
@@ -378,6 +384,39 @@ def contig_aliases(names: Iterable[str]) -> dict[str, str]:
     return aliases
 
 
+def genome_reader(fasta, block: int = 1 << 20) -> Callable[[str, int, int], np.ndarray]:
+    """A ``fetch(contig, start, end)`` returning uint8 codes, N-padded outside the contig.
+
+    It reads the FASTA a block (1 Mb) at a time and keeps the last block, so a sorted VCF
+    reads each base about once instead of one pyfaidx call per variant.
+
+    Parameters
+    ----------
+    fasta
+        An open ``pyfaidx.Fasta`` (:func:`genocl_plugin.reference.open_fasta`).
+    block
+        Minimum bp read per FASTA access.
+    """
+    lengths = {name: len(fasta[name]) for name in fasta.keys()}
+    cache = {"contig": None, "start": 0, "codes": np.empty(0, dtype=np.uint8)}
+
+    def fetch(contig: str, start: int, end: int) -> np.ndarray:
+        out = np.full(end - start, 4, dtype=np.uint8)
+        lo, hi = max(start, 0), min(end, lengths[contig])
+        if hi <= lo:
+            return out
+        c_start = cache["start"]
+        if cache["contig"] != contig or lo < c_start or hi > c_start + len(cache["codes"]):
+            c_end = min(lengths[contig], max(hi, lo + block))
+            cache.update(contig=contig, start=lo,
+                         codes=reference.seq_to_codes(str(fasta[contig][lo:c_end])))
+            c_start = lo
+        out[lo - start : hi - start] = cache["codes"][lo - c_start : hi - c_start]
+        return out
+
+    return fetch
+
+
 def variant_windows(contig: str, pos: int, ref: str, alt: str, fasta,
                     seq_len: int) -> tuple[np.ndarray, np.ndarray, str]:
     """The REF and ALT input windows of one variant (uint8 codes, N-padded at contig ends).
@@ -396,7 +435,7 @@ def variant_windows(contig: str, pos: int, ref: str, alt: str, fasta,
     ref, alt
         Alleles (A/C/G/T/N).
     fasta
-        An open ``pyfaidx.Fasta`` (:func:`genocl_plugin.reference.open_fasta`).
+        An open ``pyfaidx.Fasta``, or a reader from :func:`genome_reader` (faster in loops).
     seq_len
         Model input length.
 
@@ -406,16 +445,21 @@ def variant_windows(contig: str, pos: int, ref: str, alt: str, fasta,
         ``ref_codes`` (seq_len,), ``alt_codes`` (seq_len,), and the FASTA bases under REF
         (upper case, N outside the contig) for the REF check.
     """
+    fetch = fasta if callable(fasta) else functools.partial(_fetch_codes, fasta=fasta)
     centre = seq_len // 2 - 1
     start = pos - 1 - centre
     extra = max(0, len(ref) - len(alt))
-    chunk = reference.fetch_codes(contig, start, start + seq_len + extra, fasta)
+    chunk = fetch(contig, start, start + seq_len + extra)
     genome_ref = reference.codes_to_seq(chunk[centre : centre + len(ref)])
     ref_codes = chunk[:seq_len].copy()
     ref_codes[centre : centre + len(ref)] = reference.seq_to_codes(ref)
     alt_codes = np.concatenate([chunk[:centre], reference.seq_to_codes(alt),
                                 chunk[centre + len(ref) :]])[:seq_len]
     return ref_codes, alt_codes, genome_ref
+
+
+def _fetch_codes(contig: str, start: int, end: int, fasta) -> np.ndarray:
+    return reference.fetch_codes(contig, start, end, fasta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -662,6 +706,7 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
     """
     forward, device = prepare_model(model, devices)
     aliases = contig_aliases(fasta.keys())
+    fetch = genome_reader(fasta)
     max_len = plan.seq_len // 2
     on_skip = on_skip or (lambda *_: None)
     batch: list[Variant] = []
@@ -695,7 +740,7 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
                               f"(it has {shown})", "use the FASTA of the VCF's assembly, or "
                               "restrict the VCF with --region")
         ref_window, alt_window, genome_ref = variant_windows(
-            contig, variant.pos, variant.ref, variant.alt, fasta, plan.seq_len)
+            contig, variant.pos, variant.ref, variant.alt, fetch, plan.seq_len)
         if genome_ref != variant.ref:
             detail = f"VCF REF {variant.ref}, FASTA {contig}:{variant.pos} has {genome_ref}"
             if not allow_ref_mismatch:
