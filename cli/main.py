@@ -40,12 +40,14 @@ def main() -> None:
     """
 
 
+from genocl_cli import evaluate as _evaluate_cmd  # noqa: E402
 from genocl_cli import screen as _screen  # noqa: E402
 from genocl_cli import train as _train  # noqa: E402
 from genocl_cli import variants as _variants  # noqa: E402
 from genocl_cli import zoo as _zoo  # noqa: E402
 
 main.add_command(_screen.screen)
+main.add_command(_evaluate_cmd.evaluate)
 main.add_command(_train.update)
 main.add_command(_train.pretrain)
 main.add_command(_variants.score_vcf)

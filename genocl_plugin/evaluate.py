@@ -233,3 +233,404 @@ def write_json(data: dict, path: str | Path) -> Path:
         return v
     Path(path).write_text(json.dumps(clean(data), indent=2))
     return Path(path)
+
+
+# --- Continual-learning metrics over a sequence of tasks (genocl evaluate) -------------------
+#
+# Tasks are numbered 0..T: task 0 is the base model's own task (the reference tracks it was
+# pretrained on), task k >= 1 the k-th screen. Model 0 is the base model, model k the model
+# after the k-th update. R[i, j] is the score (a Pearson correlation: higher is better) of
+# model i on the held-out data of task j. Adapted to regression from Lopez-Paz & Ranzato
+# (2017) and Chaudhry et al. (2018):
+#
+#   BWT          = mean_{j < T} (R[T, j] - R[j, j])        (< 0: later tasks hurt earlier ones)
+#   FWT          = mean_{1 <= j <= T} (R[j-1, j] - b_j)     (b_j = base model's score on task j,
+#                                                          so FWT is 0 with a single screen and
+#                                                          measures zero-shot transfer from
+#                                                          earlier screens to later ones)
+#   forgetting_j = max_{l < T} R[l, j] - R[T, j]            (j < T; the best score task j ever
+#                                                          had minus its final score)
+
+
+def accuracy_matrix(scores) -> np.ndarray:
+    """Validate per-model, per-task scores as a square accuracy matrix.
+
+    Parameters
+    ----------
+    scores
+        ``scores[i][j]``: score of the model after task ``i`` on task ``j`` (nested lists or
+        an array; NaN allowed where a score cannot be computed).
+
+    Returns
+    -------
+    np.ndarray
+        (T + 1, T + 1) float matrix.
+
+    Raises
+    ------
+    ValueError
+        The scores are not square.
+    """
+    matrix = np.asarray(scores, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"accuracy matrix must be square, got shape {matrix.shape}")
+    return matrix
+
+
+def backward_transfer(matrix) -> float:
+    """BWT = mean over earlier tasks j < T of ``R[T, j] - R[j, j]`` (NaN with one task)."""
+    r = accuracy_matrix(matrix)
+    last = len(r) - 1
+    if last < 1:
+        return float("nan")
+    return float(np.nanmean([r[last, j] - r[j, j] for j in range(last)]))
+
+
+def forward_transfer(matrix, baseline=None) -> float:
+    """FWT = mean over tasks j >= 1 of ``R[j-1, j] - b_j``.
+
+    Parameters
+    ----------
+    matrix
+        The accuracy matrix.
+    baseline
+        ``b_j`` per task; default the base model's row ``R[0]`` (the score before any update).
+    """
+    r = accuracy_matrix(matrix)
+    b = r[0] if baseline is None else np.asarray(baseline, dtype=np.float64)
+    if len(r) < 2:
+        return float("nan")
+    return float(np.nanmean([r[j - 1, j] - b[j] for j in range(1, len(r))]))
+
+
+def forgetting(matrix) -> np.ndarray:
+    """Per-task forgetting ``max_{l < T} R[l, j] - R[T, j]`` for tasks j < T."""
+    r = accuracy_matrix(matrix)
+    last = len(r) - 1
+    return np.array([np.nanmax(r[:last, j]) - r[last, j] for j in range(last)], dtype=np.float64)
+
+
+def continual_metrics(matrix, baseline=None) -> dict:
+    """BWT, FWT, per-task and mean forgetting, and the final average score of a matrix."""
+    r = accuracy_matrix(matrix)
+    per_task = forgetting(r)
+    return {
+        "bwt": backward_transfer(r),
+        "fwt": forward_transfer(r, baseline),
+        "forgetting": per_task.tolist(),
+        "mean_forgetting": float(np.nanmean(per_task)) if len(per_task) else float("nan"),
+        "final_mean_score": float(np.nanmean(r[-1])),
+    }
+
+
+def js_divergence(p, q, axis: int = -1) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between profiles normalised along ``axis``.
+
+    Profiles are non-negative signals (predicted or measured coverage); each is divided by its
+    sum so only the shape is compared. An all-zero profile is treated as uniform, because a
+    profile with no signal says nothing about where the signal is.
+    """
+    p = np.clip(np.asarray(p, dtype=np.float64), 0, None)
+    q = np.clip(np.asarray(q, dtype=np.float64), 0, None)
+
+    def normalise(x):
+        total = x.sum(axis=axis, keepdims=True)
+        uniform = np.full_like(x, 1.0 / x.shape[axis])
+        return np.where(total > 0, x / np.where(total > 0, total, 1.0), uniform)
+
+    p, q = normalise(p), normalise(q)
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a > 0, a * np.log2(a / b), 0.0)
+        return terms.sum(axis=axis)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def reference_scores(pred: np.ndarray, target: np.ndarray, profile: bool = False) -> dict:
+    """Scores of predictions on the reference task (n, tracks, bins).
+
+    Returns
+    -------
+    dict
+        ``pearson`` (mean over tracks), ``per_track`` and, for profile models, ``jsd`` (mean
+        over crops and strands; lower is better) and ``counts_pearson`` (log1p total per crop).
+    """
+    per_track = pearson_per_track(pred, target)
+    out = {"pearson": float(np.nanmean(per_track)), "per_track": per_track.tolist()}
+    if profile:
+        out["jsd"] = float(np.mean(js_divergence(pred, target)))
+        out["counts_pearson"] = pearson(np.log1p(pred.sum((1, 2))), np.log1p(target.sum((1, 2))))
+    return out
+
+
+def _resolve_parent(spec: str, child: Path) -> str:
+    """A lineage ``parent`` as a loadable spec: bundled names as-is, paths tried as written
+    (relative to the working directory of the update) and then beside the child run."""
+    from genocl_plugin.models import BUNDLED_MODELS
+
+    if spec in BUNDLED_MODELS or Path(spec).exists():
+        return spec
+    beside = child.parent / Path(spec).name
+    if beside.exists():
+        return str(beside)
+    from genocl_plugin.errors import input_error
+
+    raise input_error(child, "lineage", f"parent {spec} not found",
+                      "keep the parent runs next to their children or run evaluate from the update's directory")
+
+
+def lineage_chain(run_dir: str | Path) -> list[str]:
+    """Model specs from the base model to ``run_dir``: ``[base, run_1, ..., run_dir]``.
+
+    Follows each run's ``metrics.json`` config ``model`` (its parent) back to a model that is
+    not a genocl run (the base model).
+    """
+    from genocl_plugin.errors import input_error
+
+    chain = [str(run_dir)]
+    current = Path(run_dir)
+    while True:
+        metrics_path = current / "metrics.json"
+        if not metrics_path.exists():
+            if len(chain) == 1:
+                raise input_error(current, "metrics.json", "missing: not a genocl run directory",
+                                  "pass directories written by genocl update")
+            return chain[::-1]
+        parent = json.loads(metrics_path.read_text())["config"]["model"]
+        parent = _resolve_parent(str(parent), current)
+        chain.append(parent)
+        if not (Path(parent) / "metrics.json").exists():
+            return chain[::-1]
+        current = Path(parent)
+        if len(chain) > 100:
+            raise input_error(run_dir, "lineage", "longer than 100 steps (a cycle?)", "check the run directories")
+
+
+def screen_task(run_dir: str | Path, model):
+    """The held-out perturbations a run was evaluated on, reproduced from its stored config.
+
+    Uses the same element split and subsampling as :func:`genocl_plugin.update.prepare_screen`
+    and checks the held-out elements against the run's ``metrics.json``.
+
+    Returns
+    -------
+    objectives.PerturbationDataset
+    """
+    from genocl_plugin import objectives
+    from genocl_plugin.errors import input_error
+    from genocl_plugin.update import UpdateConfig, prepare_screen
+
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    fields = UpdateConfig.__dataclass_fields__
+    config = UpdateConfig(**{k: v for k, v in metrics["config"].items() if k in fields})
+    path, _, test = prepare_screen(config, model)
+    dataset = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(path))
+    stored = metrics.get("split", {}).get("test_elements")
+    if stored is not None and sorted(set(dataset.groups)) != sorted(stored):
+        raise input_error(path, "elements", f"held-out elements differ from {run_dir}/metrics.json",
+                          "the screen file changed since the run; evaluate with the original screen")
+    return dataset
+
+
+def has_reference_tracks(model) -> bool:
+    """Whether a model's leading tracks are the bundled reference layout.
+
+    Like ``update._has_reference_tracks`` but ignoring screen-head tracks (``screen:<name>``)
+    that the multi-head strategy appends after the reference tracks, so new-head models are
+    scored on the reference task too.
+    """
+    arch = model.data_params.get("arch")
+    n = len([t for t in model.task_names if not str(t).startswith("screen:")])
+    return (arch == "enformer" and n == 74 and model.bin_size == 32) or (arch == "procapnet" and n == 2)
+
+
+def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
+    """Accuracy matrices, transfer, forgetting and drift for one or more run sequences.
+
+    Each run directory is the last step of a sequence; its lineage (parent runs back to the
+    base model) defines the tasks: the reference tracks (task 0) and each run's screen, scored
+    on that screen's held-out elements. Every model of the chain is reloaded and scored on
+    every task; scores are cached, so runs sharing parents cost little more.
+
+    Parameters
+    ----------
+    run_dirs
+        ``genocl update`` run directories.
+    max_crops
+        Reference test-window crops (same seeded subset for every model; None: all).
+    progress
+        Optional ``callable(str)`` for progress messages.
+
+    Returns
+    -------
+    dict
+        ``runs``: one entry per run with ``chain``, ``strategies``, ``tasks``, ``matrix``
+        (Pearson: tracks for task 0, effects for screens), ``metrics`` (:func:`continual_metrics`),
+        ``reference`` (per model: Pearson, per-track Pearson, JSD and counts Pearson for profile
+        models), ``drift`` (final vs base model on the reference windows), ``new_task_gain`` and
+        ``retention``.
+    """
+    from genocl_plugin.models import load_model
+    from genocl_plugin.update import predict_screen_effects
+
+    say = progress or (lambda _msg: None)
+    models: dict[str, object] = {}
+    ref_cache: dict[str, tuple] = {}
+    screen_cache: dict[tuple[str, str], float] = {}
+
+    def get_model(spec):
+        if spec not in models:
+            models.clear()  # keep one model in memory at a time
+            models[spec] = load_model(spec)
+        return models[spec]
+
+    def reference(spec):
+        if spec not in ref_cache:
+            model = get_model(spec)
+            if not has_reference_tracks(model):
+                ref_cache[spec] = (None, None, {"pearson": float("nan"), "per_track": []})
+            else:
+                pred, target = reference_predictions(model, "test", max_crops=max_crops)
+                profile = model.data_params.get("arch") == "procapnet"
+                ref_cache[spec] = (pred, target, reference_scores(pred, target, profile=profile))
+        return ref_cache[spec]
+
+    def screen(spec, run):
+        key = (spec, str(run))
+        if key not in screen_cache:
+            model = get_model(spec)
+            dataset = screen_task(run, model)
+            screen_cache[key] = pearson(predict_screen_effects(model, dataset), dataset.effect)
+        return screen_cache[key]
+
+    results = []
+    for run_dir in run_dirs:
+        chain = lineage_chain(run_dir)
+        say(f"evaluating {run_dir}: {len(chain)} models x {len(chain)} tasks")
+        size = len(chain)
+        matrix = np.full((size, size), np.nan)
+        for i, spec in enumerate(chain):
+            matrix[i, 0] = reference(spec)[2]["pearson"]
+            for j in range(1, size):
+                matrix[i, j] = screen(spec, chain[j])
+        base_pred, target, _ = reference(chain[0])
+        final_pred = reference(chain[-1])[0]
+        drift = (retention(base_pred, final_pred, target) if base_pred is not None and final_pred is not None
+                 else {})
+        configs = [json.loads((Path(r) / "metrics.json").read_text())["config"] for r in chain[1:]]
+        strategies = [c["strategy"] for c in configs]
+        screens = [f"{Path(c['data']).stem if c.get('data') else 'bundled screen'} (held-out elements)"
+                   for c in configs]
+        results.append({
+            "run": str(run_dir), "chain": chain, "strategies": strategies,
+            "tasks": ["reference tracks (test windows)"] + screens,
+            "matrix": matrix.tolist(),
+            "metrics": continual_metrics(matrix),
+            "reference": [{k: v for k, v in reference(spec)[2].items()} for spec in chain],
+            "drift": {k: drift[k] for k in ("drift_pearson", "drift_rel_l2", "retention_ratio") if k in drift},
+            "new_task_gain": float(np.nanmean([matrix[j, j] - matrix[0, j] for j in range(1, size)])),
+            "retention": float(matrix[-1, 0]),
+        })
+    return {"runs": results, "max_crops": max_crops}
+
+
+def format_evaluation(result: dict) -> str:
+    """Printed table: each run's accuracy matrix, then BWT / FWT / forgetting / drift."""
+    lines = []
+    for run in result["runs"]:
+        size = len(run["matrix"])
+        lines.append(f"run {run['run']}  (strategies: {' -> '.join(run['strategies'])})")
+        header = "model \\ task".ljust(16) + "".join(f"{'T' + str(j):>9}" for j in range(size))
+        lines.append(header)
+        names = ["base"] + [f"after T{i}" for i in range(1, size)]
+        for name, row in zip(names, run["matrix"], strict=True):
+            lines.append(name.ljust(16) + "".join(f"{v:>9.4f}" for v in row))
+        for j, task in enumerate(run["tasks"]):
+            lines.append(f"  T{j} = {task}")
+        m = run["metrics"]
+        lines.append(f"  BWT {m['bwt']:+.4f}   FWT {m['fwt']:+.4f}   mean forgetting {m['mean_forgetting']:+.4f}   "
+                     f"new-task gain {run['new_task_gain']:+.4f}   drift Pearson "
+                     f"{run['drift'].get('drift_pearson', float('nan')):.4f}")
+        final_ref = run["reference"][-1]
+        if "jsd" in final_ref:
+            lines.append(f"  profile: JSD base {run['reference'][0]['jsd']:.4f} -> final {final_ref['jsd']:.4f};"
+                         f" counts Pearson base {run['reference'][0]['counts_pearson']:.4f}"
+                         f" -> final {final_ref['counts_pearson']:.4f}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def plot_evaluation(result: dict, out_dir: str | Path, labels: list[str] | None = None) -> list[Path]:
+    """PNGs: accuracy matrix heatmaps, retention vs new-task trade-off, per-track retention.
+
+    Parameters
+    ----------
+    result
+        From :func:`evaluate_runs`.
+    out_dir
+        Directory for ``accuracy_matrix.png``, ``tradeoff.png`` and ``per_track_retention.png``.
+    labels
+        One label per run (default: its strategies joined by ``->``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = result["runs"]
+    labels = labels or [" -> ".join(r["strategies"]) for r in runs]
+    paths = []
+
+    ncol = min(4, len(runs))
+    nrow = -(-len(runs) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
+    for ax, run, label in zip(axes.flat, runs, labels, strict=False):
+        m = np.asarray(run["matrix"], dtype=float)
+        im = ax.imshow(m, cmap="viridis", vmin=np.nanmin([np.nanmin(m), 0]), vmax=1)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_xticks(range(len(m)), [f"T{j}" for j in range(len(m))])
+        ax.set_yticks(range(len(m)), ["base"] + [f"after T{i}" for i in range(1, len(m))])
+        ax.set_title(f"{label}\nBWT {run['metrics']['bwt']:+.3f}", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_matrix.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label in dict.fromkeys(labels):
+        pts = [(r["new_task_gain"], r["retention"]) for r, lab in zip(runs, labels, strict=True) if lab == label]
+        ax.scatter(*zip(*pts, strict=True), label=label, s=30)
+    ax.set_xlabel("new-task gain (held-out effect Pearson, after - base)")
+    ax.set_ylabel("retention (reference track Pearson, final model)")
+    ax.axhline(runs[0]["matrix"][0][0], color="grey", ls="--", lw=0.8, label="base model")
+    ax.legend(fontsize=7)
+    ax.set_title("retention vs new-task trade-off")
+    fig.tight_layout()
+    paths.append(out_dir / "tradeoff.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for run, label in zip(runs, labels, strict=True):
+        base, final = run["reference"][0]["per_track"], run["reference"][-1]["per_track"]
+        if base and final:
+            ax.plot(np.asarray(final) - np.asarray(base), marker=".", lw=0.8, label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("reference track")
+    ax.set_ylabel("track Pearson change (final - base)")
+    ax.set_title("per-track retention")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / "per_track_retention.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
