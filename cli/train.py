@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from genocl_cli.main import user_errors
 
 
@@ -28,14 +27,17 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
     from pathlib import Path
 
     from genocl_plugin.errors import input_error
-    from genocl_plugin.pretrain import pretrain as run, write_pretrained
+    from genocl_plugin.pretrain import pretrain as run
+    from genocl_plugin.pretrain import write_pretrained
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
     model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
                          limit_train_batches=limit)
-    write_pretrained(model, metrics, out, force=force)
+    command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
+               f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
+    write_pretrained(model, metrics, out, force=force, command=command)
     click.echo(f"wrote {out}")
     for key, value in metrics.items():
         click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")

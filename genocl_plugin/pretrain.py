@@ -151,21 +151,24 @@ def pretrain(arch: str, max_epochs: int = 6, batch_size: int = 16, lr: float = 5
     return model, metrics
 
 
-def write_pretrained(model: GenoclLightningModel, metrics: dict, out: str | Path, force: bool = False) -> Path:
-    """Save a pretrained model with its test metrics and a model card."""
+def write_pretrained(model: GenoclLightningModel, metrics: dict, out: str | Path, force: bool = False,
+                     command: str | None = None) -> Path:
+    """Save a pretrained model with its test metrics, the command that made it and a model card."""
     arch = model.data_params["arch"]
+    command = command or f"genocl pretrain --model {arch} --out DIR"
     extra = {
+        "command": command,
         "name": f"{arch}-mini",
         "test_metrics": metrics,
         "lineage": [{"step": "pretrain", "data": "bundled basenji_tiny_hg38 (45 train / 10 valid windows)"}],
         "screens_seen": [],
     }
     path = save_model(model, out, extra=extra, force=force)
-    (Path(path) / "MODEL_CARD.md").write_text(model_card(arch, model, metrics))
+    (Path(path) / "MODEL_CARD.md").write_text(model_card(arch, model, metrics, command))
     return path
 
 
-def model_card(arch: str, model: GenoclLightningModel, metrics: dict) -> str:
+def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: str) -> str:
     """A short, honest model card."""
     n_params = sum(p.numel() for p in model.model.parameters())
     what = {
@@ -184,7 +187,7 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict) -> str:
         f"{model.bin_size} bp, {len(model.task_names)} tracks",
         "- data: 65 real hg38 windows (calico/baskerville tiny hg38, Apache-2.0): "
         "45 train, 10 valid (early stopping), 10 test",
-        "- reproduce: `genocl pretrain --model " + arch + " --out DIR`",
+        f"- reproduce: `{command}`",
         "", "## Held-out test windows", "",
     ]
     for key, value in metrics.items():
