@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--procapnet", default="procapnet", help="Base model for the promoter screen.")
     parser.add_argument("--bases", default="enformer,procapnet", help="Which bases to run.")
     parser.add_argument("--seeds", type=int, default=None, help="Override the number of seeds.")
+    parser.add_argument("--wait", type=float, default=0,
+                        help="Minutes to wait for a bundled base model that is still being trained.")
     args = parser.parse_args()
 
     import torch
@@ -182,9 +184,21 @@ def main() -> None:
 
     report: dict = {"mode": mode, "settings": settings, "skipped": skipped, "bases": {}, "sequential": {},
                     "crispri": None}
+
+    def flush(final: bool = False) -> None:
+        # Written after every stage, so an interrupted study still leaves its finished parts.
+        report["seconds"] = time.perf_counter() - started
+        report["complete"] = final
+        report["command"] = " ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]])
+        report["commit"] = _commit()
+        report["platform"] = f"{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+        report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        ev.write_json(report, plots / f"forgetting_{mode}.json")
+        (results_dir / "results.md").write_text(render(report))
     for base in bases:
         name, screen_file = BASES[base]
         screen = reference.BUNDLED / screen_file
+        _wait_for(model_spec[base], args.wait, log)
         rows, run_dirs, labels = [], [], []
         for seed in settings["seeds"]:
             for label, spec in strategies.items():
@@ -218,6 +232,7 @@ def main() -> None:
         report["bases"][base] = {"name": name, "screen": screen_file, "rows": rows, "summary": summary,
                                  "recommended": best, "why": why,
                                  "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
+        flush()
 
     # Two-screen sequential scenario: half of the elements, then the other half.
     for base in [b for b in settings["sequential_bases"] if b in bases]:
@@ -238,6 +253,7 @@ def main() -> None:
         ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=labels)
         report["sequential"][base] = {"name": name, "halves": [p.name for p in halves], "labels": labels,
                                       "runs": evaluation["runs"]}
+        flush()
 
     # CRISPRi smoke check: only 3 real pairs fit the bundled windows.
     if "procapnet" in bases:
@@ -252,14 +268,20 @@ def main() -> None:
                              "retention_before": m["retention"]["pearson_before"],
                              "retention_after": m["retention"]["pearson_after"], "seconds": res["seconds"]}
 
-    report["seconds"] = time.perf_counter() - started
-    report["command"] = " ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]])
-    report["commit"] = _commit()
-    report["platform"] = f"{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    ev.write_json(report, plots / f"forgetting_{mode}.json")
-    (results_dir / "results.md").write_text(render(report))
+    flush(final=True)
     log(f"wrote {results_dir / 'results.md'}")
+
+
+def _wait_for(spec: str, minutes: float, log) -> None:
+    """Wait (up to ``minutes``) for a bundled model directory that ``genocl pretrain`` is still writing."""
+    from genocl_plugin.models import BUNDLED_MODELS
+
+    path = BUNDLED_MODELS.get(spec)
+    deadline = time.time() + 60 * minutes
+    if path is not None and not (path / "model.safetensors").exists():
+        log(f"waiting up to {minutes:.0f} min for {path}")
+        while not (path / "model.safetensors").exists() and time.time() < deadline:
+            time.sleep(20)
 
 
 def _commit() -> str:
@@ -279,9 +301,11 @@ def render(report: dict) -> str:
         "# Forgetting benchmark results",
         "",
         f"**Mode: `{mode}`**" + (" — CI-sized settings, not the full study: small subsamples, "
-                                 f"{len(s['seeds'])} seeds. Treat the numbers as a smoke-level comparison."
+                                 f"{len(s['seeds'])} seed(s). Treat the numbers as a smoke-level comparison."
                                  if mode == "quick" else ""),
         "",
+        *([] if report.get("complete") else ["**Incomplete: the run was still going (or was stopped) when this was "
+                                            "written; only the finished stages are shown.**", ""]),
         f"- command: `{report['command']}`",
         f"- commit: `{report['commit']}`",
         f"- date: {report['date']}; wall time {report['seconds'] / 60:.1f} min; {report['platform']}",
@@ -355,8 +379,45 @@ def render(report: dict) -> str:
                   f"{c['train_mse_after']:.4f}, retention {c['retention_before']:.4f} → {c['retention_after']:.4f}, "
                   f"{c['seconds']:.0f} s. With one held-out pair no correlation can be computed: this only shows "
                   "the CRISPRi path runs end to end.", ""]
-    lines += ["## Recommendation", "", _recommendation_text(report), ""]
+    lines += ["## What the data shows", "", *_findings(report), "", "## Recommendation", "",
+              _recommendation_text(report), ""]
     return "\n".join(lines)
+
+
+def _findings(report: dict) -> list[str]:
+    """Plain statements derived from the numbers (generated, so they cannot drift from them)."""
+    out = []
+    for b in report["bases"].values():
+        summary = b["summary"]
+        ft = summary.get("finetune")
+        if not ft:
+            continue
+        gain, gain_sd = mean_sd(ft["gain"])
+        ret_ft = mean_sd(ft["retention_after"])[0]
+        ret_base = mean_sd(ft["retention_before"])[0]
+        out.append(f"- {b['name']}: fine-tuning changes held-out effect Pearson by {gain:+.3f} (sd {gain_sd:.3f}) "
+                   f"and reference track Pearson from {ret_base:.3f} to {ret_ft:.3f}.")
+        if abs(gain) <= gain_sd:
+            out.append("  The new-task gain is within one sd of zero across seeds: on held-out elements the update "
+                       "does not reliably help.")
+        gap = mean_sd(ft["train_after"])[0] - mean_sd(ft["new_after"])[0]
+        out.append(f"  Out of distribution: training-element Pearson exceeds held-out-element Pearson by {gap:.3f} "
+                   "after fine-tuning.")
+        better = [k for k, v in summary.items() if k != "finetune" and mean_sd(v["retention_after"])[0] > ret_ft]
+        keeps = [k for k in better if mean_sd(summary[k]["gain"])[0] >= gain - 0.05 * abs(gain)]
+        out.append(f"  Retain more than fine-tuning: {', '.join(better) or 'none'}; of these, keep >= 95% of its "
+                   f"new-task gain: {', '.join(keeps) or 'none'}.")
+        worse = [k for k, v in summary.items() if k != "finetune" and mean_sd(v["retention_after"])[0] <= ret_ft]
+        if worse:
+            out.append(f"  Continual learning does not help retention here for: {', '.join(worse)}.")
+    for seq in report["sequential"].values():
+        bwt = {lab: mean_sd([r["metrics"]["bwt"] for r, l2 in zip(seq["runs"], seq["labels"], strict=True)
+                             if l2 == lab])[0] for lab in dict.fromkeys(seq["labels"])}
+        if "finetune" in bwt:
+            above = [k for k, v in bwt.items() if k != "finetune" and v > bwt["finetune"]]
+            out.append(f"- Sequential {seq['name']}: fine-tuning BWT {bwt['finetune']:+.3f}; higher BWT (less "
+                       f"forgetting) with: {', '.join(above) or 'none'}.")
+    return out
 
 
 def _recommendation_text(report: dict) -> str:
