@@ -47,10 +47,10 @@ SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 SETTINGS = {
     # Sized so the whole study takes < 60 min on 2 CPU cores (measured: see docs/results.md).
     "full": {"seeds": [0, 1, 2], "max_train": 96, "max_eval": 96, "retention_crops": 32, "epochs": 2,
-             "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": list(COMBOS),
+             "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": list(COMBOS), "sequential_seeds": [0, 1, 2],
              "sequential_bases": ["procapnet", "enformer"]},
     "quick": {"seeds": [0, 1], "max_train": 32, "max_eval": 48, "retention_crops": 16, "epochs": 2,
-              "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp"],
+              "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp"], "sequential_seeds": [0],
               "sequential_bases": ["procapnet"]},
 }
 BASES = {"enformer": ("enformer-mini", "mpra_enhancers.h5ad"), "procapnet": ("procapnet-mini", "mpra_promoters.h5ad")}
@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--procapnet", default="procapnet", help="Base model for the promoter screen.")
     parser.add_argument("--bases", default="enformer,procapnet", help="Which bases to run.")
     parser.add_argument("--seeds", type=int, default=None, help="Override the number of seeds.")
+    parser.add_argument("--only", default=None, help="Comma-separated strategy labels to run (default: all).")
     parser.add_argument("--wait", type=float, default=0,
                         help="Minutes to wait for a bundled base model that is still being trained.")
     args = parser.parse_args()
@@ -178,6 +179,8 @@ def main() -> None:
     combos, skipped_combos = available_strategies({k: COMBOS[k] for k in settings["combos"]})
     skipped.update(skipped_combos)
     strategies = {**singles, **combos}
+    if args.only:
+        strategies = {k: v for k, v in strategies.items() if k in args.only.split(",")}
     log(f"strategies: {', '.join(strategies)}; skipped: {', '.join(skipped) or 'none'}")
     bases = [b for b in args.bases.split(",") if b]
     model_spec = {"enformer": args.enformer, "procapnet": args.procapnet}
@@ -195,78 +198,89 @@ def main() -> None:
         report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         ev.write_json(report, plots / f"forgetting_{mode}.json")
         (results_dir / "results.md").write_text(render(report))
-    for base in bases:
-        name, screen_file = BASES[base]
-        screen = reference.BUNDLED / screen_file
-        _wait_for(model_spec[base], args.wait, log)
-        rows, run_dirs, labels = [], [], []
-        for seed in settings["seeds"]:
+    def extras() -> None:
+        """The sequential scenario and the CRISPRi smoke check (run once, after the first seed)."""
+        # Two-screen sequential scenario: half of the elements, then the other half.
+        for base in [b for b in settings["sequential_bases"] if b in bases]:
+            name, screen_file = BASES[base]
+            halves = split_screen(reference.BUNDLED / screen_file, work)
+            finals, labels = [], []
+            for seed in settings["sequential_seeds"]:
+                for label in [s for s in SEQUENTIAL if s in strategies]:
+                    spec = strategies[label]
+                    tag = label.replace(" ", "_").replace("+", "_")
+                    first, second = (work / f"seq_{base}" / tag / f"seed{seed}_{k}" for k in (1, 2))
+                    log(f"sequential {name}: {label} seed {seed}")
+                    update(model_spec[base], halves[0], spec, seed, first, settings)
+                    update(str(first), halves[1], spec, seed, second, settings)
+                    finals.append(second)
+                    labels.append(label)
+            evaluation = ev.evaluate_runs(finals, max_crops=settings["retention_crops"])
+            ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=labels)
+            report["sequential"][base] = {"name": name, "halves": [p.name for p in halves], "labels": labels,
+                                          "runs": evaluation["runs"]}
+            flush()
+
+        # CRISPRi smoke check: only 3 real pairs fit the bundled windows.
+        if "procapnet" in bases:
+            log("CRISPRi smoke check")
+            settings_c = {**settings, "holdout": 0.34}
+            res = update(model_spec["procapnet"], reference.BUNDLED / "crispri_example.h5ad", "finetune", 0,
+                         work / "crispri", settings_c)
+            m = res["metrics"]
+            report["crispri"] = {"n_train": m["split"]["n_train"], "n_test": m["split"]["n_test"],
+                                 "train_mse_before": m["new_task"]["train_before"]["mse"],
+                                 "train_mse_after": m["new_task"]["train_after"]["mse"],
+                                 "retention_before": m["retention"]["pearson_before"],
+                                 "retention_after": m["retention"]["pearson_after"], "seconds": res["seconds"]}
+
+
+    state = {base: ([], [], []) for base in bases}
+    # Seeds outermost: a study stopped early still has every base at the finished seeds.
+    for seed in settings["seeds"]:
+        for base in bases:
+            name, screen_file = BASES[base]
+            screen = reference.BUNDLED / screen_file
+            _wait_for(model_spec[base], args.wait, log)
+            rows, evaluated, labels = state[base]
+            seed_rows, seed_dirs = [], []
             for label, spec in strategies.items():
                 out = work / base / label.replace(" ", "_").replace("+", "_") / f"seed{seed}"
                 log(f"{name}: {label} seed {seed}")
                 res = update(model_spec[base], screen, spec, seed, out, settings)
                 m = res["metrics"]
-                rows.append({"label": label, "seed": seed, "run": str(out), "seconds": res["seconds"],
-                             "train_after": m["new_task"]["train_after"]["pearson"]})
-                run_dirs.append(out)
-                labels.append(label)
-        log(f"{name}: evaluating {len(run_dirs)} runs")
-        evaluation = ev.evaluate_runs(run_dirs, max_crops=settings["retention_crops"])
-        for row, run in zip(rows, evaluation["runs"], strict=True):
-            mat = run["matrix"]
-            row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
-                        "retention_before": mat[0][0], "retention_after": mat[1][0],
-                        "bwt": run["metrics"]["bwt"], "drift_pearson": run["drift"].get("drift_pearson"),
-                        "retention_ratio": run["drift"].get("retention_ratio")})
-            if "jsd" in run["reference"][-1]:
-                row["jsd_before"], row["jsd_after"] = run["reference"][0]["jsd"], run["reference"][-1]["jsd"]
-                row["counts_before"] = run["reference"][0]["counts_pearson"]
-                row["counts_after"] = run["reference"][-1]["counts_pearson"]
-        ev.plot_evaluation(evaluation, plots / base, labels=labels)
-        summary = summarise(rows)
-        best, why = recommend(summary)
-        changes = [np.asarray(r["reference"][-1]["per_track"]) - np.asarray(r["reference"][0]["per_track"])
-                   for r in evaluation["runs"]]
-        per_track = {lab: np.mean([c for c, lab2 in zip(changes, labels, strict=True) if lab2 == lab], axis=0)
-                     for lab in strategies}
-        report["bases"][base] = {"name": name, "screen": screen_file, "rows": rows, "summary": summary,
-                                 "recommended": best, "why": why,
-                                 "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
-        flush()
-
-    # Two-screen sequential scenario: half of the elements, then the other half.
-    for base in [b for b in settings["sequential_bases"] if b in bases]:
-        name, screen_file = BASES[base]
-        halves = split_screen(reference.BUNDLED / screen_file, work)
-        finals, labels = [], []
-        for seed in settings["seeds"]:
-            for label in [s for s in SEQUENTIAL if s in strategies]:
-                spec = strategies[label]
-                tag = label.replace(" ", "_").replace("+", "_")
-                first, second = (work / f"seq_{base}" / tag / f"seed{seed}_{k}" for k in (1, 2))
-                log(f"sequential {name}: {label} seed {seed}")
-                update(model_spec[base], halves[0], spec, seed, first, settings)
-                update(str(first), halves[1], spec, seed, second, settings)
-                finals.append(second)
-                labels.append(label)
-        evaluation = ev.evaluate_runs(finals, max_crops=settings["retention_crops"])
-        ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=labels)
-        report["sequential"][base] = {"name": name, "halves": [p.name for p in halves], "labels": labels,
-                                      "runs": evaluation["runs"]}
-        flush()
-
-    # CRISPRi smoke check: only 3 real pairs fit the bundled windows.
-    if "procapnet" in bases:
-        log("CRISPRi smoke check")
-        settings_c = {**settings, "holdout": 0.34}
-        res = update(model_spec["procapnet"], reference.BUNDLED / "crispri_example.h5ad", "finetune", 0,
-                     work / "crispri", settings_c)
-        m = res["metrics"]
-        report["crispri"] = {"n_train": m["split"]["n_train"], "n_test": m["split"]["n_test"],
-                             "train_mse_before": m["new_task"]["train_before"]["mse"],
-                             "train_mse_after": m["new_task"]["train_after"]["mse"],
-                             "retention_before": m["retention"]["pearson_before"],
-                             "retention_after": m["retention"]["pearson_after"], "seconds": res["seconds"]}
+                seed_rows.append({"label": label, "seed": seed, "run": str(out), "seconds": res["seconds"],
+                                  "train_after": m["new_task"]["train_after"]["pearson"]})
+                seed_dirs.append(out)
+            # Evaluated (and written) seed by seed, so a stopped study keeps its finished seeds.
+            log(f"{name}: evaluating the {len(seed_dirs)} runs of seed {seed}")
+            evaluation = ev.evaluate_runs(seed_dirs, max_crops=settings["retention_crops"])
+            for row, run in zip(seed_rows, evaluation["runs"], strict=True):
+                mat = run["matrix"]
+                row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
+                            "retention_before": mat[0][0], "retention_after": mat[1][0],
+                            "bwt": run["metrics"]["bwt"], "drift_pearson": run["drift"].get("drift_pearson"),
+                            "retention_ratio": run["drift"].get("retention_ratio")})
+                if "jsd" in run["reference"][-1]:
+                    row["jsd_before"], row["jsd_after"] = run["reference"][0]["jsd"], run["reference"][-1]["jsd"]
+                    row["counts_before"] = run["reference"][0]["counts_pearson"]
+                    row["counts_after"] = run["reference"][-1]["counts_pearson"]
+            rows += seed_rows
+            evaluated += evaluation["runs"]
+            labels += list(strategies)
+            ev.plot_evaluation({"runs": evaluated}, plots / base, labels=labels)
+            summary = summarise(rows)
+            best, why = recommend(summary)
+            changes = [np.asarray(r["reference"][-1]["per_track"]) - np.asarray(r["reference"][0]["per_track"])
+                       for r in evaluated]
+            per_track = {lab: np.mean([c for c, lab2 in zip(changes, labels, strict=True) if lab2 == lab], axis=0)
+                         for lab in strategies}
+            report["bases"][base] = {"name": name, "screen": screen_file, "rows": rows, "summary": summary,
+                                     "recommended": best, "why": why, "seeds_done": sorted({r["seed"] for r in rows}),
+                                     "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
+            flush()
+        if seed == settings["seeds"][0]:
+            extras()
 
     flush(final=True)
     log(f"wrote {results_dir / 'results.md'}")
@@ -335,7 +349,7 @@ def render(report: dict) -> str:
     ]
     for base, b in report["bases"].items():
         summary = b["summary"]
-        lines += [f"## {b['name']} on `{b['screen']}`", "",
+        lines += [f"## {b['name']} on `{b['screen']}`", "", f"Seeds: {b.get('seeds_done')}.", "",
                   "| strategy | new task (held-out) | gain | train elements | retention | retention ratio | "
                   "BWT | drift r | s / update |",
                   "|---|---|---|---|---|---|---|---|---|"]
