@@ -646,8 +646,10 @@ def _lineage_text(step: dict) -> str:
 
 
 def _fmt(value) -> str:
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return "n/a" if isinstance(value, float) and not math.isfinite(value) else f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else "n/a"
     return "n/a" if value is None else str(value)
 
 

@@ -308,12 +308,21 @@ def test_kipoi_hdf5_writer_works_on_numpy2(tmp_path):
 
 @pytest.mark.skipif(not any(REPO_ZOO.rglob("model.yaml")), reason="model_zoo/ has no entries yet")
 def test_repository_zoo_entries_pass_kipoi_checks():
-    """The committed base-model entries: checksums match and Kipoi's own test passes."""
-    entries = zoo.list_entries(REPO_ZOO)
-    assert {e["name"] for e in entries} >= {"enformer-mini/base-v1", "procapnet-mini/base-v1"}
-    for entry in entries:
-        assert all(zoo.verify_entry(entry["path"]).values()), entry["name"]
+    """The committed entries pass Kipoi's test; the newest base entry holds the bundled weights."""
+    from genocl_plugin.models import BUNDLED_MODELS
+
+    entries = {e["name"]: e for e in zoo.list_entries(REPO_ZOO)}
+    for name, entry in entries.items():
+        assert all(zoo.verify_entry(entry["path"]).values()), name
         zoo.kipoi_test(entry["path"])
+    for arch, bundled in BUNDLED_MODELS.items():
+        if not (bundled / "model.safetensors").exists():
+            continue
+        bases = [n for n in entries if n.startswith(f"{arch}-mini/base-v")]
+        assert bases, f"publish the bundled {arch}: genocl publish {arch} --name {arch}-mini/base"
+        newest = max(bases, key=lambda n: int(n.rsplit("-v", 1)[1]))
+        assert sha256sum(entries[newest]["path"] / "model.safetensors") == sha256sum(
+            bundled / "model.safetensors"), f"bundled {arch} changed: publish it as a new version"
 
 
 def test_publish_an_imported_bpnet_checkpoint(tiny_procapnet, tmp_path):
