@@ -27,7 +27,7 @@ Example::
 
     python benchmarks/score_vcf.py                        # all sections, ~10 min on 2 CPU cores
     python benchmarks/score_vcf.py --only kircher --updated enformer=runs/enf-mpra \\
-        --updated procapnet=runs/pcn-mpra --kircher-per-element 0
+        --updated procapnet=runs/pcn-mpra --kircher-sites-per-element 0
 """
 
 from __future__ import annotations
@@ -128,18 +128,27 @@ def plain_fasta(work: Path, shared: Path) -> Path:
 # --------------------------------------------------------------------------- speed
 
 
-def speed(archs: list[str], n: int, batch_size: int, repeats: int, work: Path, shared: Path) -> list[dict]:
-    vcf = synthetic_vcf(work / f"speed_{n}.vcf.gz", n, shared)
-    fasta = plain_fasta(work, shared)
+def speed(archs: list[str], n: int, kircher_n_sites: int, batch_size: int, repeats: int, work: Path,
+          shared: Path) -> list[dict]:
+    """Rows for synthetic SNVs (1 ALT per site) and real Kircher sites (all ALTs, all experiments)."""
+    datasets = [("synthetic SNVs, 1 ALT/site", synthetic_vcf(work / f"speed_{n}.vcf.gz", n, shared),
+                 plain_fasta(work, shared))]
+    if kircher_n_sites:
+        fasta = kircher_fasta(work, shared)
+        sizes = Path(f"{fasta}.sizes")  # gReLU's genome reader wants it beside the FASTA
+        sizes.write_text("".join("\t".join(x.split("\t")[:2]) + "\n"
+                                 for x in Path(f"{fasta}.fai").read_text().splitlines()))
+        datasets.append(("Kircher MPRA SNVs, all ALTs/experiments per site",
+                         kircher_sites(work, shared, kircher_n_sites), fasta))
     rows = []
     for arch in archs:
-        rows.append(speed_one(arch, vcf, fasta, n, batch_size, repeats, work))
-        print(json.dumps(rows[-1]), flush=True)
+        for label, vcf, fasta in datasets:
+            rows.append({"data": label, **speed_one(arch, vcf, fasta, batch_size, repeats, work)})
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def speed_one(arch: str, vcf: Path, fasta: Path, n: int, batch_size: int, repeats: int,
-              work: Path) -> dict:
+def speed_one(arch: str, vcf: Path, fasta: Path, batch_size: int, repeats: int, work: Path) -> dict:
     """genocl vs gReLU vs raw forward on one bundled model (model loading not timed)."""
     import torch
     from grelu.transforms.prediction_transforms import Aggregate
@@ -165,6 +174,7 @@ def speed_one(arch: str, vcf: Path, fasta: Path, n: int, batch_size: int, repeat
 
     # the ceiling: REF + ALT one-hot already in memory, nothing but model(x)
     alleles = list(variants.read_variants(vcf))
+    n = len(alleles)
     codes = np.stack([w for v in alleles for w in variants.variant_windows(
         v.chrom, v.pos, v.ref, v.alt, genome, model.seq_len)[:2]])
     x = torch.from_numpy(reference.codes_to_one_hot(codes))
@@ -176,12 +186,15 @@ def speed_one(arch: str, vcf: Path, fasta: Path, n: int, batch_size: int, repeat
 
     times = {name: best_time(fn, repeats) for name, fn in
              (("genocl", run_genocl), ("grelu", run_grelu), ("forward", run_forward))}
-    theirs = run_grelu()[..., 0]
-    ours = pd.read_csv(out, sep="\t").iloc[:, 5 : 5 + len(plan.tracks)].to_numpy()
+    theirs = pd.DataFrame(run_grelu()[..., 0], index=[v.id for v in alleles])
+    ours = pd.read_csv(out, sep="\t").set_index("ID").iloc[:, 4 : 4 + len(plan.tracks)]
+    theirs = theirs.loc[ours.index].to_numpy()  # rows genocl skipped (REF = N) are not compared
+    ours = ours.to_numpy()
     rate = {k: n / t for k, t in times.items()}
+    sites = len({(v.chrom, v.pos) for v in alleles})
     return {
         "model": f"{arch}-mini", "seq_len": model.seq_len, "tracks": len(plan.tracks),
-        "variants": n, "batch_size": batch_size,
+        "variants": n, "sites": sites, "batch_size": batch_size,
         "genocl_vps": rate["genocl"], "grelu_vps": rate["grelu"], "forward_vps": rate["forward"],
         "vs_grelu": rate["genocl"] / rate["grelu"], "of_ceiling": rate["genocl"] / rate["forward"],
         "max_abs_diff_vs_grelu": float(np.abs(ours - theirs).max()),
@@ -283,35 +296,56 @@ def kircher_fasta(work: Path, shared: Path, pad: int = 100_000) -> Path:
     return path
 
 
-def kircher_subset(work: Path, shared: Path, per_element: int, seed: int = 0) -> Path:
-    """The Kircher VCF, or ``per_element`` random SNVs of each element (original order kept)."""
-    source = shared / KIRCHER_VCF
-    if not per_element:
-        return source
-    import gzip
+def kircher_subset(work: Path, shared: Path, sites_per_element: int, seed: int = 0) -> Path:
+    """The Kircher VCF, or all records at ``sites_per_element`` random sites of each element.
 
-    with gzip.open(source, "rt") as handle:
-        lines = handle.read().splitlines(keepends=True)
-    header = [x for x in lines if x.startswith("#")]
-    records = [x for x in lines if not x.startswith("#")]
+    Sampling sites (not records) keeps what the real file has: 3 ALTs per site, and sites
+    measured in several experiments (TERT x4, SORT1 x3, ...). Original order is kept.
+    """
+    source = shared / KIRCHER_VCF
+    if not sites_per_element:
+        return source
+    header, records = _kircher_records(shared)
+    site = [tuple(x.split("\t", 2)[:2]) for x in records]
     element = [re.search(r"EL=([^;\t]+)", x).group(1) for x in records]
     rng = np.random.default_rng(seed)
-    keep = set()
+    keep_sites = set()
     for name in sorted(set(element)):
-        idx = [i for i, e in enumerate(element) if e == name]
-        keep.update(rng.choice(idx, size=min(per_element, len(idx)), replace=False).tolist())
-    path = work / f"kircher_{per_element}_per_element.vcf"
-    path.write_text("".join(header) + "".join(records[i] for i in sorted(keep)))
+        sites = sorted({site[i] for i, e in enumerate(element) if e == name})
+        picks = rng.choice(len(sites), size=min(sites_per_element, len(sites)), replace=False)
+        keep_sites.update(sites[i] for i in picks)
+    path = work / f"kircher_{sites_per_element}_sites_per_element.vcf"
+    path.write_text("".join(header) + "".join(r for r, st in zip(records, site, strict=True)
+                                              if st in keep_sites))
     return path
 
 
-def kircher(models: dict[str, list[tuple[str, str]]], per_element: int, batch_size: int, work: Path,
-            shared: Path) -> tuple[pd.DataFrame, list[dict]]:
+def kircher_sites(work: Path, shared: Path, n_sites: int, seed: int = 1) -> Path:
+    """All records at ``n_sites`` random sites of the Kircher VCF (for the speed section)."""
+    header, records = _kircher_records(shared)
+    site = [tuple(x.split("\t", 2)[:2]) for x in records]
+    distinct = sorted(set(site))
+    picks = {distinct[i] for i in np.random.default_rng(seed).choice(len(distinct), n_sites, replace=False)}
+    path = work / f"kircher_speed_{n_sites}_sites.vcf"
+    path.write_text("".join(header) + "".join(r for r, st in zip(records, site, strict=True) if st in picks))
+    return path
+
+
+def _kircher_records(shared: Path) -> tuple[list[str], list[str]]:
+    import gzip
+
+    with gzip.open(shared / KIRCHER_VCF, "rt") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    return [x for x in lines if x.startswith("#")], [x for x in lines if not x.startswith("#")]
+
+
+def kircher(models: dict[str, list[tuple[str, str]]], sites_per_element: int, batch_size: int,
+            work: Path, shared: Path) -> tuple[pd.DataFrame, list[dict]]:
     """Per-element Spearman of predicted log2FC vs measured COEF for every (arch, label, spec)."""
     from genocl_plugin import evaluate, variants
 
     fasta = kircher_fasta(work, shared)
-    vcf = kircher_subset(work, shared, per_element)
+    vcf = kircher_subset(work, shared, sites_per_element)
     measured = pd.DataFrame(
         [(v.id, re.search(r"EL=([^;]+)", v.info).group(1), float(re.search(r"COEF=([^;]+)", v.info).group(1)))
          for v in variants.read_variants(vcf)], columns=["ID", "element", "coef"]).set_index("ID")
@@ -357,11 +391,12 @@ def markdown(speed_rows: list[dict], rss_rows: list[dict], spearman: pd.DataFram
              runs: list[dict]) -> str:
     out = []
     if speed_rows:
-        out += ["| model | input bp | variants | genocl variants/s | gReLU variants/s | raw forward variants/s "
+        out += ["| model | variants | genocl variants/s | gReLU variants/s | raw forward variants/s "
                 "| genocl / gReLU | genocl / forward | max abs diff vs gReLU (max abs score) |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r['model']} | {r['seq_len']} | {r['variants']} | {r['genocl_vps']:.1f} | "
-                f"{r['grelu_vps']:.1f} | {r['forward_vps']:.1f} | {r['vs_grelu']:.2f}x | "
+                "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['model']} ({r['seq_len']} bp) | {r['variants']} at {r['sites']} sites: {r['data']} | "
+                f"{r['genocl_vps']:.2f} | "
+                f"{r['grelu_vps']:.2f} | {r['forward_vps']:.2f} | {r['vs_grelu']:.2f}x | "
                 f"{100 * r['of_ceiling']:.0f}% | {r['max_abs_diff_vs_grelu']:.2g} ({r['max_abs_score']:.2g}) |"
                 for r in speed_rows]
         out.append("")
@@ -394,13 +429,16 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/genocl-bench-score-vcf"))
     parser.add_argument("--archs", default="enformer,procapnet")
-    parser.add_argument("--speed-variants", type=int, default=256)
+    parser.add_argument("--speed-variants", type=int, default=32)
+    parser.add_argument("--speed-kircher-sites", type=int, default=8,
+                        help="Random Kircher sites (all their records) for the second speed row.")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--rss-sizes", default="10000,1000000")
     parser.add_argument("--rss-batch-size", type=int, default=256)
-    parser.add_argument("--kircher-per-element", type=int, default=40,
-                        help="SNVs per element (0 = the whole Kircher VCF, 39,170 SNVs).")
+    parser.add_argument("--kircher-sites-per-element", type=int, default=6,
+                        help="Random sites per element, with all their SNVs "
+                             "(0 = the whole Kircher VCF: 39,170 SNVs at 9,840 sites).")
     parser.add_argument("--updated", action="append", default=[],
                         help="arch=path of an updated model (run dir), repeatable.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
@@ -409,8 +447,8 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     sections = set(args.only.split(","))
     archs = args.archs.split(",")
-    speed_rows = speed(archs, args.speed_variants, args.batch_size, args.repeats, args.workdir,
-                       args.shared) if "speed" in sections else []
+    speed_rows = speed(archs, args.speed_variants, args.speed_kircher_sites, args.batch_size,
+                       args.repeats, args.workdir, args.shared) if "speed" in sections else []
     rss_rows = rss([int(x) for x in args.rss_sizes.split(",")], args.workdir, args.shared,
                    args.rss_batch_size) if "rss" in sections else []
     spearman, runs = None, []
@@ -419,8 +457,8 @@ def main() -> None:
         for item in args.updated:
             arch, path = item.split("=", 1)
             models.setdefault(arch, []).append(("updated", path))
-        spearman, runs = kircher(models, args.kircher_per_element, args.batch_size, args.workdir,
-                                 args.shared)
+        spearman, runs = kircher(models, args.kircher_sites_per_element, args.batch_size,
+                                 args.workdir, args.shared)
     report = markdown(speed_rows, rss_rows, spearman, runs)
     print(report)
     if args.json:

@@ -58,6 +58,7 @@ VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 # The 28-byte empty block that ends every complete BGZF file (SAM/BAM spec, section 4.1.2).
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _ALLELE = re.compile(r"[ACGTN]+")
+_BASE_CODE = {"A": 0, "C": 1, "G": 2, "T": 3}
 
 
 class VariantWarning(UserWarning):
@@ -450,6 +451,12 @@ def variant_windows(contig: str, pos: int, ref: str, alt: str, fasta,
     start = pos - 1 - centre
     extra = max(0, len(ref) - len(alt))
     chunk = fetch(contig, start, start + seq_len + extra)
+    if len(ref) == 1 and len(alt) == 1:  # SNV fast path: most of any VCF, same result
+        genome_ref = "ACGTN"[chunk[centre]]
+        chunk[centre] = _BASE_CODE.get(ref, 4)
+        alt_codes = chunk.copy()
+        alt_codes[centre] = _BASE_CODE.get(alt, 4)
+        return chunk, alt_codes, genome_ref
     genome_ref = reference.codes_to_seq(chunk[centre : centre + len(ref)])
     ref_codes = chunk[:seq_len].copy()
     ref_codes[centre : centre + len(ref)] = reference.seq_to_codes(ref)
@@ -1199,7 +1206,9 @@ def load_scoring_model(spec: str | os.PathLike):
         if bad:
             raise input_error(entry, "--model", f"checksum mismatch ({', '.join(bad)})",
                               "re-download or re-publish the zoo entry")
-    label = entry.name if Path(spec).is_dir() else spec.strip("/").replace("/", "-")
+    parts = entry.resolve().parts
+    # "model_zoo/enformer-mini/base-v1" -> "enformer-mini-base-v1" ("/" separates TSV columns)
+    label = "-".join(parts[parts.index("model_zoo") + 1 :]) if "model_zoo" in parts else entry.name
     for candidate in (entry, *sorted(p for p in entry.iterdir() if p.is_dir())):
         model_dir = models.resolve_model_dir(candidate)
         if model_dir is not None:

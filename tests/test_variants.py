@@ -213,9 +213,12 @@ def test_select_tracks_by_index_name_and_pattern():
     assert list(variants.strand_pairs(names)) == [1, 0, 2, 4, 3]
 
 
-def test_window_bins(tiny_enformer, tiny_procapnet):
-    assert variants.window_bins(tiny_enformer, 512) == (0, 16)
-    assert variants.window_bins(tiny_enformer, 512, 32) == (7, 9)  # bins around bp 255.5
+def test_window_bins(tiny_procapnet):
+    from types import SimpleNamespace
+
+    enformer_like = SimpleNamespace(bin_size=32, output_length=lambda n: n // 32)
+    assert variants.window_bins(enformer_like, 512) == (0, 16)
+    assert variants.window_bins(enformer_like, 512, 32) == (7, 9)  # bins around bp 255.5
     assert variants.window_bins(tiny_procapnet, 352, 1) == (127, 128)  # offset 48: bp 175
     assert variants.window_bins(tiny_procapnet, 352, 10) == (122, 133)
 
@@ -386,7 +389,7 @@ def one_line_error(result, *fragments: str) -> None:
 def test_bad_input_truncated_gzip_and_bgzip(tmp_path, genome, model_dir):
     import pysam
 
-    rows = [f"chr1\t{p}\t.\t{base(genome, p)}\tA\t.\t.\t." for p in range(20001, 20401)]
+    rows = [f"chr1\t{p}\t.\t{base(genome, p)}\tA\t.\t.\t." for p in range(20001, 20151)]
     plain = write_vcf(tmp_path / "v.vcf", rows)
     raw = gzip.compress(plain.read_bytes())
     (tmp_path / "cut.vcf.gz").write_bytes(raw[: len(raw) * 2 // 3])
@@ -439,5 +442,6 @@ def test_bad_input_unknown_track_and_options(tmp_path, model_dir):
     args = ["--model", model_dir, "--vcf", GTEX, "--fasta", FASTA, "--out", out]
     one_line_error(run_cli(*args, "--tracks", "DNASE:*"), "no such track")
     one_line_error(run_cli(*args, "--shard", "4/3"), "--shard")
+    one_line_error(run_cli(*args, "--devices", "99"), "--devices")
     one_line_error(run_cli(*args[:-1], tmp_path / "s.bed"), "unknown output format")
     assert not out.exists()
