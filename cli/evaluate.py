@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from genocl_cli.main import user_errors
 
 

@@ -53,7 +53,3 @@ main.add_command(_train.pretrain)
 main.add_command(_variants.score_vcf)
 main.add_command(_zoo.publish)
 main.add_command(_zoo.zoo)
-
-
-if __name__ == "__main__":
-    main()

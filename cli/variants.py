@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from genocl_cli.main import user_errors
 
 

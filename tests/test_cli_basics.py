@@ -8,9 +8,9 @@ import sys
 import click
 import pytest
 from click.testing import CliRunner
-from genocl_cli.main import main, user_errors
 
 import genocl_plugin
+from genocl_cli.main import main, user_errors
 from genocl_plugin.errors import GenoclInputError, input_error
 
 HEAVY = ("torch", "grelu", "pytorch_lightning", "lightning", "kipoi", "anndata",

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from genocl_cli.main import main
 
+from genocl_cli.main import main
 from genocl_plugin import reference, screens
 from genocl_plugin.errors import GenoclInputError
 

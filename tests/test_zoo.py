@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from genocl_cli.main import main
 
+from genocl_cli.main import main
 from genocl_plugin import evaluate, zoo
 from genocl_plugin.errors import GenoclInputError
 from genocl_plugin.fileio import sha256sum
