@@ -309,7 +309,8 @@ def load_strategy_state(parent_dir: Path | None, parent_config: dict, strategy: 
 
 def _has_reference_tracks(model) -> bool:
     arch = model.data_params.get("arch")
-    n = len(model.task_names)
+    # screen-readout heads added by `multihead` are not reference tracks
+    n = len([name for name in model.task_names if not str(name).startswith("screen:")])
     return (arch == "enformer" and n == 74 and model.bin_size == 32) or (arch == "procapnet" and n == 2)
 
 
