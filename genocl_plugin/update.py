@@ -130,6 +130,9 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     )
     # Under DDP Lightning swaps the shuffling sampler for a DistributedSampler: each rank
     # trains on its own shard of the screen and gradients are averaged across ranks.
+    # load_model returns eval-mode models; Lightning keeps the mode it finds, so switch to
+    # train mode here (strategies that freeze BatchNorm put those layers back in eval per batch).
+    model.train()
     trainer.fit(model, train_dataloaders=loader)
     model.eval()
     if trainer.world_size > 1 and not trainer.is_global_zero and _launched_by_lightning():
