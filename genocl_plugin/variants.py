@@ -673,7 +673,7 @@ def _one_hot(codes):
     """uint8 codes (B, L) on any device -> float32 one-hot (B, 4, L); N (4) is all zeros."""
     import torch
 
-    return torch.nn.functional.one_hot(codes.long(), 5)[..., :4].transpose(1, 2).float()
+    return torch.nn.functional.one_hot(codes.long(), 5)[..., :4].transpose(1, 2).float().contiguous()
 
 
 def compare(ref_sums: np.ndarray, alt_sums: np.ndarray, plan: ScoringPlan) -> np.ndarray:
