@@ -27,6 +27,9 @@ from torch import nn
 
 from genocl_plugin.errors import GenoclInputError, input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
+from genocl_plugin.workarounds import patch_enformer_attention_pool
+
+patch_enformer_attention_pool()  # upstream CPU slowness; see genocl_plugin/workarounds.py
 
 BUNDLED_MODELS = {
     "enformer": Path(__file__).parent / "bundled" / "enformer_mini",

@@ -315,3 +315,29 @@ def test_bundled_model(name):
         out = model(x)
     assert out.shape == (1, len(model.task_names), model.output_length(model.seq_len))
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("length", [64, 63])
+def test_patched_attention_pool_equals_upstream(length):
+    """The faster AttentionPool (genocl_plugin/workarounds.py) is the same function as upstream."""
+    from enformer_pytorch.modeling_enformer import AttentionPool
+
+    from genocl_plugin.workarounds import original_attention_pool_forward
+
+    assert AttentionPool.forward is not original_attention_pool_forward(), "the workaround is not installed"
+    torch.manual_seed(0)
+    pool = AttentionPool(8)
+    torch.nn.init.normal_(pool.to_attn_logits.weight, std=0.5)  # non-trivial attention weights
+    grads, outputs = [], []
+    for forward in (original_attention_pool_forward(), AttentionPool.forward):
+        x = torch.randn(3, 8, length, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        pool.zero_grad()
+        y = forward(pool, x)
+        (y.square() * torch.arange(y.shape[-1])).sum().backward()
+        outputs.append(y.detach())
+        grads.append((x.grad, pool.to_attn_logits.weight.grad.clone()))
+    assert outputs[0].shape == outputs[1].shape == (3, 8, (length + 1) // 2)
+    torch.testing.assert_close(outputs[1], outputs[0])
+    # Gradients are sums over many terms: float32 summation order differs, so rtol 1e-4.
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-4)
