@@ -23,6 +23,7 @@ Usage::
     python benchmarks/forgetting.py            # full study (>= 3 seeds, < 60 min on 2 cores)
     python benchmarks/forgetting.py --quick    # CI-sized run
     python benchmarks/forgetting.py --ood-only # redo only the VCF check on a finished study
+    python benchmarks/forgetting.py --reevaluate  # re-score a finished study's runs (eval_crops), then the VCF check
 """
 
 from __future__ import annotations
@@ -51,10 +52,14 @@ SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 
 SETTINGS = {
     # Sized so the whole study takes < 60 min on 2 CPU cores (measured: see docs/results.md).
-    "full": {"seeds": [0, 1, 2], "max_train": 64, "max_eval": 96, "retention_crops": 32, "epochs": 2,
+    # retention_crops: the reference crops each update scores for its own metrics.json (not used
+    # here); eval_crops: the crops every model is re-scored on for the tables (same crops for all).
+    "full": {"seeds": [0, 1, 2], "max_train": 64, "max_eval": 96, "retention_crops": 8, "eval_crops": 320,
+             "epochs": 2,
              "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp", "replay+ewc"],
              "sequential_seeds": [0, 1], "sequential_bases": ["procapnet"], "kircher_sites": 5},
-    "quick": {"seeds": [0, 1], "max_train": 32, "max_eval": 48, "retention_crops": 16, "epochs": 2,
+    "quick": {"seeds": [0, 1], "max_train": 32, "max_eval": 48, "retention_crops": 8, "eval_crops": 16,
+              "epochs": 2,
               "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp"], "sequential_seeds": [0],
               "sequential_bases": ["procapnet"], "kircher_sites": 2},
 }
@@ -146,6 +151,41 @@ def recommend(summary: dict[str, dict]) -> tuple[str | None, str]:
                   + ", ".join(sorted(eligible)))
 
 
+def score_seed(seed_rows: list[dict], crops: int) -> list[dict]:
+    """Re-score one seed's runs (same reference crops for all) and add the numbers to their rows."""
+    from genocl_plugin import evaluate as ev
+
+    evaluation = ev.evaluate_runs([r["run"] for r in seed_rows], max_crops=crops)
+    for row, run in zip(seed_rows, evaluation["runs"], strict=True):
+        mat = run["matrix"]
+        row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
+                    "retention_before": mat[0][0], "retention_after": mat[1][0],
+                    "bwt": run["metrics"]["bwt"], "drift_pearson": run["drift"].get("drift_pearson"),
+                    "retention_ratio": run["drift"].get("retention_ratio")})
+        if "jsd" in run["reference"][-1]:
+            row["jsd_before"], row["jsd_after"] = run["reference"][0]["jsd"], run["reference"][-1]["jsd"]
+            row["counts_before"] = run["reference"][0]["counts_pearson"]
+            row["counts_after"] = run["reference"][-1]["counts_pearson"]
+    return evaluation["runs"]
+
+
+def base_report(base: str, rows: list[dict], evaluated: list[dict], labels: list[str], plots: Path) -> dict:
+    """Summary, recommendation, per-track changes and plots of one base model's runs."""
+    from genocl_plugin import evaluate as ev
+
+    name, screen_file = BASES[base]
+    ev.plot_evaluation({"runs": evaluated}, plots / base, labels=labels)
+    summary = summarise(rows)
+    best, why = recommend(summary)
+    changes = [np.asarray(r["reference"][-1]["per_track"]) - np.asarray(r["reference"][0]["per_track"])
+               for r in evaluated]
+    per_track = {lab: np.mean([c for c, lab2 in zip(changes, labels, strict=True) if lab2 == lab], axis=0)
+                 for lab in dict.fromkeys(labels)}
+    return {"name": name, "screen": screen_file, "rows": rows, "summary": summary, "recommended": best,
+            "why": why, "seeds_done": sorted({r["seed"] for r in rows}),
+            "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized settings (2 seeds, small subsamples).")
@@ -159,6 +199,9 @@ def main() -> None:
     parser.add_argument("--shared", default=str(SHARED), help="The shared real-data folder (for the VCF check).")
     parser.add_argument("--ood-only", action="store_true",
                         help="Only (re)run the Kircher VCF check on the runs of a finished study in --workdir.")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="Re-score the runs of a finished study in --workdir with the current settings' "
+                             "eval_crops (no training), then run the VCF check.")
     parser.add_argument("--wait", type=float, default=0,
                         help="Minutes to wait for a bundled base model that is still being trained.")
     args = parser.parse_args()
@@ -179,14 +222,34 @@ def main() -> None:
     plots.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)  # noqa: E731
-    if args.ood_only:
+    if args.ood_only or args.reevaluate:
         report = json.loads((plots / f"forgetting_{mode}.json").read_text())
-        before = report["seconds"]
-        report["ood_vcf"] = ood_vcf_check(report, work, Path(args.shared), settings["kircher_sites"], log)
-        report["ood_seconds"] = time.perf_counter() - started
         command = " ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]])
+        if args.reevaluate:
+            for base, b in report["bases"].items():
+                rows, evaluated, labels = [], [], []
+                for seed in b["seeds_done"]:
+                    seed_rows = [{k: r[k] for k in ("label", "seed", "run", "seconds", "train_after")}
+                                 for r in b["rows"] if r["seed"] == seed]
+                    log(f"{b['name']}: re-scoring the {len(seed_rows)} runs of seed {seed} on "
+                        f"{settings['eval_crops']} crops")
+                    evaluated += score_seed(seed_rows, settings["eval_crops"])
+                    rows += seed_rows
+                    labels += [r["label"] for r in seed_rows]
+                report["bases"][base] = base_report(base, rows, evaluated, labels, plots)
+            for base, seq in report["sequential"].items():
+                log(f"sequential {seq['name']}: re-scoring {len(seq['runs'])} runs")
+                evaluation = ev.evaluate_runs([r["run"] for r in seq["runs"]], max_crops=settings["eval_crops"])
+                ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=seq["labels"])
+                seq["runs"] = evaluation["runs"]
+            report["settings"]["eval_crops"] = settings["eval_crops"]
+            report["reevaluation"] = {"command": f"{command} (commit {_commit()})",
+                                      "seconds": time.perf_counter() - started}
+            ev.write_json(report, plots / f"forgetting_{mode}.json")
+        ood_started = time.perf_counter()
+        report["ood_vcf"] = ood_vcf_check(report, work, Path(args.shared), settings["kircher_sites"], log)
+        report["ood_seconds"] = time.perf_counter() - ood_started
         report["ood_command"] = f"{command} (commit {_commit()})"
-        report["seconds"] = before
         ev.write_json(report, plots / f"forgetting_{mode}.json")
         (results_dir / "results.md").write_text(render(report))
         log(f"wrote {results_dir / 'results.md'}")
@@ -235,7 +298,7 @@ def main() -> None:
                     update(str(first), halves[1], spec, seed, second, settings)
                     finals.append(second)
                     labels.append(label)
-            evaluation = ev.evaluate_runs(finals, max_crops=settings["retention_crops"])
+            evaluation = ev.evaluate_runs(finals, max_crops=settings["eval_crops"])
             ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=labels)
             report["sequential"][base] = {"name": name, "halves": [p.name for p in halves], "labels": labels,
                                           "runs": evaluation["runs"]}
@@ -274,30 +337,10 @@ def main() -> None:
                 seed_dirs.append(out)
             # Evaluated (and written) seed by seed, so a stopped study keeps its finished seeds.
             log(f"{name}: evaluating the {len(seed_dirs)} runs of seed {seed}")
-            evaluation = ev.evaluate_runs(seed_dirs, max_crops=settings["retention_crops"])
-            for row, run in zip(seed_rows, evaluation["runs"], strict=True):
-                mat = run["matrix"]
-                row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
-                            "retention_before": mat[0][0], "retention_after": mat[1][0],
-                            "bwt": run["metrics"]["bwt"], "drift_pearson": run["drift"].get("drift_pearson"),
-                            "retention_ratio": run["drift"].get("retention_ratio")})
-                if "jsd" in run["reference"][-1]:
-                    row["jsd_before"], row["jsd_after"] = run["reference"][0]["jsd"], run["reference"][-1]["jsd"]
-                    row["counts_before"] = run["reference"][0]["counts_pearson"]
-                    row["counts_after"] = run["reference"][-1]["counts_pearson"]
+            evaluated += score_seed(seed_rows, settings["eval_crops"])
             rows += seed_rows
-            evaluated += evaluation["runs"]
-            labels += list(strategies)
-            ev.plot_evaluation({"runs": evaluated}, plots / base, labels=labels)
-            summary = summarise(rows)
-            best, why = recommend(summary)
-            changes = [np.asarray(r["reference"][-1]["per_track"]) - np.asarray(r["reference"][0]["per_track"])
-                       for r in evaluated]
-            per_track = {lab: np.mean([c for c, lab2 in zip(changes, labels, strict=True) if lab2 == lab], axis=0)
-                         for lab in strategies}
-            report["bases"][base] = {"name": name, "screen": screen_file, "rows": rows, "summary": summary,
-                                     "recommended": best, "why": why, "seeds_done": sorted({r["seed"] for r in rows}),
-                                     "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
+            labels += [r["label"] for r in seed_rows]
+            report["bases"][base] = base_report(base, rows, evaluated, labels, plots)
             flush()
         if seed == settings["seeds"][0]:
             extras()
@@ -387,8 +430,10 @@ def render(report: dict) -> str:
         f"- date: {report['date']}; wall time {report['seconds'] / 60:.1f} min; {report['platform']}",
         f"- settings: seeds {s['seeds']}, {s['max_train']} training / {s['max_eval']} held-out perturbations per "
         f"update, {s['epochs']} epochs, lr {s['lr']}, batch {s['batch_size']}, {s['holdout']:.0%} of elements held "
-        f"out, {s['retention_crops']} reference test-window crops; strategy hyperparameters are the defaults of "
-        "`genocl_plugin.strategies` (no tuning).",
+        f"out, {s.get('eval_crops', s['retention_crops'])} reference test-window crops (the same for every model); "
+        "strategy hyperparameters are the defaults of `genocl_plugin.strategies` (no tuning).",
+        *([f"- re-scored after training (no retraining) by `{report['reevaluation']['command']}` in "
+           f"{report['reevaluation']['seconds'] / 60:.1f} min"] if report.get("reevaluation") else []),
         "- skipped strategies (did not resolve in this checkout): "
         + (", ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none"),
         "",
