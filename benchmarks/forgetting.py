@@ -374,6 +374,7 @@ def ood_vcf_check(report: dict, work: Path, shared: Path, sites_per_element: int
         split = json.loads((Path(runs["finetune"]) / "metrics.json").read_text())["split"]
         splits[base] = (set(split["train_elements"]), set(split["test_elements"]))
     log(f"Kircher VCF check: {sites_per_element} sites per element, models {models}")
+    (work / "ood_vcf").mkdir(parents=True, exist_ok=True)
     table, runs = score_bench.kircher(models, sites_per_element, 64, work / "ood_vcf", shared)
     out = {"sites_per_element": sites_per_element, "n_snvs": int(table["n"].sum()), "models": {}}
     for base, specs in models.items():
