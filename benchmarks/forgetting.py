@@ -10,7 +10,10 @@ SI, L2-SP, new head, LoRA and combinations), holding out whole elements. Then:
 - a two-screen sequential scenario (the screen's elements split in two halves, one update per
   half) gives 3x3 accuracy matrices, backward transfer and forgetting;
 - a CRISPRi smoke check (the 3 bundled real pairs) checks that the CRISPRi path runs;
-- out of distribution: held-out elements vs training elements (the generalisation gap).
+- out of distribution: held-out elements vs training elements (the generalisation gap), and
+  the real Kircher 2019 VCF scored with ``genocl score-vcf`` by the base, fine-tuned and
+  recommended models (Spearman of predicted vs measured effect per element; needs
+  ``../shared/data``, skipped without it).
 
 Writes ``docs/results.md`` (tables as mean ± sd over seeds, the plots, the exact command, the
 commit), ``docs/results/*.png`` and ``docs/results/forgetting.json`` (every number).
@@ -19,6 +22,8 @@ Usage::
 
     python benchmarks/forgetting.py            # full study (>= 3 seeds, < 60 min on 2 cores)
     python benchmarks/forgetting.py --quick    # CI-sized run
+    python benchmarks/forgetting.py --ood-only # redo only the VCF check on a finished study
+    python benchmarks/forgetting.py --reevaluate  # re-score a finished study's runs (eval_crops), then the VCF check
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
 
 # label -> --strategy value. "new head" is the multihead strategy.
 SINGLE = {"finetune": "finetune", "replay": "replay", "distill": "distill", "ewc": "ewc", "si": "si",
@@ -46,12 +52,16 @@ SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 
 SETTINGS = {
     # Sized so the whole study takes < 60 min on 2 CPU cores (measured: see docs/results.md).
-    "full": {"seeds": [0, 1, 2], "max_train": 64, "max_eval": 96, "retention_crops": 32, "epochs": 2,
+    # retention_crops: the reference crops each update scores for its own metrics.json (not used
+    # here); eval_crops: the crops every model is re-scored on for the tables (same crops for all).
+    "full": {"seeds": [0, 1, 2], "max_train": 64, "max_eval": 96, "retention_crops": 8, "eval_crops": 320,
+             "epochs": 2,
              "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp", "replay+ewc"],
-             "sequential_seeds": [0, 1], "sequential_bases": ["procapnet"]},
-    "quick": {"seeds": [0, 1], "max_train": 32, "max_eval": 48, "retention_crops": 16, "epochs": 2,
+             "sequential_seeds": [0, 1], "sequential_bases": ["procapnet"], "kircher_sites": 5},
+    "quick": {"seeds": [0, 1], "max_train": 32, "max_eval": 48, "retention_crops": 8, "eval_crops": 16,
+              "epochs": 2,
               "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp"], "sequential_seeds": [0],
-              "sequential_bases": ["procapnet"]},
+              "sequential_bases": ["procapnet"], "kircher_sites": 2},
 }
 BASES = {"enformer": ("enformer-mini", "mpra_enhancers.h5ad"), "procapnet": ("procapnet-mini", "mpra_promoters.h5ad")}
 
@@ -141,6 +151,41 @@ def recommend(summary: dict[str, dict]) -> tuple[str | None, str]:
                   + ", ".join(sorted(eligible)))
 
 
+def score_seed(seed_rows: list[dict], crops: int) -> list[dict]:
+    """Re-score one seed's runs (same reference crops for all) and add the numbers to their rows."""
+    from genocl_plugin import evaluate as ev
+
+    evaluation = ev.evaluate_runs([r["run"] for r in seed_rows], max_crops=crops)
+    for row, run in zip(seed_rows, evaluation["runs"], strict=True):
+        mat = run["matrix"]
+        row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
+                    "retention_before": mat[0][0], "retention_after": mat[1][0],
+                    "bwt": run["metrics"]["bwt"], "drift_pearson": run["drift"].get("drift_pearson"),
+                    "retention_ratio": run["drift"].get("retention_ratio")})
+        if "jsd" in run["reference"][-1]:
+            row["jsd_before"], row["jsd_after"] = run["reference"][0]["jsd"], run["reference"][-1]["jsd"]
+            row["counts_before"] = run["reference"][0]["counts_pearson"]
+            row["counts_after"] = run["reference"][-1]["counts_pearson"]
+    return evaluation["runs"]
+
+
+def base_report(base: str, rows: list[dict], evaluated: list[dict], labels: list[str], plots: Path) -> dict:
+    """Summary, recommendation, per-track changes and plots of one base model's runs."""
+    from genocl_plugin import evaluate as ev
+
+    name, screen_file = BASES[base]
+    ev.plot_evaluation({"runs": evaluated}, plots / base, labels=labels)
+    summary = summarise(rows)
+    best, why = recommend(summary)
+    changes = [np.asarray(r["reference"][-1]["per_track"]) - np.asarray(r["reference"][0]["per_track"])
+               for r in evaluated]
+    per_track = {lab: np.mean([c for c, lab2 in zip(changes, labels, strict=True) if lab2 == lab], axis=0)
+                 for lab in dict.fromkeys(labels)}
+    return {"name": name, "screen": screen_file, "rows": rows, "summary": summary, "recommended": best,
+            "why": why, "seeds_done": sorted({r["seed"] for r in rows}),
+            "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized settings (2 seeds, small subsamples).")
@@ -151,6 +196,12 @@ def main() -> None:
     parser.add_argument("--bases", default="enformer,procapnet", help="Which bases to run.")
     parser.add_argument("--seeds", type=int, default=None, help="Override the number of seeds.")
     parser.add_argument("--only", default=None, help="Comma-separated strategy labels to run (default: all).")
+    parser.add_argument("--shared", default=str(SHARED), help="The shared real-data folder (for the VCF check).")
+    parser.add_argument("--ood-only", action="store_true",
+                        help="Only (re)run the Kircher VCF check on the runs of a finished study in --workdir.")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="Re-score the runs of a finished study in --workdir with the current settings' "
+                             "eval_crops (no training), then run the VCF check.")
     parser.add_argument("--wait", type=float, default=0,
                         help="Minutes to wait for a bundled base model that is still being trained.")
     args = parser.parse_args()
@@ -166,14 +217,46 @@ def main() -> None:
     if args.seeds:
         settings["seeds"] = list(range(args.seeds))
     work = Path(args.workdir)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
     results_dir = Path(args.results)
     plots = results_dir / "results"
     plots.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)  # noqa: E731
+    if args.ood_only or args.reevaluate:
+        report = json.loads((plots / f"forgetting_{mode}.json").read_text())
+        command = " ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]])
+        if args.reevaluate:
+            for base, b in report["bases"].items():
+                rows, evaluated, labels = [], [], []
+                for seed in b["seeds_done"]:
+                    seed_rows = [{k: r[k] for k in ("label", "seed", "run", "seconds", "train_after")}
+                                 for r in b["rows"] if r["seed"] == seed]
+                    log(f"{b['name']}: re-scoring the {len(seed_rows)} runs of seed {seed} on "
+                        f"{settings['eval_crops']} crops")
+                    evaluated += score_seed(seed_rows, settings["eval_crops"])
+                    rows += seed_rows
+                    labels += [r["label"] for r in seed_rows]
+                report["bases"][base] = base_report(base, rows, evaluated, labels, plots)
+            for base, seq in report["sequential"].items():
+                log(f"sequential {seq['name']}: re-scoring {len(seq['runs'])} runs")
+                evaluation = ev.evaluate_runs([r["run"] for r in seq["runs"]], max_crops=settings["eval_crops"])
+                ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=seq["labels"])
+                seq["runs"] = evaluation["runs"]
+            report["settings"]["eval_crops"] = settings["eval_crops"]
+            report["reevaluation"] = {"command": f"{command} (commit {_commit()})",
+                                      "seconds": time.perf_counter() - started}
+            ev.write_json(report, plots / f"forgetting_{mode}.json")
+        ood_started = time.perf_counter()
+        report["ood_vcf"] = ood_vcf_check(report, work, Path(args.shared), settings["kircher_sites"], log)
+        report["ood_seconds"] = time.perf_counter() - ood_started
+        report["ood_command"] = f"{command} (commit {_commit()})"
+        ev.write_json(report, plots / f"forgetting_{mode}.json")
+        (results_dir / "results.md").write_text(render(report))
+        log(f"wrote {results_dir / 'results.md'}")
+        return
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
 
     singles, skipped = available_strategies(SINGLE)
     combos, skipped_combos = available_strategies({k: COMBOS[k] for k in settings["combos"]})
@@ -215,7 +298,7 @@ def main() -> None:
                     update(str(first), halves[1], spec, seed, second, settings)
                     finals.append(second)
                     labels.append(label)
-            evaluation = ev.evaluate_runs(finals, max_crops=settings["retention_crops"])
+            evaluation = ev.evaluate_runs(finals, max_crops=settings["eval_crops"])
             ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=labels)
             report["sequential"][base] = {"name": name, "halves": [p.name for p in halves], "labels": labels,
                                           "runs": evaluation["runs"]}
@@ -254,36 +337,59 @@ def main() -> None:
                 seed_dirs.append(out)
             # Evaluated (and written) seed by seed, so a stopped study keeps its finished seeds.
             log(f"{name}: evaluating the {len(seed_dirs)} runs of seed {seed}")
-            evaluation = ev.evaluate_runs(seed_dirs, max_crops=settings["retention_crops"])
-            for row, run in zip(seed_rows, evaluation["runs"], strict=True):
-                mat = run["matrix"]
-                row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
-                            "retention_before": mat[0][0], "retention_after": mat[1][0],
-                            "bwt": run["metrics"]["bwt"], "drift_pearson": run["drift"].get("drift_pearson"),
-                            "retention_ratio": run["drift"].get("retention_ratio")})
-                if "jsd" in run["reference"][-1]:
-                    row["jsd_before"], row["jsd_after"] = run["reference"][0]["jsd"], run["reference"][-1]["jsd"]
-                    row["counts_before"] = run["reference"][0]["counts_pearson"]
-                    row["counts_after"] = run["reference"][-1]["counts_pearson"]
+            evaluated += score_seed(seed_rows, settings["eval_crops"])
             rows += seed_rows
-            evaluated += evaluation["runs"]
-            labels += list(strategies)
-            ev.plot_evaluation({"runs": evaluated}, plots / base, labels=labels)
-            summary = summarise(rows)
-            best, why = recommend(summary)
-            changes = [np.asarray(r["reference"][-1]["per_track"]) - np.asarray(r["reference"][0]["per_track"])
-                       for r in evaluated]
-            per_track = {lab: np.mean([c for c, lab2 in zip(changes, labels, strict=True) if lab2 == lab], axis=0)
-                         for lab in strategies}
-            report["bases"][base] = {"name": name, "screen": screen_file, "rows": rows, "summary": summary,
-                                     "recommended": best, "why": why, "seeds_done": sorted({r["seed"] for r in rows}),
-                                     "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
+            labels += [r["label"] for r in seed_rows]
+            report["bases"][base] = base_report(base, rows, evaluated, labels, plots)
             flush()
         if seed == settings["seeds"][0]:
             extras()
 
+    ood_started = time.perf_counter()
+    report["ood_vcf"] = ood_vcf_check(report, work, Path(args.shared), settings["kircher_sites"], log)
+    report["ood_seconds"] = time.perf_counter() - ood_started
     flush(final=True)
     log(f"wrote {results_dir / 'results.md'}")
+
+
+def ood_vcf_check(report: dict, work: Path, shared: Path, sites_per_element: int, log) -> dict | None:
+    """Score the real Kircher 2019 VCF with the base, fine-tuned and recommended models (seed 0).
+
+    Uses ``benchmarks/score_vcf.py``'s Kircher section (``genocl score-vcf`` on the VCF against
+    the element sequences at their GRCh38 coordinates). Returns, per model, the median over
+    elements of the per-element Spearman (predicted log2FC vs measured COEF), split by whether
+    the element was in the update's training screen, held out, or not in the screen at all.
+    """
+    if not sites_per_element or not (shared / "kircher2019_satmut").exists():
+        log(f"Kircher VCF check skipped (no {shared / 'kircher2019_satmut'})")
+        return None
+    sys.path.insert(0, str(Path(__file__).parent))
+    import score_vcf as score_bench
+
+    models, splits = {}, {}
+    for base, b in report["bases"].items():
+        picks = dict.fromkeys(["finetune", b["recommended"]])
+        runs = {r["label"]: r["run"] for r in b["rows"] if r["seed"] == b["seeds_done"][0] and r["label"] in picks}
+        models[base] = [("base", base)] + [(label, runs[label]) for label in picks if label in runs]
+        split = json.loads((Path(runs["finetune"]) / "metrics.json").read_text())["split"]
+        splits[base] = (set(split["train_elements"]), set(split["test_elements"]))
+    log(f"Kircher VCF check: {sites_per_element} sites per element, models {models}")
+    (work / "ood_vcf").mkdir(parents=True, exist_ok=True)
+    table, runs = score_bench.kircher(models, sites_per_element, 64, work / "ood_vcf", shared)
+    out = {"sites_per_element": sites_per_element, "n_snvs": int(table["n"].sum()), "models": {}}
+    for base, specs in models.items():
+        train, held = splits[base]
+        group = np.array(["train" if e in train else "held-out" if e in held else "unseen" for e in table["element"]])
+        for label, _ in specs:
+            col = table[f"{base} {label}"]
+            out["models"][f"{base} {label}"] = {
+                "median_all": float(col.median()),
+                **{f"median_{g}": float(col[group == g].median()) if (group == g).any() else None
+                   for g in ("train", "held-out", "unseen")},
+                "n_elements": {g: int((group == g).sum()) for g in ("train", "held-out", "unseen")},
+            }
+    out["per_element"] = table.to_dict(orient="records")
+    return out
 
 
 def _wait_for(spec: str, minutes: float, log) -> None:
@@ -325,8 +431,10 @@ def render(report: dict) -> str:
         f"- date: {report['date']}; wall time {report['seconds'] / 60:.1f} min; {report['platform']}",
         f"- settings: seeds {s['seeds']}, {s['max_train']} training / {s['max_eval']} held-out perturbations per "
         f"update, {s['epochs']} epochs, lr {s['lr']}, batch {s['batch_size']}, {s['holdout']:.0%} of elements held "
-        f"out, {s['retention_crops']} reference test-window crops; strategy hyperparameters are the defaults of "
-        "`genocl_plugin.strategies` (no tuning).",
+        f"out, {s.get('eval_crops', s['retention_crops'])} reference test-window crops (the same for every model); "
+        "strategy hyperparameters are the defaults of `genocl_plugin.strategies` (no tuning).",
+        *([f"- re-scored after training (no retraining) by `{report['reevaluation']['command']}` in "
+           f"{report['reevaluation']['seconds'] / 60:.1f} min"] if report.get("reevaluation") else []),
         "- skipped strategies (did not resolve in this checkout): "
         + (", ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none"),
         "",
@@ -393,6 +501,25 @@ def render(report: dict) -> str:
                   f"{c['train_mse_after']:.4f}, retention {c['retention_before']:.4f} → {c['retention_after']:.4f}, "
                   f"{c['seconds']:.0f} s. With one held-out pair no correlation can be computed: this only shows "
                   "the CRISPRi path runs end to end.", ""]
+    if report.get("ood_vcf"):
+        o = report["ood_vcf"]
+        lines += ["## Out of distribution: the Kircher 2019 VCF through `genocl score-vcf`", "",
+                  f"{o['n_snvs']} real SNVs ({o['sites_per_element']} random sites per element, all their alleles "
+                  "and experiments) of `kircher2019_satmut/DERIVED_satmut_GRCh38.vcf.gz`, scored by the base model and "
+                  "the seed-0 runs of fine-tuning and the recommended strategy. Each element sits alone in N context "
+                  "at its GRCh38 coordinates (no genomic flank is available offline). Median over elements of the "
+                  "per-element Spearman of predicted log2FC (summed CAGE for Enformer, both strands for ProCapNet) "
+                  "vs measured effect (INFO COEF); elements are split by their role in the update's screen "
+                  f"(time: {report.get('ood_seconds', float('nan')) / 60:.1f} min"
+                  + (f"; run separately: `{report['ood_command']}`" if report.get("ood_command") else "") + ").", "",
+                  "| model | all elements | train elements | held-out elements | not in the screen |",
+                  "|---|---|---|---|---|"]
+        for name, m in o["models"].items():
+            cells = [f"{m[k]:+.3f} (n={m['n_elements'][k.split('_', 1)[1]]})" if m[k] is not None else "n/a"
+                     for k in ("median_train", "median_held-out", "median_unseen")]
+            lines.append(f"| {name} | {m['median_all']:+.3f} | " + " | ".join(cells) + " |")
+        lines += ["", "With ~15 SNVs per element, |rho| below ~0.5 is within chance for a single element; the medians "
+                  "are the summary to read.", ""]
     lines += ["## What the data shows", "", *_findings(report), "", "## Recommendation", "",
               _recommendation_text(report), ""]
     return "\n".join(lines)

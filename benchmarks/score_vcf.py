@@ -286,6 +286,7 @@ def kircher_fasta(work: Path, shared: Path, pad: int = 100_000) -> Path:
     from pysam.libcbgzf import BGZFile
 
     path = work / "kircher_elements_GRCh38_Npadded.fa.gz"
+    work.mkdir(parents=True, exist_ok=True)  # pysam's BGZFile segfaults on a missing directory
     if path.exists() and Path(f"{path}.fai").exists():
         return path
     pieces: dict[str, list[tuple[int, str]]] = {}

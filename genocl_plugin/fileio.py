@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -92,10 +93,24 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def sha256sum(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MB chunks."""
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file with a ``hashlib`` algorithm, read in 1 MB chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    return file_digest(path, "sha256")
+
+
+def is_jsonable(value) -> bool:
+    """Whether ``json.dumps`` accepts ``value`` (config fields that are not are left out)."""
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False

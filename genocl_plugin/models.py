@@ -26,7 +26,7 @@ from grelu.lightning import LightningModel
 from torch import nn
 
 from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import atomic_dir, sha256sum
+from genocl_plugin.fileio import atomic_dir, is_jsonable, sha256sum
 from genocl_plugin.workarounds import patch_enformer_attention_pool
 
 patch_enformer_attention_pool()  # upstream CPU slowness; see genocl_plugin/workarounds.py
@@ -330,7 +330,7 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
     config = {
         "format": FORMAT,
         "model_params": model.model_params,
-        "train_params": {k: v for k, v in model.train_params.items() if _jsonable(v)},
+        "train_params": {k: v for k, v in model.train_params.items() if is_jsonable(v)},
         "data_params": model.data_params,
         **(extra or {}),
     }
@@ -341,14 +341,6 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
         config["weights_sha256"] = sha256sum(tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     return Path(path)
-
-
-def _jsonable(value) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except TypeError:
-        return False
 
 
 def read_config(path: str | os.PathLike) -> dict:

@@ -24,7 +24,6 @@ then renames it into place; an existing version is never replaced without ``forc
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -40,7 +39,7 @@ from kipoi.model import BaseModel
 
 from genocl_plugin import __version__, reference
 from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import atomic_dir, atomic_path, sha256sum
+from genocl_plugin.fileio import atomic_dir, atomic_path, file_digest, is_jsonable, sha256sum
 
 # --------------------------------------------------------------------------------------
 # The one Kipoi workaround (Kipoi 0.8.6 on NumPy 2).
@@ -242,12 +241,7 @@ def read_bed(path: str | os.PathLike) -> list[tuple[str, int, int, str, str]]:
 # --------------------------------------------------------------------------------------
 def md5sum(path: str | os.PathLike) -> str:
     """Hex MD5 of a file (the hash Kipoi records for downloaded files)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+    return file_digest(path, "md5")
 
 def verify_checksum(path: Path, expected: str | None, algorithm: str, field: str) -> None:
     """Raise unless ``path`` exists and hashes to ``expected`` (skipped when ``expected`` is None).
@@ -359,18 +353,10 @@ def _imported_config(model, source: str | os.PathLike) -> dict:
         step["sha256"] = sha256sum(path)
     return {
         "format": FORMAT, "model_params": model.model_params,
-        "train_params": {k: v for k, v in model.train_params.items() if _jsonable(v)},
+        "train_params": {k: v for k, v in model.train_params.items() if is_jsonable(v)},
         "data_params": model.data_params, "name": _slug(path.stem or path.name),
         "lineage": [step], "screens_seen": [],
     }
-
-
-def _jsonable(value) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except TypeError:
-        return False
 
 
 def _slug(text: str) -> str:

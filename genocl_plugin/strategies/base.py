@@ -82,6 +82,55 @@ class QuadraticPenalty(LossTermCallback):
         self.loaded = {k[len("importance."):]: v for k, v in state.items() if k.startswith("importance.")}
 
 
+class ReferenceImportancePenalty(QuadraticPenalty):
+    """A quadratic penalty whose importance is estimated on reference samples at fit start.
+
+    Subclasses define :meth:`estimate`; the importance is normalised (optional) and added to
+    ``decay`` times the importance carried over from the parent run (online accumulation).
+
+    Parameters
+    ----------
+    lambda_
+        Penalty weight.
+    decay
+        Weight of the importance carried over from earlier updates (1: plain sum).
+    n_samples
+        Reference windows used for the estimate (one gradient each).
+    data
+        Optional ``(x, y)`` dataset to use instead of the bundled reference windows.
+    seq_len
+        Input length for reference windows (default: the model's).
+    seed
+        Seed of the sample draw.
+    normalize
+        Scale the new importance to mean 1 (see :func:`normalized`).
+    """
+
+    def __init__(self, lambda_: float = 1.0, decay: float = 0.9, n_samples: int = 32, data=None,
+                 seq_len: int | None = None, seed: int = 0, normalize: bool = True) -> None:
+        super().__init__(lambda_)
+        self.normalize = normalize
+        self.decay, self.n_samples, self.data, self.seq_len, self.seed = decay, n_samples, data, seq_len, seed
+        self.loaded: dict[str, torch.Tensor] = {}
+
+    def estimate(self, pl_module, samples) -> dict[str, torch.Tensor]:
+        """Importance per trainable parameter from ``samples`` ((x, y) pairs of batch size one)."""
+        raise NotImplementedError
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        was_training = pl_module.training
+        pl_module.eval()  # no dropout in the estimate
+        samples = reference_samples(pl_module, self.n_samples, self.seed, self.seq_len, self.data)
+        importance = self.estimate(pl_module, samples)
+        pl_module.train(was_training)
+        importance = normalized(importance) if self.normalize else importance
+        for name, old in self.loaded.items():
+            if name in importance and old.shape == importance[name].shape:
+                importance[name] = self.decay * old.to(importance[name].device) + importance[name]
+        self.importance = importance
+        self.set_anchor(pl_module)
+
+
 def normalized(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Scale importances to mean 1 over all parameters.
 

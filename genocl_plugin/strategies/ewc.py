@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from genocl_plugin.strategies.base import QuadraticPenalty, normalized, reference_samples, trainable_parameters
+from genocl_plugin.strategies.base import ReferenceImportancePenalty, trainable_parameters
 
 
 def diagonal_fisher(pl_module, samples, loss_fn=None) -> dict[str, torch.Tensor]:
@@ -42,46 +42,16 @@ def diagonal_fisher(pl_module, samples, loss_fn=None) -> dict[str, torch.Tensor]
     return {n: f / max(len(samples), 1) for n, f in fisher.items()}
 
 
-class EWCCallback(QuadraticPenalty):
+class EWCCallback(ReferenceImportancePenalty):
     """EWC / online EWC as a pytorch_lightning callback.
 
-    Parameters
-    ----------
-    lambda_
-        Penalty weight.
-    decay
-        Online-EWC decay of the Fisher carried over from earlier updates (1: plain sum).
-    n_samples
-        Reference windows used for the Fisher (one gradient each).
-    data
-        Optional ``(x, y)`` dataset to use instead of the bundled reference windows.
-    seq_len
-        Input length for reference windows (default: the model's).
-    normalize
-        Scale the new importance to mean 1 (see :func:`~genocl_plugin.strategies.base.normalized`).
+    Parameters are those of :class:`~genocl_plugin.strategies.base.ReferenceImportancePenalty`.
     """
 
     state_name = "ewc"
 
-    def __init__(self, lambda_: float = 1.0, decay: float = 0.9, n_samples: int = 32, data=None,
-                 seq_len: int | None = None, seed: int = 0, normalize: bool = True) -> None:
-        super().__init__(lambda_)
-        self.normalize = normalize
-        self.decay, self.n_samples, self.data, self.seq_len, self.seed = decay, n_samples, data, seq_len, seed
-        self.loaded: dict[str, torch.Tensor] = {}
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        was_training = pl_module.training
-        pl_module.eval()  # no dropout in the Fisher
-        samples = reference_samples(pl_module, self.n_samples, self.seed, self.seq_len, self.data)
-        fisher = diagonal_fisher(pl_module, samples)
-        pl_module.train(was_training)
-        fisher = normalized(fisher) if self.normalize else fisher
-        for name, old in self.loaded.items():
-            if name in fisher and old.shape == fisher[name].shape:
-                fisher[name] = self.decay * old.to(fisher[name].device) + fisher[name]
-        self.importance = fisher
-        self.set_anchor(pl_module)
+    def estimate(self, pl_module, samples) -> dict[str, torch.Tensor]:
+        return diagonal_fisher(pl_module, samples)
 
 
 def ewc_callbacks(ewc_lambda: float | None = None, ewc_decay: float | None = None, **_params) -> list:
