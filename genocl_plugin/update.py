@@ -173,7 +173,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     out = Path(out)
     if out.exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
-    callbacks = resolve_strategies(config.strategy, **config.strategy_params)
+    # The run's seed also seeds the strategies' sampling (replay draws, Fisher / MAS windows).
+    callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
     if config.data:  # a bad screen should fail before the (slow) model load
         screens.read_screen(config.data)
     model = load_model(config.model)
