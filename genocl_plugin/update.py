@@ -29,7 +29,7 @@ BUNDLED_SCREENS = {
 # benchmarks/forgetting.py recommends for it (best reference-track retention among the
 # strategies keeping >= 95% of fine-tuning's held-out gain; docs/results.md). Other
 # architectures fall back to plain fine-tuning.
-AUTO_STRATEGY = {"enformer": "AUTO_ENFORMER", "procapnet": "AUTO_PROCAPNET"}
+AUTO_STRATEGY = {"enformer": "replay,ewc", "procapnet": "multihead"}
 
 # Subsampling of the bundled screens so the default update finishes in < 3 min on 2 cores.
 BUNDLED_MAX_TRAIN = 256
