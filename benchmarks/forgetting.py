@@ -199,6 +199,8 @@ def main() -> None:
     parser.add_argument("--shared", default=str(SHARED), help="The shared real-data folder (for the VCF check).")
     parser.add_argument("--ood-only", action="store_true",
                         help="Only (re)run the Kircher VCF check on the runs of a finished study in --workdir.")
+    parser.add_argument("--render-only", action="store_true",
+                        help="Only rewrite docs/results.md from the saved JSON (no computation).")
     parser.add_argument("--reevaluate", action="store_true",
                         help="Re-score the runs of a finished study in --workdir with the current settings' "
                              "eval_crops (no training), then run the VCF check.")
@@ -222,6 +224,11 @@ def main() -> None:
     plots.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)  # noqa: E731
+    if args.render_only:
+        report = json.loads((plots / f"forgetting_{mode}.json").read_text())
+        (results_dir / "results.md").write_text(render(report))
+        log(f"wrote {results_dir / 'results.md'}")
+        return
     if args.ood_only or args.reevaluate:
         report = json.loads((plots / f"forgetting_{mode}.json").read_text())
         command = " ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]])
@@ -580,13 +587,17 @@ def _recommendation_text(report: dict) -> str:
     lines = ["Criterion: best mean retention among strategies whose mean new-task gain is at least 95% of "
              "fine-tuning's."]
     lines += [f"- {name}: **{pick}**" for name, pick in picks.items()]
-    winners = set(picks.values())
-    if len(winners) == 1:
-        lines.append(f"\nSuggested `genocl update` default: `--strategy {winners.pop()}` with its current "
-                     "default hyperparameters (the only ones benchmarked).")
-    else:
-        lines.append("\nThe criterion picks different strategies for the two bases; see the tables before changing "
-                     "the CLI default (hyperparameters benchmarked: the strategy defaults only).")
+    from genocl_plugin.update import AUTO_STRATEGY
+
+    labels = {**SINGLE, **COMBOS}
+    archs = {b["name"]: base for base, b in report["bases"].items()}
+    agree = all(AUTO_STRATEGY.get(archs[name]) == labels.get(pick) for name, pick in picks.items())
+    lines.append("\n`genocl update`'s default, `--strategy auto`, runs the pick for the model's architecture: "
+                 + ", ".join(f"{arch} -> `{spec}`" for arch, spec in AUTO_STRATEGY.items())
+                 + (" (`AUTO_STRATEGY` in `genocl_plugin/update.py`), which matches this study."
+                    if agree else " (`AUTO_STRATEGY` in `genocl_plugin/update.py`), which does NOT match this study: "
+                    "update it or explain why.")
+                 + " Hyperparameters benchmarked: the strategy defaults only.")
     for b in report["bases"].values():
         ft = b["summary"].get("finetune")
         if ft and mean_sd(ft["gain"])[0] <= 0:
