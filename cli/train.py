@@ -50,7 +50,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
                    "a gReLU .ckpt, an enformer-pytorch dir or a bpnet-lite .pt/.torch.")
 @click.option("--data", default=None, type=click.Path(),
               help="Screen .h5ad (default: the bundled Kircher MPRA screen for the model).")
-@click.option("--strategy", default="finetune", show_default=True, help="Continual-learning strategy.")
+@click.option("--strategy", default="auto", show_default=True,
+              help="Continual-learning strategy, or a comma-separated combination (replay,ewc). 'auto': the one "
+                   "the forgetting benchmark recommends for the model's architecture (docs/results.md).")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to create.")
 @click.option("--epochs", type=int, default=1, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
@@ -124,6 +126,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     if ddp:
         trainer_kwargs["strategy"] = "ddp"
     result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
+    if strategy.strip() == "auto":
+        click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
     click.echo(evaluate.format_table(result["report"]))
     click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
     if publish_name:

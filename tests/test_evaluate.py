@@ -76,7 +76,8 @@ def test_evaluate_two_sequential_runs(tmp_path, two_screens):
     base = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
     base_dir = save_model(base, tmp_path / "base")
-    settings = {"max_train": 32, "max_eval": 16, "retention_crops": 8, "lr": 1e-2, "holdout": 0.4}
+    settings = {"max_train": 32, "max_eval": 16, "retention_crops": 8, "lr": 1e-2, "holdout": 0.4,
+                "strategy": "finetune"}
     run1, run2 = tmp_path / "run1", tmp_path / "run2"
     run_update(UpdateConfig(model=str(base_dir), data=str(two_screens[0]), **settings), run1)
     out2 = run_update(UpdateConfig(model=str(run1), data=str(two_screens[1]), **settings), run2)

@@ -158,3 +158,14 @@ def test_grelu_model_with_ewc_and_replay_trains():
     assert replay.teacher is not None  # pseudo-replay: a ConvModel's tracks are not the bundled ones
     assert ewc.importance and ewc.loss_term(model, None).item() > 0
     assert any(not torch.equal(before[n], p) for n, p in model.model.named_parameters())
+
+
+def test_run_seed_reaches_the_sampling_strategies():
+    """Different run seeds give different replay draws and importance windows (not seed 0 each time)."""
+    from genocl_plugin.strategies import resolve_strategies
+
+    for spec, attr in [("replay", "seed"), ("distill", "seed"), ("ewc", "seed"), ("mas", "seed")]:
+        seeds = {getattr(resolve_strategies(spec, seed=s)[0], attr) for s in (0, 1, 2)}
+        assert seeds == {0, 1, 2}, spec
+    draws = [resolve_strategies("replay", seed=s)[0].rng.integers(1 << 30, size=4).tolist() for s in (1, 2)]
+    assert draws[0] != draws[1]

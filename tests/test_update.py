@@ -30,7 +30,7 @@ def tiny_procapnet_dir(tmp_path):
 
 def _config(model_dir, **kw):
     settings = {"model": str(model_dir), "data": str(PROMOTERS), "max_train": 32, "max_eval": 16,
-                "retention_crops": 8, "batch_size": 16}
+                "retention_crops": 8, "batch_size": 16, "strategy": "finetune"}
     settings.update(kw)
     return UpdateConfig(**settings)
 
@@ -106,3 +106,25 @@ def test_cli_wrong_assay_screen(tiny_procapnet_dir, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "uns['assay']" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_auto_strategy_resolves_per_architecture(tiny_procapnet_dir, tmp_path):
+    """--strategy auto (the default) runs the benchmarked strategy of the model's architecture."""
+    from genocl_plugin.models import load_model
+    from genocl_plugin.strategies import resolve_strategies
+    from genocl_plugin.update import AUTO_STRATEGY, resolve_auto_strategy
+
+    assert UpdateConfig().strategy == "auto"
+    for spec in AUTO_STRATEGY.values():
+        resolve_strategies(spec)  # every default is a valid strategy
+    model = load_model(str(tiny_procapnet_dir))
+    assert resolve_auto_strategy("auto", model) == AUTO_STRATEGY["procapnet"]
+    assert resolve_auto_strategy("replay,ewc", model) == "replay,ewc"
+    model.data_params["arch"] = "something-else"
+    assert resolve_auto_strategy("auto", model) == "finetune"
+
+    out = run_update(_config(tiny_procapnet_dir, strategy="auto", max_train=16, max_eval=8, epochs=1), tmp_path / "r")
+    assert out["strategy"] == AUTO_STRATEGY["procapnet"]
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["config"]["strategy"] == AUTO_STRATEGY["procapnet"]
+    assert saved["lineage"][-1]["strategy"] == AUTO_STRATEGY["procapnet"]

@@ -59,7 +59,8 @@ def resolve_strategies(spec: str, **params) -> list:
         e.g. ``"finetune"`` or ``"replay,ewc"``.
     **params
         Strategy hyperparameters (the CLI's ``strategy_params``); ``max_drift`` adds the
-        forgetting-budget callback to any strategy.
+        forgetting-budget callback to any strategy; ``seed`` seeds the strategies that sample
+        (replay and distillation draws, the windows of the EWC / MAS importance).
 
     Returns
     -------

@@ -93,8 +93,8 @@ class DistillationCallback(LossTermCallback):
 
 
 def distill_callbacks(distill_weight: float | None = None, replay_budget_mb: float | None = None,
-                      replay_policy: str | None = None, **_params) -> list:
+                      replay_policy: str | None = None, seed: int = 0, **_params) -> list:
     """The CLI's ``distill`` strategy."""
     return [DistillationCallback(weight=1.0 if distill_weight is None else distill_weight,
                                  budget_mb=2.0 if replay_budget_mb is None else replay_budget_mb,
-                                 policy=replay_policy or "reservoir")]
+                                 policy=replay_policy or "reservoir", seed=seed)]

@@ -54,7 +54,8 @@ class EWCCallback(ReferenceImportancePenalty):
         return diagonal_fisher(pl_module, samples)
 
 
-def ewc_callbacks(ewc_lambda: float | None = None, ewc_decay: float | None = None, **_params) -> list:
+def ewc_callbacks(ewc_lambda: float | None = None, ewc_decay: float | None = None, seed: int = 0,
+                  **_params) -> list:
     """The CLI's ``ewc`` strategy."""
     return [EWCCallback(lambda_=1.0 if ewc_lambda is None else ewc_lambda,
-                        decay=0.9 if ewc_decay is None else ewc_decay)]
+                        decay=0.9 if ewc_decay is None else ewc_decay, seed=seed)]

@@ -117,8 +117,8 @@ class ReplayCallback(LossTermCallback):
 
 
 def replay_callbacks(replay_ratio: float | None = None, replay_budget_mb: float | None = None,
-                     replay_policy: str | None = None, **_params) -> list:
+                     replay_policy: str | None = None, seed: int = 0, **_params) -> list:
     """The CLI's ``replay`` strategy."""
     return [ReplayCallback(ratio=0.25 if replay_ratio is None else replay_ratio,
                            budget_mb=2.0 if replay_budget_mb is None else replay_budget_mb,
-                           policy=replay_policy or "reservoir")]
+                           policy=replay_policy or "reservoir", seed=seed)]
