@@ -187,13 +187,16 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     if out.exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     # The run's seed also seeds the strategies' sampling (replay draws, Fisher / MAS windows).
-    if config.strategy.strip() != "auto":  # bad strategy flags fail before the (slow) model load
-        resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
+    # An explicit strategy is resolved before the (slow) model load so bad flags fail fast;
+    # ``auto`` needs the model's architecture first.
+    callbacks = (None if config.strategy.strip() == "auto"
+                 else resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params))
     if config.data:
         screens.read_screen(config.data)
     model = load_model(config.model)
-    config = replace(config, strategy=resolve_auto_strategy(config.strategy, model))
-    callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
+    if callbacks is None:
+        config = replace(config, strategy=resolve_auto_strategy(config.strategy, model))
+        callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
     parent_dir = resolve_model_dir(config.model)
     parent_config = read_config(parent_dir) if parent_dir is not None else {}
     load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)

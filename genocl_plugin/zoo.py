@@ -243,6 +243,7 @@ def md5sum(path: str | os.PathLike) -> str:
     """Hex MD5 of a file (the hash Kipoi records for downloaded files)."""
     return file_digest(path, "md5")
 
+
 def verify_checksum(path: Path, expected: str | None, algorithm: str, field: str) -> None:
     """Raise unless ``path`` exists and hashes to ``expected`` (skipped when ``expected`` is None).
 
