@@ -188,6 +188,22 @@ def base_report(base: str, rows: list[dict], evaluated: list[dict], labels: list
             "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
 
 
+def score_sequential(finals: list, labels: list[str], crops: int, plot_dir: Path) -> list[dict]:
+    """Evaluate the sequential scenario's final runs (3x3 matrices) and plot them."""
+    from genocl_plugin import evaluate as ev
+
+    evaluation = ev.evaluate_runs(finals, max_crops=crops)
+    ev.plot_evaluation(evaluation, plot_dir, labels=labels)
+    return evaluation["runs"]
+
+
+def add_ood(report: dict, work: Path, shared: Path, settings: dict, log) -> None:
+    """Run the Kircher VCF check into ``report`` (``ood_vcf``, ``ood_seconds``)."""
+    started = time.perf_counter()
+    report["ood_vcf"] = ood_vcf_check(report, work, shared, settings["kircher_sites"], log)
+    report["ood_seconds"] = time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized settings (2 seeds, small subsamples).")
@@ -248,16 +264,13 @@ def main() -> None:
                 report["bases"][base] = base_report(base, rows, evaluated, labels, plots)
             for base, seq in report["sequential"].items():
                 log(f"sequential {seq['name']}: re-scoring {len(seq['runs'])} runs")
-                evaluation = ev.evaluate_runs([r["run"] for r in seq["runs"]], max_crops=settings["eval_crops"])
-                ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=seq["labels"])
-                seq["runs"] = evaluation["runs"]
+                seq["runs"] = score_sequential([r["run"] for r in seq["runs"]], seq["labels"], settings["eval_crops"],
+                                               plots / f"sequential_{base}")
             report["settings"]["eval_crops"] = settings["eval_crops"]
             report["reevaluation"] = {"command": f"{command} (commit {_commit()})",
                                       "seconds": time.perf_counter() - started}
             ev.write_json(report, plots / f"forgetting_{mode}.json")
-        ood_started = time.perf_counter()
-        report["ood_vcf"] = ood_vcf_check(report, work, Path(args.shared), settings["kircher_sites"], log)
-        report["ood_seconds"] = time.perf_counter() - ood_started
+        add_ood(report, work, Path(args.shared), settings, log)
         report["ood_command"] = f"{command} (commit {_commit()})"
         ev.write_json(report, plots / f"forgetting_{mode}.json")
         (results_dir / "results.md").write_text(render(report))
@@ -309,10 +322,9 @@ def main() -> None:
                     update(str(first), halves[1], spec, seed, second, settings)
                     finals.append(second)
                     labels.append(label)
-            evaluation = ev.evaluate_runs(finals, max_crops=settings["eval_crops"])
-            ev.plot_evaluation(evaluation, plots / f"sequential_{base}", labels=labels)
             report["sequential"][base] = {"name": name, "halves": [p.name for p in halves], "labels": labels,
-                                          "runs": evaluation["runs"]}
+                                          "runs": score_sequential(finals, labels, settings["eval_crops"],
+                                                                   plots / f"sequential_{base}")}
             flush()
 
         # CRISPRi smoke check: only 3 real pairs fit the bundled windows.
@@ -356,9 +368,7 @@ def main() -> None:
         if seed == settings["seeds"][0]:
             extras()
 
-    ood_started = time.perf_counter()
-    report["ood_vcf"] = ood_vcf_check(report, work, Path(args.shared), settings["kircher_sites"], log)
-    report["ood_seconds"] = time.perf_counter() - ood_started
+    add_ood(report, work, Path(args.shared), settings, log)
     flush(final=True)
     log(f"wrote {results_dir / 'results.md'}")
 
