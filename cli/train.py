@@ -87,18 +87,39 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 @click.option("--publish", "publish_name", default=None,
               help="Also publish the result to the zoo under this name (see genocl publish).")
 @click.option("--zoo", default="model_zoo", show_default=True, type=click.Path(), help="Zoo for --publish.")
+@click.option("--reference-fasta", default=None, type=click.Path(),
+              help="Genome FASTA of the reference windows (replay, EWC/SI/MAS, distillation, --max-drift, "
+                   "retention). Default: the bundled hg38 windows.")
+@click.option("--reference-regions", default=None, type=click.Path(),
+              help="BED of regions the parent model knows (e.g. Basenji sequences_human.bed; 4th column "
+                   "train/valid/test); windows are cut at the model's input length, centred on each region.")
+@click.option("--reference-tracks", default=None, type=click.Path(),
+              help="targets file (Basenji targets.txt: index, identifier, file, description) naming one bigWig "
+                   "per model output; without it the targets are the parent model's predictions.")
+@click.option("--reference-holdout-chroms", default=None,
+              help="Comma-separated chromosomes held out for retention (when the BED has no split column).")
+@click.option("--readout-tracks", default=None,
+              help="Tracks the perturbation objective reads: indices, exact names, globs ('CAGE:*K562*') or "
+                   "'re:<regex>'. Default: the assay's CAGE(+DNase) tracks, the screen's cell type's if it has one.")
+@click.option("--targets", "targets_file", default=None, type=click.Path(),
+              help="targets file naming the model's outputs (e.g. Enformer's targets_human.txt); stored with "
+                   "the updated model.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
-           max_drift, devices, num_nodes, ddp, publish_name, zoo, force) -> None:
+           max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
+           reference_tracks, reference_holdout_chroms, readout_tracks, targets_file, force) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
     Example:
       genocl update --model enformer --data screen.h5ad --strategy finetune --out runs/screen1
       genocl update --model procapnet --out runs/promoters
+      genocl update --model enformer_dir --data k562_crispri.h5ad --strategy replay,ewc \\
+        --reference-fasta hg38.fa --reference-regions sequences_human.bed \\
+        --targets targets_human.txt --readout-tracks 'CAGE:*K562*' --out runs/k562
     """
     from pathlib import Path
 
@@ -121,6 +142,10 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
         model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
         lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
         retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
+        reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
+        reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
+        if reference_holdout_chroms else None,
+        readout_tracks=readout_tracks, targets=targets_file,
     )
     trainer_kwargs = {"devices": int(devices) if str(devices).isdigit() else devices, "num_nodes": num_nodes}
     if ddp:
@@ -129,6 +154,13 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     if strategy.strip() == "auto":
         click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
     click.echo(evaluate.format_table(result["report"]))
+    retained = result["report"]["retention"]
+    if retained.get("not_measured"):
+        click.echo(f"note: retention not measured: {retained['not_measured']}")
+    elif "reference" in retained:
+        ref = retained["reference"]
+        click.echo(f"reference set: {ref['name']} ({ref['n_test']} held-out windows of {ref['seq_len']:,} bp; "
+                   f"targets: {ref['tracks']})")
     click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
     if publish_name:
         from genocl_plugin.zoo import publish

@@ -63,40 +63,49 @@ def predict(model, one_hot: np.ndarray | torch.Tensor, batch_size: int = 32, log
     return np.concatenate(chunks) if chunks else np.zeros((0,))
 
 
-def reference_predictions(model, split: str = "test", max_crops: int | None = None,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and real tracks on the bundled reference windows of one split.
+def reference_predictions(model, split: str = "test", max_crops: int | None = None, seed: int = 0,
+                          reference_set=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions (and real tracks) on the reference windows of one split.
 
-    Predictions are pooled to the tracks' 32-bp bins. Only the bundled 74-track layout (or
-    ProCapNet's 2 CAGE strands) can be compared with the real tracks.
+    Predictions are pooled to the real tracks' bins when the set has tracks. For large models use
+    :func:`reference_retention`, which streams instead of holding every prediction.
+
+    Parameters
+    ----------
+    model
+        The model.
+    split
+        ``train``, ``valid`` or ``test``.
+    max_crops
+        A seeded subset of this many windows (None: all).
+    seed
+        Seed of the subset.
+    reference_set
+        A :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
 
     Returns
     -------
     tuple of np.ndarray
-        ``(pred, target)``, each (n_crops, tracks, bins).
+        ``(pred, target)``, each (n_windows, tracks, bins); ``target`` is None without real tracks.
     """
-    from genocl_plugin.pretrain import output_bins, pool_to_bins, reference_targets
-
-    arch = model.data_params.get("arch", "enformer")
-    bins = output_bins(model)
-    codes, targets = reference.window_crops(split, model.seq_len, n_bins=bins)
-    if max_crops and len(codes) > max_crops:
-        idx = np.sort(np.random.default_rng(seed).choice(len(codes), max_crops, replace=False))
-        codes, targets = codes[idx], targets[idx]
-    pred = predict(model, reference.codes_to_one_hot(codes))
-    if model.bin_size < reference.BIN_SIZE:
-        pred = pool_to_bins(torch.from_numpy(pred), reference.BIN_SIZE // model.bin_size).numpy()
-    target = reference_targets(arch, targets)
-    # Multi-head models append screen-head tracks after the reference tracks.
-    return pred[:, : target.shape[1]], target
+    ref = reference_set or reference.bundled_reference_set(model)
+    idx = ref.subset(split, max_crops, seed)
+    n_ref = len(ref.track_names)
+    pred = predict(model, ref.one_hot(split, idx))[:, :n_ref]
+    if not ref.has_tracks:
+        return pred, None
+    return ref.to_track_bins(pred), ref.tracks(split, idx)
 
 
-def reference_metrics(model, split: str = "test", max_crops: int | None = None) -> dict:
-    """Pearson of predictions vs the real tracks on reference windows (mean over tracks).
+def reference_metrics(model, split: str = "test", max_crops: int | None = None, reference_set=None) -> dict:
+    """Pearson of predictions vs the real tracks on reference windows (mean over tracks and per assay group).
 
-    For ProCapNet-style models the counts Pearson (log total per crop) is added.
+    For profile (ProCapNet-style) models the counts Pearson (log total per window) is added.
     """
-    pred, target = reference_predictions(model, split, max_crops=max_crops)
+    ref = reference_set or reference.bundled_reference_set(model)
+    pred, target = reference_predictions(model, split, max_crops=max_crops, reference_set=ref)
+    if target is None:
+        raise ValueError(f"{ref.name} has no real tracks to score against")
     per_track = pearson_per_track(pred, target)
     out = {
         f"{split}_pearson_mean": float(np.nanmean(per_track)),
@@ -106,14 +115,122 @@ def reference_metrics(model, split: str = "test", max_crops: int | None = None) 
     if model.data_params.get("arch") == "procapnet":
         out[f"{split}_counts_pearson"] = pearson(np.log1p(pred.sum((1, 2))), np.log1p(target.sum((1, 2))))
     else:
-        names = reference.track_names()
-        for prefix in ("CAGE", "DNASE", "RNA"):
-            idx = [i for i, n in enumerate(names) if n.split(":")[0] == prefix]
-            out[f"{split}_pearson_{prefix.lower()}"] = float(np.nanmean(per_track[idx]))
+        groups = [reference.assay_group(n) for n in ref.track_names]
+        for group in dict.fromkeys(groups):
+            idx = [i for i, g in enumerate(groups) if g == group]
+            out[f"{split}_pearson_{group.lower()}"] = float(np.nanmean(per_track[idx]))
     return out
 
 
-def retention(base_pred: np.ndarray, new_pred: np.ndarray, target: np.ndarray) -> dict:
+class RetentionStats:
+    """Streaming retention statistics: per-track sums, so no prediction array is ever held whole.
+
+    :meth:`add` takes one batch of base and updated predictions (and the real tracks, if any)
+    at the comparison resolution; :meth:`result` gives what :func:`retention` gives plus the
+    drift of each track and its summary per assay group.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sums: dict[str, np.ndarray] = {}
+        self.flat = np.zeros(6)  # global log1p drift: n, sum b, sum n, sum b^2, sum n^2, sum b*n
+
+    def _acc(self, key: str, x: np.ndarray, y: np.ndarray) -> None:
+        # x, y: (k, tracks, bins) -> per-track sums over windows and bins (float64)
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        stats = np.stack([np.full(x.shape[1], x.shape[0] * x.shape[2], dtype=np.float64),
+                          x.sum((0, 2)), y.sum((0, 2)), (x * x).sum((0, 2)), (y * y).sum((0, 2)),
+                          (x * y).sum((0, 2))])
+        self.sums[key] = self.sums.get(key, 0) + stats
+
+    def add(self, base_pred: np.ndarray, new_pred: np.ndarray, target: np.ndarray | None = None) -> None:
+        """Accumulate one batch (k, tracks, bins)."""
+        lb, ln = np.log1p(base_pred.astype(np.float64)), np.log1p(new_pred.astype(np.float64))
+        self._acc("drift", lb, ln)
+        diff = ((ln - lb) ** 2).sum((0, 2))
+        self.sums["sq_diff"] = self.sums.get("sq_diff", 0) + diff
+        self.flat += [lb.size, lb.sum(), ln.sum(), (lb * lb).sum(), (ln * ln).sum(), (lb * ln).sum()]
+        if target is not None:
+            self._acc("before", base_pred, target)
+            self._acc("after", new_pred, target)
+        self.n += len(base_pred)
+
+    @staticmethod
+    def _pearson(stats: np.ndarray) -> np.ndarray:
+        n, sx, sy, sxx, syy, sxy = stats
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = sxy - sx * sy / n
+            vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+            r = cov / np.sqrt(vx * vy)
+        return np.where((vx > 1e-12 * np.maximum(sxx, 1)) & (vy > 1e-12 * np.maximum(syy, 1)), r, np.nan)
+
+    def result(self, track_names: list[str] | None = None) -> dict:
+        """``pearson_before`` / ``pearson_after`` / ``retention_ratio`` (NaN without real tracks),
+        ``drift_pearson`` / ``drift_rel_l2`` (log1p space, all tracks), per-track drift and per-group summaries."""
+        nan = float("nan")
+        per_track = {"drift_pearson": self._pearson(self.sums["drift"]),
+                     "drift_rel_l2": np.sqrt(self.sums["sq_diff"] / np.maximum(self.sums["drift"][3], 1e-24))}
+        before = after = nan
+        if "before" in self.sums:
+            per_track["pearson_before"] = self._pearson(self.sums["before"])
+            per_track["pearson_after"] = self._pearson(self.sums["after"])
+            before = float(np.nanmean(per_track["pearson_before"]))
+            after = float(np.nanmean(per_track["pearson_after"]))
+        flat = np.array(self.flat).reshape(6, 1)
+        out = {
+            "pearson_before": before, "pearson_after": after,
+            "retention_ratio": after / before if before and np.isfinite(before) else nan,
+            "drift_pearson": float(self._pearson(flat)[0]),
+            "drift_rel_l2": float(np.sqrt(self.sums["sq_diff"].sum() / max(self.flat[3], 1e-24))),
+            "n_windows": int(self.n),
+        }
+        names = track_names or [f"track_{i}" for i in range(len(per_track["drift_pearson"]))]
+        groups = [reference.assay_group(n) for n in names]
+        out["groups"] = {
+            group: {key: float(np.nanmean(values[[i for i, g in enumerate(groups) if g == group]]))
+                    for key, values in per_track.items()} | {"n_tracks": groups.count(group)}
+            for group in dict.fromkeys(groups)}
+        out["per_track"] = {key: values.tolist() for key, values in per_track.items()}
+        return out
+
+
+def reference_retention(base_model, new_model, reference_set, split: str = "test", max_windows: int | None = 96,
+                        seed: int = 0, batch_size: int | None = None, progress: bool = True) -> dict:
+    """Retention of an update on the held-out reference windows, streamed in batches.
+
+    Always the drift of the updated model from its parent (Pearson and relative L2 per track,
+    summarised per assay group); Pearson against the real tracks when the set has them.
+
+    Returns
+    -------
+    dict
+        As :meth:`RetentionStats.result`, plus ``reference`` (:meth:`ReferenceSet.describe`).
+    """
+    ref = reference_set
+    idx = ref.subset(split, max_windows, seed)
+    n_ref = len(ref.track_names)
+    size = batch_size or ref.batch_size
+    stats = RetentionStats()
+    starts = range(0, len(idx), size)
+    if progress and len(starts) > 4:
+        from rich.progress import track
+
+        starts = track(starts, description=f"retention on {split} reference windows", transient=True)
+    for start in starts:
+        part = idx[start : start + size]
+        x = ref.one_hot(split, part)
+        base = predict(base_model, x, batch_size=size)[:, :n_ref]
+        new = predict(new_model, x, batch_size=size)[:, :n_ref]
+        if ref.has_tracks:
+            stats.add(ref.to_track_bins(base), ref.to_track_bins(new), ref.tracks(split, part))
+        else:
+            stats.add(base, new)
+    out = stats.result(ref.track_names)
+    out["reference"] = ref.describe()
+    return out
+
+
+def retention(base_pred: np.ndarray, new_pred: np.ndarray, target: np.ndarray | None) -> dict:
     """Retention of the reference task after an update.
 
     Parameters
@@ -121,22 +238,23 @@ def retention(base_pred: np.ndarray, new_pred: np.ndarray, target: np.ndarray) -
     base_pred, new_pred
         Base and updated model predictions on the same reference crops (n, tracks, bins).
     target
-        The real tracks.
+        The real tracks, or None (drift only).
 
     Returns
     -------
     dict
-        ``pearson_before`` / ``pearson_after`` (mean over tracks), ``retention_ratio``
-        (after / before), ``drift_pearson`` (Pearson of updated vs base predictions, log1p
-        space) and ``drift_rel_l2`` (||new - base|| / ||base|| in log1p space).
+        ``pearson_before`` / ``pearson_after`` (mean over tracks; NaN without tracks),
+        ``retention_ratio`` (after / before), ``drift_pearson`` (Pearson of updated vs base
+        predictions, log1p space) and ``drift_rel_l2`` (||new - base|| / ||base|| in log1p space).
     """
-    before = float(np.nanmean(pearson_per_track(base_pred, target)))
-    after = float(np.nanmean(pearson_per_track(new_pred, target)))
+    nan = float("nan")
+    before = float(np.nanmean(pearson_per_track(base_pred, target))) if target is not None else nan
+    after = float(np.nanmean(pearson_per_track(new_pred, target))) if target is not None else nan
     lb, ln = np.log1p(base_pred), np.log1p(new_pred)
     return {
         "pearson_before": before,
         "pearson_after": after,
-        "retention_ratio": after / before if before else float("nan"),
+        "retention_ratio": after / before if before and np.isfinite(before) else nan,
         "drift_pearson": pearson(lb, ln),
         "drift_rel_l2": float(np.linalg.norm(ln - lb) / max(np.linalg.norm(lb), 1e-12)),
     }
@@ -169,19 +287,27 @@ def _sub(a, b):
 
 
 def format_table(report: dict) -> str:
-    """The before/after table printed by ``genocl update``."""
+    """The before/after table printed by ``genocl update`` (n/a where a number does not apply)."""
     nt, rt = report["new_task"], report["retention"]
+    nan = float("nan")
     rows = [
         ("new task: effect Pearson (held-out elements)", nt["before"]["pearson"], nt["after"]["pearson"]),
         ("new task: effect Spearman (held-out elements)", nt["before"]["spearman"], nt["after"]["spearman"]),
-        ("new task: effect Pearson (training elements)", nt.get("train_before", {}).get("pearson", float("nan")),
-         nt.get("train_after", {}).get("pearson", float("nan"))),
-        ("retention: track Pearson (test windows)", rt["pearson_before"], rt["pearson_after"]),
+        ("new task: effect Pearson (training elements)", nt.get("train_before", {}).get("pearson", nan),
+         nt.get("train_after", {}).get("pearson", nan)),
+        ("retention: track Pearson vs real tracks (test windows)", rt["pearson_before"], rt["pearson_after"]),
         ("drift from base: Pearson of predictions", 1.0, rt["drift_pearson"]),
     ]
+    for group, values in (rt.get("groups") or {}).items():
+        if len(rt["groups"]) > 1 or group != "other":
+            rows.append((f"  drift Pearson, {group} tracks ({values['n_tracks']})", 1.0, values["drift_pearson"]))
     width = max(len(r[0]) for r in rows)
+
+    def cell(value) -> str:
+        return f"{value:>8.4f}" if value is not None and math.isfinite(value) else f"{'n/a':>8}"
+
     lines = [f"{'metric':<{width}}  {'before':>8}  {'after':>8}", "-" * (width + 20)]
-    lines += [f"{name:<{width}}  {b:>8.4f}  {a:>8.4f}" for name, b, a in rows]
+    lines += [f"{name:<{width}}  {cell(b)}  {cell(a)}" for name, b, a in rows]
     return "\n".join(lines)
 
 
@@ -435,16 +561,15 @@ def screen_task(run_dir: str | Path, model):
     return dataset
 
 
-def has_reference_tracks(model) -> bool:
-    """Whether a model's leading tracks are the bundled reference layout.
-
-    Like ``update._has_reference_tracks`` but ignoring screen-head tracks (``screen:<name>``)
-    that the multi-head strategy appends after the reference tracks, so new-head models are
-    scored on the reference task too.
-    """
-    arch = model.data_params.get("arch")
-    n = len([t for t in model.task_names if not str(t).startswith("screen:")])
-    return (arch == "enformer" and n == 74 and model.bin_size == 32) or (arch == "procapnet" and n == 2)
+def run_reference_set(run_dir: str | Path, model):
+    """The reference set a run was measured on (its ``--reference-*`` settings), or None if none fits."""
+    config = json.loads((Path(run_dir) / "metrics.json").read_text()).get("config", {})
+    try:
+        return reference.reference_set_for(
+            model, fasta=config.get("reference_fasta"), regions=config.get("reference_regions"),
+            tracks=config.get("reference_tracks"), holdout_chroms=config.get("reference_holdout_chroms"))
+    except reference.ReferenceUnavailable:
+        return None
 
 
 def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
@@ -471,7 +596,8 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         (Pearson: tracks for task 0, effects for screens), ``metrics`` (:func:`continual_metrics`),
         ``reference`` (per model: Pearson, per-track Pearson, JSD and counts Pearson for profile
         models), ``drift`` (final vs base model on the reference windows), ``new_task_gain`` and
-        ``retention``.
+        ``retention``. Task 0 is scored against the real tracks when the reference set has them,
+        else as agreement with the base model's predictions (drift Pearson; 1 for the base).
     """
     from genocl_plugin.models import load_model
     from genocl_plugin.update import predict_screen_effects
@@ -487,16 +613,28 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
             models[spec] = load_model(spec)
         return models[spec]
 
-    def reference(spec):
-        if spec not in ref_cache:
+    ref_sets: dict[str, object] = {}
+
+    def ref_scores(spec, chain):
+        key = (spec, chain[0], chain[1] if len(chain) > 1 else "")
+        if key not in ref_cache:
+            if chain[0] not in ref_sets:
+                ref_sets[chain[0]] = (run_reference_set(chain[1], get_model(chain[0])) if len(chain) > 1 else None)
+            ref_set = ref_sets[chain[0]]
             model = get_model(spec)
-            if not has_reference_tracks(model):
-                ref_cache[spec] = (None, None, {"pearson": float("nan"), "per_track": []})
+            if ref_set is None:
+                ref_cache[key] = (None, None, {"pearson": float("nan"), "per_track": []})
             else:
-                pred, target = reference_predictions(model, "test", max_crops=max_crops)
-                profile = model.data_params.get("arch") == "procapnet"
-                ref_cache[spec] = (pred, target, reference_scores(pred, target, profile=profile))
-        return ref_cache[spec]
+                pred, target = reference_predictions(model, "test", max_crops=max_crops, reference_set=ref_set)
+                if target is None:
+                    base_pred = pred if spec == chain[0] else ref_scores(chain[0], chain)[0]
+                    scores = {"pearson": retention(base_pred, pred, None)["drift_pearson"], "per_track": [],
+                              "scored_against": "base model predictions (no real tracks)"}
+                else:
+                    profile = model.data_params.get("arch") == "procapnet"
+                    scores = reference_scores(pred, target, profile=profile)
+                ref_cache[key] = (pred, target, scores)
+        return ref_cache[key]
 
     def screen(spec, run):
         key = (spec, str(run))
@@ -513,11 +651,11 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         size = len(chain)
         matrix = np.full((size, size), np.nan)
         for i, spec in enumerate(chain):
-            matrix[i, 0] = reference(spec)[2]["pearson"]
+            matrix[i, 0] = ref_scores(spec, chain)[2]["pearson"]
             for j in range(1, size):
                 matrix[i, j] = screen(spec, chain[j])
-        base_pred, target, _ = reference(chain[0])
-        final_pred = reference(chain[-1])[0]
+        base_pred, target, _ = ref_scores(chain[0], chain)
+        final_pred = ref_scores(chain[-1], chain)[0]
         drift = (retention(base_pred, final_pred, target) if base_pred is not None and final_pred is not None
                  else {})
         configs = [json.loads((Path(r) / "metrics.json").read_text())["config"] for r in chain[1:]]
@@ -529,7 +667,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
             "tasks": ["reference tracks (test windows)"] + screens,
             "matrix": matrix.tolist(),
             "metrics": continual_metrics(matrix),
-            "reference": [{k: v for k, v in reference(spec)[2].items()} for spec in chain],
+            "reference": [dict(ref_scores(spec, chain)[2]) for spec in chain],
             "drift": {k: drift[k] for k in ("drift_pearson", "drift_rel_l2", "retention_ratio") if k in drift},
             "new_task_gain": float(np.nanmean([matrix[j, j] - matrix[0, j] for j in range(1, size)])),
             "retention": float(matrix[-1, 0]),

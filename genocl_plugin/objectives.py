@@ -29,15 +29,34 @@ from genocl_plugin.errors import input_error
 LN2 = math.log(2.0)
 
 
-def readout_tracks(model, assay: str) -> list[int]:
+def readout_tracks(model, assay: str, spec: str | None = None, cell_type: str | None = None) -> list[int]:
     """Indices of the tracks whose signal is the assay's readout.
 
-    Enformer-style models with named tracks: CAGE (+ DNase for MPRA, which measures enhancer
-    activity in a reporter); otherwise every track (ProCapNet: both strands = total counts).
+    Parameters
+    ----------
+    model
+        The model (its ``task_names``).
+    assay
+        ``mpra`` or ``crispri``.
+    spec
+        ``--readout-tracks``: indices, exact names, globs or ``re:`` regexes over the track names
+        (:func:`genocl_plugin.reference.match_tracks`); overrides the default.
+    cell_type
+        The screen's ``uns["cell_type"]``: the default prefers that cell type's tracks.
+
+    Default: Enformer-style models with named tracks read CAGE (+ DNase for MPRA, which measures
+    enhancer activity in a reporter) -- only the screen's cell type's when it has such tracks;
+    otherwise every track (ProCapNet: both strands = total counts).
     """
-    names = model.task_names
-    prefixes = ("CAGE", "DNASE") if assay == "mpra" else ("CAGE",)
-    idx = [i for i, n in enumerate(names) if n.split(":")[0].upper() in prefixes]
+    names = [str(n) for n in model.task_names]
+    if spec:
+        return reference.match_tracks(names, spec)
+    groups = ("CAGE", "DNASE") if assay == "mpra" else ("CAGE",)
+    idx = [i for i, n in enumerate(names) if reference.assay_group(n) in groups and not n.startswith("screen:")]
+    if cell_type and idx:
+        wanted = str(cell_type).lower()
+        own = [i for i in idx if wanted in names[i].lower()]
+        idx = own or idx
     return idx or list(range(len(names)))
 
 
@@ -186,7 +205,7 @@ def _output_window(model, seq_len: int, start: int, end: int) -> tuple[int, int]
     return lo, max(hi, lo + 1)
 
 
-def mpra_dataset(screen, model, path: str = "<screen>") -> PerturbationDataset:
+def mpra_dataset(screen, model, path: str = "<screen>", readout: str | None = None) -> PerturbationDataset:
     """Build the MPRA pairs of a screen for a model.
 
     Each element is centred in an input of ``model.seq_len`` bp, padded with N; each
@@ -221,7 +240,7 @@ def mpra_dataset(screen, model, path: str = "<screen>") -> PerturbationDataset:
         lo.append(windows[element][0])
         hi.append(windows[element][1])
     mask = np.zeros(len(model.task_names), dtype=bool)
-    mask[readout_tracks(model, "mpra")] = True
+    mask[readout_tracks(model, "mpra", readout, screen.uns.get("cell_type"))] = True
     return PerturbationDataset(ref_codes, np.array(ref_index), alts, np.array(lo), np.array(hi),
                                obs["effect"].to_numpy(float), mask, list(obs.index),
                                list(obs["element"].astype(str)))
@@ -245,7 +264,7 @@ def crispri_input_length(screen, model, margin: int = 2_048) -> int:
 
 
 def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
-                    tss_bins: int = 1) -> PerturbationDataset:
+                    tss_bins: int = 1, readout: str | None = None) -> PerturbationDataset:
     """Build the CRISPRi pairs (reference vs silenced) of a screen for a model.
 
     Parameters
@@ -260,6 +279,8 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
         Seed of the shuffles (fixed, so every epoch sees the same silenced sequence).
     tss_bins
         Readout half-width in output bins around the TSS bin (32-bp units for Enformer).
+    readout
+        ``--readout-tracks`` (see :func:`readout_tracks`).
     """
     from genocl_plugin.screens import parse_interval
 
@@ -285,15 +306,15 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
         lo.append(window[0])
         hi.append(window[1])
     mask = np.zeros(len(model.task_names), dtype=bool)
-    mask[readout_tracks(model, "crispri")] = True
+    mask[readout_tracks(model, "crispri", readout, screen.uns.get("cell_type"))] = True
     return PerturbationDataset(refs, np.arange(len(refs)), alts, np.array(lo), np.array(hi),
                                screen.obs["effect"].to_numpy(float), mask, list(screen.obs_names),
                                list(screen.obs["elements"].astype(str)))
 
 
 def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
-                   path: str = "<screen>") -> PerturbationDataset:
-    """The perturbation dataset of any supported screen."""
+                   path: str = "<screen>", readout: str | None = None) -> PerturbationDataset:
+    """The perturbation dataset of any supported screen (``readout``: ``--readout-tracks``)."""
     if screen.uns["assay"] == "mpra":
-        return mpra_dataset(screen, model, path=path)
-    return crispri_dataset(screen, model, silencing=silencing, seed=seed)
+        return mpra_dataset(screen, model, path=path, readout=readout)
+    return crispri_dataset(screen, model, silencing=silencing, seed=seed, readout=readout)

@@ -1,21 +1,15 @@
-"""Replay storage: buffer policies over reference-genome windows and a memory-mapped teacher cache.
+"""Replay storage: buffer policies over reference windows.
 
-The replay data are crops of the bundled real hg38 windows (the base model's training
-distribution). A buffer decides *which* crops are kept within a memory budget
-(:class:`ReservoirBuffer`: uniform over the stream; :class:`BalancedBuffer`: equal counts per
-group, e.g. per window/region or per task); :class:`TeacherCache` holds the parent model's
-predictions on them, computed once and memory-mapped.
+The replay data are windows of the reference set (:mod:`genocl_plugin.reference`, which also
+caches the parent model's predictions on them). A buffer decides *which* windows are kept within
+a memory budget (:class:`ReservoirBuffer`: uniform over the stream; :class:`BalancedBuffer`:
+equal counts per group, e.g. per region or per task).
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
-import torch
 
-from genocl_plugin import reference
 from genocl_plugin.errors import input_error
 
 
@@ -109,100 +103,35 @@ class BalancedBuffer:
         return sum(len(b) for b in self.groups.values())
 
 
-class TeacherCache:
-    """The teacher's log predictions on fixed sequences, computed once into an ``np.memmap``.
+def fill_buffer(n_items: int, item_nbytes: int, groups: np.ndarray, budget_mb: float,
+                policy: str = "reservoir", seed: int = 0, keys: list[int] | None = None):
+    """Choose which reference windows a buffer keeps within ``budget_mb``.
+
+    The windows are offered to the buffer policy in a seeded random order (their contents are
+    read afterwards, for the kept ones only, so a reference set of thousands of 196-kb windows
+    costs nothing to sample). ``keys`` restores a buffer saved by a previous update.
 
     Parameters
     ----------
-    model
-        The teacher (its ``forward(x, logits=True)`` is called in chunks, without gradients).
-    codes
-        (n, seq_len) uint8 sequences.
-    cache_dir
-        Where the memory-mapped file goes (default: a temporary directory removed with the cache).
-    batch_size
-        Chunk size of the teacher's forward passes.
-    """
-
-    def __init__(self, model, codes: np.ndarray, cache_dir: str | Path | None = None, batch_size: int = 16) -> None:
-        self._tmp = None if cache_dir else tempfile.TemporaryDirectory(prefix="genocl-teacher-")
-        self.path = Path(cache_dir or self._tmp.name) / "teacher_logits.f32"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        was_training = model.training
-        model.eval()
-        out = None
-        with torch.no_grad():
-            for start in range(0, len(codes), batch_size):
-                x = torch.from_numpy(reference.codes_to_one_hot(codes[start : start + batch_size]))
-                pred = model(x.to(model.device), logits=True).float().cpu().numpy()
-                if out is None:
-                    out = np.memmap(self.path, dtype=np.float32, mode="w+", shape=(len(codes), *pred.shape[1:]))
-                out[start : start + len(pred)] = pred
-        out.flush()
-        model.train(was_training)
-        # Re-open read-only: batches read rows from disk, the teacher never runs again.
-        self.logits = np.memmap(self.path, dtype=np.float32, mode="r", shape=out.shape)
-
-    def __len__(self) -> int:
-        return len(self.logits)
-
-    def __getitem__(self, idx) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.logits[np.sort(np.atleast_1d(idx))]))
-
-
-def reference_windows(model, split: str = "train", seq_len: int | None = None):
-    """Crops of the bundled hg38 windows at the model's input length, with real tracks if they fit.
-
-    Returns
-    -------
-    tuple
-        ``codes`` (n, seq_len) uint8, ``targets`` (n, tracks, positions) float32 in the model's
-        output space or None (a model whose tracks are not the bundled ones: use pseudo-replay),
-        and ``groups`` (n,) the window each crop comes from.
-    """
-    from genocl_plugin.pretrain import output_bins, reference_targets
-
-    data_params = getattr(model, "data_params", {}) or {}
-    seq_len = int(seq_len or data_params.get("train", {}).get("seq_len") or 0)
-    if seq_len <= 0:
-        raise input_error("replay", "seq_len", "the model records no input length", "pass seq_len=...")
-    arch = data_params.get("arch")
-    n_tasks = len(data_params.get("tasks", {}).get("name", []))
-    real = (arch == "enformer" and n_tasks == 74 and getattr(model, "bin_size", 0) == reference.BIN_SIZE) or (
-        arch == "procapnet" and n_tasks == 2)
-    n_bins = output_bins(model) if real else seq_len // reference.BIN_SIZE
-    codes, targets = reference.window_crops(split, seq_len, n_bins=n_bins)
-    # window_crops tiles every window into the same number of crops, in window order
-    n_windows = len(reference.load_windows()[f"{split}_seq"])
-    groups = np.arange(len(codes)) // max(len(codes) // n_windows, 1)
-    if not real:
-        return codes, None, groups
-    targets = reference_targets(arch, targets).astype(np.float32)
-    if arch == "procapnet":
-        # base-resolution profile, each 32-bp bin spread over its bases (as in pretraining)
-        targets = np.repeat(targets, reference.BIN_SIZE, axis=-1) / reference.BIN_SIZE
-    return codes, targets, groups
-
-
-def fill_buffer(codes: np.ndarray, targets: np.ndarray | None, groups: np.ndarray, budget_mb: float,
-                policy: str = "reservoir", seed: int = 0, keys: list[int] | None = None,
-                extra_item_nbytes: int = 0):
-    """Stream the reference crops through a buffer policy within ``budget_mb``.
-
-    ``keys`` restores a buffer saved by a previous update (the same crops, no resampling).
-    ``extra_item_nbytes`` counts per-item memory held elsewhere (the teacher's cached rows).
+    n_items
+        Windows in the reference split.
+    item_nbytes
+        Memory per kept window (sequence + targets).
+    groups
+        (n_items,) the region each window comes from (``balanced`` keeps equal shares).
+    budget_mb, policy, seed, keys
+        Budget, ``reservoir`` or ``balanced``, seed, saved keys.
 
     Raises
     ------
     GenoclInputError
-        The budget holds more windows than exist, or an unknown policy.
+        The budget holds more windows than exist, less than one, or an unknown policy.
     """
-    item_nbytes = codes[0].nbytes + (targets[0].nbytes if targets is not None else 0) + extra_item_nbytes
     capacity = capacity_for_budget(budget_mb, item_nbytes)
-    if capacity > len(codes):
-        most = len(codes) * item_nbytes / 2**20
+    if capacity > n_items:
+        most = n_items * item_nbytes / 2**20
         raise input_error("--replay-budget-mb", str(budget_mb),
-                          f"holds {capacity} windows but only {len(codes)} reference windows exist",
+                          f"holds {capacity} windows but only {n_items} reference windows exist",
                           f"use at most {most:.2f} MB")
     if capacity < 1:
         raise input_error("--replay-budget-mb", str(budget_mb), "smaller than one window",
@@ -210,8 +139,7 @@ def fill_buffer(codes: np.ndarray, targets: np.ndarray | None, groups: np.ndarra
     if policy not in ("reservoir", "balanced"):
         raise input_error("--replay-policy", str(policy), "unknown policy", "use reservoir or balanced")
     buffer = (ReservoirBuffer if policy == "reservoir" else BalancedBuffer)(capacity, seed=seed)
-    order = keys if keys is not None else np.random.default_rng(seed).permutation(len(codes))
+    order = keys if keys is not None else np.random.default_rng(seed).permutation(n_items)
     for i in order:
-        item = (codes[i],) if targets is None else (codes[i], targets[i])
-        buffer.add(int(i), item, group=int(groups[i]))
+        buffer.add(int(i), (), group=int(groups[i]))
     return buffer

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from genocl_plugin import evaluate, objectives, screens
+from genocl_plugin import evaluate, objectives, reference, screens
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
@@ -54,6 +54,17 @@ class UpdateConfig:
     retention_crops: int = 96
     seed: int = 0
     strategy_params: dict = field(default_factory=dict)
+    # The reference set (what the model already knows): the user's genome + regions [+ tracks],
+    # else the bundled hg38 windows. See genocl_plugin/reference.py.
+    reference_fasta: str | None = None
+    reference_regions: str | None = None
+    reference_tracks: str | None = None
+    reference_holdout_chroms: list[str] | None = None
+    # Which tracks the perturbation objective reads (indices, names, globs, re:regex); None:
+    # the assay's default (the screen's cell type's CAGE tracks when uns["cell_type"] is set).
+    readout_tracks: str | None = None
+    # A Basenji-style targets file naming the model's outputs (stored with the updated model).
+    targets: str | None = None
 
 
 def resolve_auto_strategy(strategy: str, model) -> str:
@@ -200,12 +211,22 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     parent_dir = resolve_model_dir(config.model)
     parent_config = read_config(parent_dir) if parent_dir is not None else {}
     load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
+    if config.targets:
+        name_outputs(model, config.targets)
+    ref, ref_problem = build_reference_set(config, model)
+    for cb in callbacks:
+        if hasattr(cb, "reference") and cb.reference is None:
+            if ref is None:
+                raise input_error("--strategy", config.strategy, f"needs reference windows: {ref_problem}",
+                                  "pass --reference-fasta GENOME.fa --reference-regions REGIONS.bed")
+            cb.reference = ref
     base = copy.deepcopy(model).eval()
 
     screen_path, train, test = prepare_screen(config, model)
-    train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path))
-    test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path))
-    can_retain = _has_reference_tracks(model)
+    train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path),
+                                          readout=config.readout_tracks)
+    test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path),
+                                         readout=config.readout_tracks)
 
     # The fit on training elements is a sanity check, so a fixed subset keeps it cheap.
     fit_idx = np.sort(np.random.default_rng(config.seed).choice(
@@ -213,25 +234,26 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     fit_set = torch.utils.data.Subset(train_set, fit_idx)
     before_test = predict_screen_effects(base, test_set)
     before_train = predict_screen_effects(base, fit_set)
-    ref_base = evaluate.reference_predictions(base, "test", max_crops=config.retention_crops) if can_retain else None
 
     train_on_screen(model, train_set, config, callbacks, trainer_kwargs)
 
     after_test = predict_screen_effects(model, test_set)
     after_train = predict_screen_effects(model, fit_set)
     measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
-    if can_retain:
-        ref_new, target = evaluate.reference_predictions(model, "test", max_crops=config.retention_crops)
-        retained = evaluate.retention(ref_base[0], ref_new, target)
+    if ref is not None:
+        retained = evaluate.reference_retention(base, model, ref, "test", max_windows=config.retention_crops)
     else:
         retained = dict.fromkeys(("pearson_before", "pearson_after", "retention_ratio",
                                   "drift_pearson", "drift_rel_l2"), float("nan"))
+        retained["not_measured"] = ref_problem
+    per_track = retained.pop("per_track", None)
     report = evaluate.forgetting_report(
         evaluate.effect_metrics(before_test, measured_test),
         evaluate.effect_metrics(after_test, measured_test), retained,
     )
     report["new_task"]["train_before"] = evaluate.effect_metrics(before_train, measured_train)
     report["new_task"]["train_after"] = evaluate.effect_metrics(after_train, measured_train)
+    report["new_task"]["readout_tracks"] = [model.task_names[i] for i in np.flatnonzero(train_set.track_mask)][:50]
     # What each strategy did (frozen parts, heads, adapters, forgetting-budget checks).
     report["strategies"] = {type(cb).__name__: cb.summary() for cb in callbacks if hasattr(cb, "summary")}
     report["split"] = {
@@ -264,7 +286,36 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         evaluate.plot_report(report, {"measured": measured_test, "pred_before": before_test,
                                       "pred_after": after_test}, tmp / "report.png")
         _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)
+        if per_track is not None:
+            _write_per_track(tmp / "retention_per_track.tsv", ref.track_names, per_track)
     return {"report": report, "run": out, "strategy": config.strategy}
+
+
+def build_reference_set(config: UpdateConfig, model):
+    """The update's reference set, or ``(None, reason)`` when no reference windows fit the model.
+
+    Bad reference files are input errors; a model the bundled windows cannot serve, with no
+    ``--reference-regions``, is not (plain fine-tuning still runs; the report says why retention
+    was not measured and strategies that need reference data refuse with the fix).
+    """
+    try:
+        return reference.reference_set_for(
+            model, fasta=config.reference_fasta, regions=config.reference_regions, tracks=config.reference_tracks,
+            holdout_chroms=config.reference_holdout_chroms), None
+    except reference.ReferenceUnavailable as err:
+        return None, str(err)
+
+
+def name_outputs(model, targets_path: str) -> None:
+    """Name a model's reference outputs from a Basenji-style targets file (kept with the model)."""
+    table = reference.read_targets_file(targets_path)
+    outputs = reference.reference_output_names(model)
+    if len(table) != len(outputs):
+        raise input_error(targets_path, "rows", f"{len(table)} targets but the model has {len(outputs)} outputs",
+                          "pass the targets file of this model's head (e.g. targets_human.txt for 5,313 tracks)")
+    names = reference.names_from_targets(table)
+    extra = model.task_names[len(outputs):]  # screen heads keep their names
+    model.data_params.setdefault("tasks", {})["name"] = names + list(extra)
 
 
 STATE_FILE = "strategy_state.safetensors"
@@ -330,11 +381,13 @@ def load_strategy_state(parent_dir: Path | None, parent_config: dict, strategy: 
             cb.load_state_from_run(part)
 
 
-def _has_reference_tracks(model) -> bool:
-    arch = model.data_params.get("arch")
-    # screen-readout heads added by `multihead` are not reference tracks
-    n = len([name for name in model.task_names if not str(name).startswith("screen:")])
-    return (arch == "enformer" and n == 74 and model.bin_size == 32) or (arch == "procapnet" and n == 2)
+def _write_per_track(path: Path, names: list[str], per_track: dict) -> None:
+    keys = list(per_track)
+    lines = ["track\tgroup\t" + "\t".join(keys)]
+    for i, name in enumerate(names):
+        values = "\t".join(f"{per_track[k][i]:.5f}" for k in keys)
+        lines.append(f"{name}\t{reference.assay_group(name)}\t{values}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _write_effects(path: Path, dataset, before: np.ndarray, after: np.ndarray) -> None:

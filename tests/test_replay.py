@@ -1,4 +1,4 @@
-"""Replay buffers, the teacher cache, replay / distillation callbacks, and the gReLU-user flow."""
+"""Replay buffers, the pseudo-target cache, replay / distillation callbacks, and the gReLU-user flow."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy.stats import chisquare
 from torch import nn
 
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.replay import BalancedBuffer, ReservoirBuffer, TeacherCache, capacity_for_budget
+from genocl_plugin.replay import BalancedBuffer, ReservoirBuffer, capacity_for_budget
 from genocl_plugin.strategies.distill import (
     DistillationCallback,
     log_counts_mse,
@@ -24,7 +24,9 @@ def tiny():
     from genocl_plugin.models import build_model
 
     torch.manual_seed(0)
-    return build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
+    # named like the bundled ProCapNet mini's outputs, so the bundled windows give real tracks
+    return build_model("procapnet", seq_len=800,
+                       task_names=["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"],
                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
 
 
@@ -64,6 +66,7 @@ class CountingModel(nn.Module):
     """Counts forward calls; output = log(1 + number of A) per position."""
 
     device = torch.device("cpu")
+    training = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,23 +77,33 @@ class CountingModel(nn.Module):
         return torch.log1p(x[:, :1].sum(-1, keepdim=True)).expand(-1, 2, 3)
 
 
-def test_teacher_cache_computed_once_and_memory_mapped(tmp_path):
+def test_pseudo_targets_computed_once_and_memory_mapped(tmp_path):
+    import pandas as pd
+
+    from genocl_plugin.reference import Geometry, ReferenceSet
+
     codes = np.random.default_rng(0).integers(0, 4, size=(10, 16)).astype(np.uint8)
+    windows = {"train": pd.DataFrame({"chrom": ["c"] * 10, "start": np.arange(10) * 16, "group": np.arange(10)})}
+    ref = ReferenceSet("test", Geometry(16, 3, 1, 6), windows, read_codes=None, track_names=["a", "b"],
+                       cache_dir=tmp_path, batch_size=4, arrays={"codes": {"train": codes}})
     model = CountingModel()
-    cache = TeacherCache(model, codes, cache_dir=tmp_path, batch_size=4)
-    assert model.calls == 3 and isinstance(cache.logits, np.memmap)
-    assert (tmp_path / "teacher_logits.f32").stat().st_size == 10 * 2 * 3 * 4
-    for _ in range(5):
-        rows = cache[np.array([7, 2])]
+    logits = ref.teacher_logits("train", np.arange(10), model)
     assert model.calls == 3
-    expected = np.log1p((codes[[2, 7]] == 0).sum(-1))
-    np.testing.assert_allclose(rows[:, 0, 0].numpy(), expected, rtol=1e-6)
+    files = list(tmp_path.glob("pseudo_train_*.f16"))
+    assert len(files) == 1 and files[0].stat().st_size == 10 * 2 * 3 * 2  # fp16 on disk
+    for _ in range(5):
+        rows = ref.teacher_logits("train", np.array([7, 2]), model)
+    assert model.calls == 3
+    expected = np.log1p((codes[[7, 2]] == 0).sum(-1))
+    np.testing.assert_allclose(rows[:, 0, 0], expected, rtol=1e-3)
+    np.testing.assert_allclose(ref.targets("train", [7, 2], model)[:, 0, 0], np.expm1(expected) + 1, rtol=1e-3)
+    assert logits.dtype == np.float32 and logits.shape == (10, 2, 3)
 
 
 def test_replay_loss_is_model_loss_on_buffered_windows(tiny):
     cb = ReplayCallback(ratio=0.5, budget_mb=0.1, normalize=False, seed=1)
     cb.prepare(tiny)
-    assert cb.teacher is None and len(cb.codes) == capacity_for_budget(0.1, 800 + 2 * 704 * 4)
+    assert not cb.pseudo_used and len(cb.codes) == capacity_for_budget(0.1, 800 + 2 * 704 * 4)
     batch = (torch.zeros(4, 4, 800), torch.zeros(4, 2, 704))
     rng_state = np.random.default_rng(1)
     term = cb.loss_term(tiny, batch)
@@ -107,7 +120,9 @@ def test_pseudo_replay_teacher_runs_once(tiny):
     for _ in range(3):
         cb.loss_term(tiny, (torch.zeros(4, 4, 800),))
     assert len(calls) == 3  # student forwards only; the teacher's predictions come from the memmap
-    assert isinstance(cb.teacher.logits, np.memmap)
+    assert cb.pseudo_used and cb.targets.shape[1:] == (2, 704)
+    cached = cb.reference._pseudo["train"]
+    assert all(isinstance(row.base, np.memmap) or isinstance(row, np.memmap) for row in cached.values())
 
 
 def test_replay_budget_larger_than_data_is_an_input_error(tiny):
@@ -155,7 +170,7 @@ def test_grelu_model_with_ewc_and_replay_trains():
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     before = {n: p.detach().clone() for n, p in model.model.named_parameters()}
     trainer.fit(model, DataLoader(my_dataset, batch_size=8))
-    assert replay.teacher is not None  # pseudo-replay: a ConvModel's tracks are not the bundled ones
+    assert replay.pseudo_used  # pseudo-replay: a ConvModel's tracks are not the bundled ones
     assert ewc.importance and ewc.loss_term(model, None).item() > 0
     assert any(not torch.equal(before[n], p) for n, p in model.model.named_parameters())
 

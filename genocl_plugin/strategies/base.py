@@ -97,9 +97,11 @@ class ReferenceImportancePenalty(QuadraticPenalty):
     n_samples
         Reference windows used for the estimate (one gradient each).
     data
-        Optional ``(x, y)`` dataset to use instead of the bundled reference windows.
+        Optional ``(x, y)`` dataset to use instead of reference windows.
     seq_len
         Input length for reference windows (default: the model's).
+    reference
+        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
     seed
         Seed of the sample draw.
     normalize
@@ -107,9 +109,9 @@ class ReferenceImportancePenalty(QuadraticPenalty):
     """
 
     def __init__(self, lambda_: float = 1.0, decay: float = 0.9, n_samples: int = 32, data=None,
-                 seq_len: int | None = None, seed: int = 0, normalize: bool = True) -> None:
+                 seq_len: int | None = None, seed: int = 0, normalize: bool = True, reference=None) -> None:
         super().__init__(lambda_)
-        self.normalize = normalize
+        self.normalize, self.reference = normalize, reference
         self.decay, self.n_samples, self.data, self.seq_len, self.seed = decay, n_samples, data, seq_len, seed
         self.loaded: dict[str, torch.Tensor] = {}
 
@@ -120,7 +122,7 @@ class ReferenceImportancePenalty(QuadraticPenalty):
     def on_fit_start(self, trainer, pl_module) -> None:
         was_training = pl_module.training
         pl_module.eval()  # no dropout in the estimate
-        samples = reference_samples(pl_module, self.n_samples, self.seed, self.seq_len, self.data)
+        samples = reference_samples(pl_module, self.n_samples, self.seed, self.seq_len, self.data, self.reference)
         importance = self.estimate(pl_module, samples)
         pl_module.train(was_training)
         importance = normalized(importance) if self.normalize else importance
@@ -144,24 +146,35 @@ def normalized(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {n: t * scale for n, t in importance.items()}
 
 
-def reference_samples(pl_module, n: int, seed: int = 0, seq_len: int | None = None, data=None):
+def resolve_reference(reference_set, pl_module, seq_len: int | None = None, who: str = "strategy"):
+    """The reference set a strategy draws from: the one given, else the bundled windows.
+
+    Raises
+    ------
+    GenoclInputError
+        No reference set was given and the bundled windows do not fit the model.
+    """
+    if reference_set is not None:
+        return reference_set
+    from genocl_plugin import reference
+    from genocl_plugin.errors import input_error
+
+    try:
+        return reference.bundled_reference_set(pl_module, seq_len=seq_len)
+    except reference.ReferenceUnavailable as err:
+        raise input_error("--strategy", who, f"needs reference windows: {err}",
+                          "pass --reference-fasta GENOME.fa --reference-regions REGIONS.bed") from None
+
+
+def reference_samples(pl_module, n: int, seed: int = 0, seq_len: int | None = None, data=None,
+                      reference_set=None):
     """``n`` (x, y) pairs for importance estimates: ``data`` if given, else reference windows.
 
-    Reference crops use the real tracks when they fit the model, else the model's own
+    Reference windows use the real tracks when they fit the model, else the model's own
     predictions (the Fisher's expectation under the model, no labels needed).
     """
     if data is not None:
         idx = np.random.default_rng(seed).choice(len(data), min(n, len(data)), replace=False)
         return [tuple(torch.as_tensor(t)[None] for t in data[int(i)][:2]) for i in idx]
-    from genocl_plugin import reference
-    from genocl_plugin.replay import reference_windows
-
-    codes, targets, _ = reference_windows(pl_module, "train", seq_len)
-    idx = np.random.default_rng(seed).choice(len(codes), min(n, len(codes)), replace=False)
-    x = torch.from_numpy(reference.codes_to_one_hot(codes[idx])).to(pl_module.device)
-    if targets is None:
-        with torch.no_grad():
-            y = pl_module(x, logits=False)
-    else:
-        y = torch.from_numpy(targets[idx]).to(pl_module.device)
-    return [(x[i : i + 1], y[i : i + 1]) for i in range(len(idx))]
+    ref = resolve_reference(reference_set, pl_module, seq_len, "importance estimate")
+    return ref.samples(n, seed, pl_module)

@@ -1,8 +1,8 @@
 """Distillation (LwF / DER-style): match the parent model's outputs on reference windows.
 
-The student's log coverage on buffered reference crops is pulled towards the teacher's
-(the parent model, predictions cached once in a memory-mapped
-:class:`~genocl_plugin.replay.TeacherCache`) with losses made for count tracks, not softmax-KL
+The student's log coverage on buffered reference windows is pulled towards the teacher's
+(the parent model; its predictions are computed once and memory-mapped by the
+:class:`~genocl_plugin.reference.ReferenceSet`) with losses made for count tracks, not softmax-KL
 over classes: ``poisson`` (Poisson deviance of exp(student) vs teacher coverage), ``mse``
 (MSE of log total counts) and ``multinomial`` (profile cross-entropy minus the teacher's
 entropy, as in BPNet's profile loss). ``auto``: ProCapNet-style models get multinomial profile +
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from genocl_plugin import reference
-from genocl_plugin.replay import TeacherCache, fill_buffer, reference_windows
-from genocl_plugin.strategies.base import LossTermCallback
+from genocl_plugin.replay import fill_buffer
+from genocl_plugin.strategies.base import LossTermCallback, resolve_reference
 
 
 def poisson_distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -52,29 +52,30 @@ class DistillationCallback(LossTermCallback):
         Memory budget of the window buffer + cached teacher rows.
     count_weight
         Weight of the log-count term in ``auto`` mode for profile models.
+    reference
+        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
     """
 
     state_name = "distill"
 
     def __init__(self, weight: float = 1.0, loss: str = "auto", n_per_step: int = 4, budget_mb: float = 2.0,
                  policy: str = "reservoir", count_weight: float = 1.0, seq_len: int | None = None,
-                 cache_dir: str | None = None, seed: int = 0) -> None:
+                 reference=None, seed: int = 0) -> None:
         self.weight, self.loss, self.n_per_step, self.budget_mb = weight, loss, n_per_step, budget_mb
-        self.policy, self.count_weight, self.seq_len, self.cache_dir = policy, count_weight, seq_len, cache_dir
+        self.policy, self.count_weight, self.seq_len, self.reference = policy, count_weight, seq_len, reference
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.codes = self.teacher = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.codes is None:
-            codes, _, groups = reference_windows(pl_module, "train", self.seq_len)
-            with torch.no_grad():
-                probe = pl_module(torch.from_numpy(reference.codes_to_one_hot(codes[:1])).to(pl_module.device),
-                                  logits=True)
-            buffer = fill_buffer(codes, None, groups, self.budget_mb, self.policy, self.seed,
-                                 extra_item_nbytes=probe[0].numel() * 4)
-            self.codes = np.stack([item[0] for item in buffer.items])
-            self.teacher = TeacherCache(pl_module, self.codes, self.cache_dir)
+            ref = self.reference = resolve_reference(self.reference, pl_module, self.seq_len, "distill")
+            item_nbytes = ref.geometry.seq_len + len(ref.track_names) * ref.geometry.n_out * 2
+            buffer = fill_buffer(ref.size("train"), item_nbytes, ref.groups("train"), self.budget_mb,
+                                 self.policy, self.seed)
+            keys = np.asarray(buffer.keys, dtype=np.int64)
+            self.codes = ref.codes("train", keys)
+            self.teacher = ref.teacher_logits("train", keys, pl_module)
 
     def distill_loss(self, pl_module, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         kind = self.loss
@@ -88,13 +89,14 @@ class DistillationCallback(LossTermCallback):
     def loss_term(self, pl_module, batch) -> torch.Tensor | None:
         idx = np.sort(self.rng.choice(len(self.codes), min(self.n_per_step, len(self.codes)), replace=False))
         x = torch.from_numpy(reference.codes_to_one_hot(self.codes[idx])).to(pl_module.device)
-        teacher = self.teacher[idx].to(pl_module.device)
-        return self.weight * self.distill_loss(pl_module, pl_module(x, logits=True), teacher)
+        teacher = torch.from_numpy(self.teacher[idx]).to(pl_module.device)
+        student = pl_module(x, logits=True)[:, : teacher.shape[1]]
+        return self.weight * self.distill_loss(pl_module, student, teacher)
 
 
 def distill_callbacks(distill_weight: float | None = None, replay_budget_mb: float | None = None,
-                      replay_policy: str | None = None, seed: int = 0, **_params) -> list:
+                      replay_policy: str | None = None, seed: int = 0, reference=None, **_params) -> list:
     """The CLI's ``distill`` strategy."""
     return [DistillationCallback(weight=1.0 if distill_weight is None else distill_weight,
                                  budget_mb=2.0 if replay_budget_mb is None else replay_budget_mb,
-                                 policy=replay_policy or "reservoir", seed=seed)]
+                                 policy=replay_policy or "reservoir", seed=seed, reference=reference)]

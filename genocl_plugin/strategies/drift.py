@@ -1,13 +1,14 @@
 """Forgetting budget (``--max-drift``): bound how much an update may forget.
 
 Every ``every_n_steps`` optimizer steps (and when training ends) the callback predicts a
-few crops of the bundled ``valid`` reference windows and computes retention against the
-predictions of the model the update started from (``evaluate.retention``):
+few ``valid`` windows of the reference set (the user's held-out regions, or the bundled
+windows) and computes retention against the predictions of the model the update started
+from (``evaluate.retention``):
 
 - ``retention_ratio`` (track Pearson vs the real tracks, after / before) when the starting
   model has skill on them (Pearson >= ``MIN_SKILL``);
-- otherwise ``drift_pearson`` (Pearson of the new vs the starting predictions): a model
-  with no skill to retain is bounded in how far its predictions move.
+- otherwise (no real tracks, or no skill on them) ``drift_pearson`` (Pearson of the new vs
+  the starting predictions): the update is bounded in how far its predictions move.
 
 When retention falls below ``max_drift`` the weights of the last check inside the budget
 are restored and the update either stops (``action="stop"``, the default) or continues
@@ -21,6 +22,7 @@ import pytorch_lightning as pl
 
 from genocl_plugin import evaluate
 from genocl_plugin.errors import input_error
+from genocl_plugin.strategies.base import resolve_reference
 
 MIN_SKILL = 0.1
 
@@ -42,16 +44,18 @@ class DriftBudgetCallback(pl.Callback):
         ``stop`` or ``reweight``.
     max_reweights
         Halvings of the learning rate before a ``reweight`` update stops.
+    reference
+        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
     """
 
     def __init__(self, max_drift: float, every_n_steps: int = 4, crops: int = 8, split: str = "valid",
-                 action: str = "stop", max_reweights: int = 3) -> None:
+                 action: str = "stop", max_reweights: int = 3, reference=None) -> None:
         if not 0 < float(max_drift) <= 1:
             raise input_error("--max-drift", max_drift, "must be in (0, 1]", "e.g. --max-drift 0.9")
         if action not in ("stop", "reweight"):
             raise input_error("--drift-action", action, "unknown action", "use stop or reweight")
         self.max_drift, self.every, self.crops, self.split = float(max_drift), int(every_n_steps), crops, split
-        self.action, self.max_reweights = action, max_reweights
+        self.action, self.max_reweights, self.reference = action, max_reweights, reference
         self.checks: list[dict] = []
         self.events: list[dict] = []
         self.stopped = False
@@ -60,6 +64,7 @@ class DriftBudgetCallback(pl.Callback):
         self._good_step = 0
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        self.reference = resolve_reference(self.reference, pl_module, who="--max-drift")
         self._base = self._predict(pl_module)
         self._good = _snapshot(pl_module)
 
@@ -73,7 +78,8 @@ class DriftBudgetCallback(pl.Callback):
 
     def _predict(self, pl_module):
         was_training = pl_module.training
-        pred, target = evaluate.reference_predictions(pl_module, self.split, max_crops=self.crops)
+        pred, target = evaluate.reference_predictions(pl_module, self.split, max_crops=self.crops,
+                                                     reference_set=self.reference)
         # evaluate.predict leaves the module in eval mode; training resumes in train mode
         # (freeze/LoRA callbacks re-apply BatchNorm eval before the next batch).
         pl_module.train(was_training)
@@ -115,6 +121,7 @@ class DriftBudgetCallback(pl.Callback):
     def summary(self) -> dict:
         """The budget, every check and every violation (recorded in metrics.json)."""
         return {"max_drift": self.max_drift, "split": self.split, "crops": self.crops, "action": self.action,
+                "reference": self.reference.name if self.reference is not None else None,
                 "violated": bool(self.events), "stopped": self.stopped, "events": self.events,
                 "checks": self.checks}
 
@@ -124,8 +131,9 @@ def _snapshot(pl_module) -> dict:
 
 
 def drift_callbacks(max_drift: float | None = None, drift_every: int = 4, drift_crops: int = 8,
-                    drift_action: str = "stop", **_params) -> list:
+                    drift_action: str = "stop", reference=None, **_params) -> list:
     """The forgetting-budget callback (``--max-drift 0.9``); none without a bound."""
     if max_drift is None:
         return []
-    return [DriftBudgetCallback(max_drift, every_n_steps=drift_every, crops=drift_crops, action=drift_action)]
+    return [DriftBudgetCallback(max_drift, every_n_steps=drift_every, crops=drift_crops, action=drift_action,
+                                reference=reference)]

@@ -31,7 +31,8 @@ def diagonal_fisher(pl_module, samples, loss_fn=None) -> dict[str, torch.Tensor]
     dict
         Parameter name -> Fisher diagonal (same shape as the parameter).
     """
-    loss_fn = loss_fn or (lambda m, x, y: m.loss(m(x, logits=True), y))
+    # outputs beyond the reference targets (a new screen head) carry no old knowledge
+    loss_fn = loss_fn or (lambda m, x, y: m.loss(m(x, logits=True)[:, : y.shape[1]], y))
     params = trainable_parameters(pl_module)
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     for x, y in samples:
@@ -55,7 +56,8 @@ class EWCCallback(ReferenceImportancePenalty):
 
 
 def ewc_callbacks(ewc_lambda: float | None = None, ewc_decay: float | None = None, seed: int = 0,
-                  **_params) -> list:
+                  reference=None, **_params) -> list:
     """The CLI's ``ewc`` strategy."""
     return [EWCCallback(lambda_=1.0 if ewc_lambda is None else ewc_lambda,
-                        decay=0.9 if ewc_decay is None else ewc_decay, seed=seed)]
+                        decay=0.9 if ewc_decay is None else ewc_decay, seed=seed,
+                        reference=reference)]

@@ -37,6 +37,6 @@ class MASCallback(ReferenceImportancePenalty):
         return mas_importance(pl_module, [x for x, _ in samples])
 
 
-def mas_callbacks(mas_lambda: float | None = None, seed: int = 0, **_params) -> list:
+def mas_callbacks(mas_lambda: float | None = None, seed: int = 0, reference=None, **_params) -> list:
     """The CLI's ``mas`` strategy."""
-    return [MASCallback(lambda_=1.0 if mas_lambda is None else mas_lambda, seed=seed)]
+    return [MASCallback(lambda_=1.0 if mas_lambda is None else mas_lambda, seed=seed, reference=reference)]

@@ -26,7 +26,8 @@ def reference_path_importance(pl_module, samples, lr: float, xi: float) -> dict[
     start = {n: p.detach().clone() for n, p in params.items()}
     omega = {n: torch.zeros_like(p) for n, p in params.items()}
     for x, y in samples:
-        grads = torch.autograd.grad(pl_module.loss(pl_module(x, logits=True), y), list(params.values()),
+        grads = torch.autograd.grad(pl_module.loss(pl_module(x, logits=True)[:, : y.shape[1]], y),
+                                    list(params.values()),
                                     allow_unused=True)
         with torch.no_grad():
             for (name, p), g in zip(params.items(), grads, strict=True):
@@ -51,14 +52,17 @@ class SICallback(QuadraticPenalty):
         Damping of the importance denominator.
     base_steps, base_lr
         SGD steps / learning rate on reference windows estimating the base model's importance.
+    reference
+        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
     """
 
     state_name = "si"
 
     def __init__(self, c: float = 1.0, xi: float = 1e-3, base_steps: int = 8, base_lr: float = 1e-4,
-                 seed: int = 0) -> None:
+                 seed: int = 0, reference=None) -> None:
         super().__init__(c)
         self.xi, self.base_steps, self.base_lr, self.seed = xi, base_steps, base_lr, seed
+        self.reference = reference
         self.loaded: dict[str, torch.Tensor] = {}
         self.total: dict[str, torch.Tensor] = {}
 
@@ -66,7 +70,7 @@ class SICallback(QuadraticPenalty):
         if self.loaded:
             self.importance = {n: t.to(pl_module.device) for n, t in self.loaded.items()}
         elif self.base_steps and self.strength:
-            samples = reference_samples(pl_module, self.base_steps, self.seed)
+            samples = reference_samples(pl_module, self.base_steps, self.seed, reference_set=self.reference)
             self.importance = reference_path_importance(pl_module, samples, self.base_lr, self.xi)
         # mean 1, as for EWC and MAS, so c means the same for every model and loss
         self.importance = normalized(self.importance) if self.importance else {}
@@ -97,6 +101,6 @@ class SICallback(QuadraticPenalty):
         return {f"importance.{n}": t.detach().cpu().contiguous() for n, t in self.total.items()}
 
 
-def si_callbacks(si_c: float | None = None, **_params) -> list:
+def si_callbacks(si_c: float | None = None, seed: int = 0, reference=None, **_params) -> list:
     """The CLI's ``si`` strategy."""
-    return [SICallback(c=1.0 if si_c is None else si_c)]
+    return [SICallback(c=1.0 if si_c is None else si_c, seed=seed, reference=reference)]
