@@ -15,6 +15,9 @@ from genocl_plugin import reference, screens
 from genocl_plugin.models import build_model, save_model
 from genocl_plugin.update import UpdateConfig, run_update
 
+# named like the bundled ProCapNet mini's outputs, so retention is scored against the real tracks
+BUNDLED_STRANDS = ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"]
+
 # R[i][j]: model after task i on task j (task 0 = reference tracks).
 R = [[0.60, 0.10, 0.20],
      [0.50, 0.40, 0.30],
@@ -73,7 +76,7 @@ def two_screens(tmp_path):
 
 def test_evaluate_two_sequential_runs(tmp_path, two_screens):
     torch.manual_seed(0)
-    base = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
+    base = build_model("procapnet", seq_len=800, task_names=BUNDLED_STRANDS,
                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
     base_dir = save_model(base, tmp_path / "base")
     settings = {"max_train": 32, "max_eval": 16, "retention_crops": 8, "lr": 1e-2, "holdout": 0.4,

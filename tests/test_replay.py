@@ -184,3 +184,39 @@ def test_run_seed_reaches_the_sampling_strategies():
         assert seeds == {0, 1, 2}, spec
     draws = [resolve_strategies("replay", seed=s)[0].rng.integers(1 << 30, size=4).tolist() for s in (1, 2)]
     assert draws[0] != draws[1]
+
+
+def test_replay_datamodule_feeds_an_unmodified_grelu_model():
+    """The reference set as a datamodule: gReLU's own LightningModel trains on new + replayed windows."""
+    import pytorch_lightning as pl
+    from grelu.lightning import LightningModel
+    from torch.utils.data import TensorDataset
+
+    from genocl_plugin.reference import bundled_reference_set
+    from genocl_plugin.strategies.replay import ReferenceDataModule, ReplayDataModule
+
+    torch.manual_seed(0)
+    model = LightningModel(
+        model_params={"model_type": "ConvModel", "n_tasks": 2, "stem_channels": 8, "channel_init": 8,
+                      "n_conv": 2, "final_pool_func": None},
+        train_params={"task": "regression", "loss": "poisson", "lr": 1e-3, "logger": None},
+    )
+    ref = bundled_reference_set(model, seq_len=512)
+    x = torch.eye(4)[torch.randint(0, 4, (12, 512))].transpose(1, 2)
+    new_data = TensorDataset(x, torch.rand(12, 2, 512))
+    datamodule = ReplayDataModule(new_data, ref, model=model, batch_size=4, ratio=0.5, budget_mb=0.05)
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch)
+
+    trainer = pl.Trainer(max_epochs=1, callbacks=[Record()], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, datamodule=datamodule)
+    assert len(seen) == 3 and all(isinstance(b, tuple | list) and b[0].shape[0] == 6 for b in seen)
+    replayed = seen[0][0][4:]
+    genome = {tuple(c.argmax(0).tolist()) for c in datamodule.replay_data.tensors[0]}
+    assert all(tuple(w.argmax(0).tolist()) in genome for w in replayed)  # replayed rows are reference windows
+    test_batch = next(iter(ReferenceDataModule(ref, model=model, max_windows=5).test_dataloader()))
+    assert test_batch[0].shape == (5, 4, 512) and test_batch[1].shape == (5, 2, 512)

@@ -16,6 +16,9 @@ from genocl_plugin.errors import GenoclInputError
 from genocl_plugin.models import build_model, load_model, save_model
 from genocl_plugin.update import UpdateConfig, run_update
 
+# named like the bundled ProCapNet mini's outputs, so retention is scored against the real tracks
+BUNDLED_STRANDS = ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"]
+
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
 CRISPRI = reference.BUNDLED / "crispri_example.h5ad"
 
@@ -23,7 +26,7 @@ CRISPRI = reference.BUNDLED / "crispri_example.h5ad"
 @pytest.fixture()
 def tiny_procapnet_dir(tmp_path):
     torch.manual_seed(0)
-    model = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
+    model = build_model("procapnet", seq_len=800, task_names=BUNDLED_STRANDS,
                         model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
     return save_model(model, tmp_path / "base")
 

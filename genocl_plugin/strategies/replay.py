@@ -227,11 +227,12 @@ class ReplayDataModule(pl.LightningDataModule):
         from pytorch_lightning.utilities import CombinedLoader
 
         n_replay = max(1, math.ceil(self.ratio * self.batch_size))
-        generator = torch.Generator().manual_seed(self.seed)
         new = torch.utils.data.DataLoader(self.new_data, batch_size=self.batch_size, shuffle=True)
-        replay = torch.utils.data.DataLoader(self.replay_data, batch_size=n_replay, shuffle=True,
-                                             generator=generator)
-        return CombinedLoader({"new": new, "replay": replay}, mode="max_size_cycle")
+        # the new data define the epoch; the replay buffer is cycled (reshuffled) to match it
+        sampler = torch.utils.data.RandomSampler(self.replay_data, num_samples=len(new) * n_replay,
+                                                 generator=torch.Generator().manual_seed(self.seed))
+        replay = torch.utils.data.DataLoader(self.replay_data, batch_size=n_replay, sampler=sampler)
+        return CombinedLoader({"new": new, "replay": replay}, mode="min_size")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if isinstance(batch, dict) and set(batch) == {"new", "replay"}:
