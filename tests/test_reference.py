@@ -250,3 +250,20 @@ def test_model_too_long_for_bundled_windows_says_why(tmp_path):
     model = GeometryOnly(196_608, 896, 128, 3)
     with pytest.raises(reference.ReferenceUnavailable, match="--reference-regions"):
         reference.bundled_reference_set(model)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--readout-tracks", "CAGE:*K562*"], "--readout-tracks: CAGE:*K562*: matches none"),
+    (["--reference-fasta", "genome.fa"], "--reference-fasta: genome.fa: given without --reference-regions"),
+    (["--reference-regions", "missing.bed"], "missing.bed: --reference-regions: file not found"),
+])
+def test_update_reference_options_bad_input_exit_2(extra, expected, tmp_path):
+    from genocl_cli.main import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["update", "--model", "procapnet", "--strategy", "finetune", "--out",
+                                       str(out), *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.output
+    assert not out.exists()
