@@ -54,6 +54,8 @@ class UpdateConfig:
     retention_crops: int = 96
     seed: int = 0
     strategy_params: dict = field(default_factory=dict)
+    pairwise_alpha: float = 0.5  # personal genomes: MSE weight of the pairwise loss (1 = MSE)
+    holdout_by: str = "gene"  # personal genomes: hold out whole genes or whole individuals
 
 
 def resolve_auto_strategy(strategy: str, model) -> str:
@@ -78,7 +80,12 @@ def prepare_screen(config: UpdateConfig, model):
     """
     path = Path(config.data) if config.data else default_screen(model)
     screen = screens.read_screen(path)
-    train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
+    if screen.uns["assay"] == "personal":
+        from genocl_plugin.personal import split_personal
+
+        train, test = split_personal(screen, config.holdout_by, config.holdout, config.seed)
+    else:
+        train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
     bundled = config.data is None
     max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
     max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
@@ -103,8 +110,8 @@ def predict_screen_effects(model, dataset: objectives.PerturbationDataset, batch
     if len(dataset) == 0:
         return np.zeros(0)
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_perturbations)
-    return np.concatenate([objectives.predicted_effects(model, b).cpu().numpy() for b in loader])
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_for(dataset))
+    return np.concatenate([objectives.predict_batch(model, b).cpu().numpy() for b in loader])
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
@@ -134,8 +141,12 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     pl.seed_everything(config.seed, workers=True)
     model.train_params["lr"] = config.lr
     model.train_params["logger"] = None
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                        collate_fn=objectives.collate_perturbations)
+    if isinstance(dataset, objectives.PersonalDataset):  # one gene per batch: same-gene pairs exist
+        loader = DataLoader(dataset, collate_fn=objectives.collate_personal, batch_sampler=objectives.GeneBatchSampler(
+            dataset.groups, config.batch_size, seed=config.seed))
+    else:
+        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                            collate_fn=objectives.collate_perturbations)
     settings = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     trainer = pl.Trainer(
         max_epochs=config.epochs, logger=False, enable_checkpointing=False,
@@ -203,8 +214,10 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     base = copy.deepcopy(model).eval()
 
     screen_path, train, test = prepare_screen(config, model)
-    train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path))
-    test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path))
+    train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path),
+                                          pairwise_alpha=config.pairwise_alpha)
+    test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path),
+                                         pairwise_alpha=config.pairwise_alpha)
     can_retain = _has_reference_tracks(model)
 
     # The fit on training elements is a sanity check, so a fixed subset keeps it cheap.
@@ -232,6 +245,11 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     )
     report["new_task"]["train_before"] = evaluate.effect_metrics(before_train, measured_train)
     report["new_task"]["train_after"] = evaluate.effect_metrics(after_train, measured_train)
+    if isinstance(test_set, objectives.PersonalDataset):  # the field's metric: across people, per gene
+        report["new_task"]["cross_individual"] = {
+            "before": evaluate.cross_individual_metrics(before_test, measured_test, test_set.groups),
+            "after": evaluate.cross_individual_metrics(after_test, measured_test, test_set.groups),
+            "holdout_by": config.holdout_by, "pairwise_alpha": config.pairwise_alpha}
     # What each strategy did (frozen parts, heads, adapters, forgetting-budget checks).
     report["strategies"] = {type(cb).__name__: cb.summary() for cb in callbacks if hasattr(cb, "summary")}
     report["split"] = {
