@@ -690,8 +690,14 @@ def cross_individual_metrics(predicted, measured, genes) -> dict:
     per_gene = {}
     for gene in dict.fromkeys(genes.tolist()):
         idx = genes == gene
-        per_gene[str(gene)] = {"pearson": pearson(predicted[idx], measured[idx]),
-                               "spearman": spearman(predicted[idx], measured[idx]), "n": int(idx.sum())}
+        p = predicted[idx]
+        # Identical haplotypes predicted in different batches differ by float32 round-off
+        # (~1e-7); a correlation with that "variation" would be noise, so it counts as constant.
+        if len(p) and np.ptp(p) <= 1e-5 * max(1.0, float(np.abs(p).max())):
+            per_gene[str(gene)] = {"pearson": float("nan"), "spearman": float("nan"), "n": int(idx.sum())}
+            continue
+        per_gene[str(gene)] = {"pearson": pearson(p, measured[idx]),
+                               "spearman": spearman(p, measured[idx]), "n": int(idx.sum())}
     out = {"per_gene": per_gene}
     for metric in ("pearson", "spearman"):
         vals = np.array([v[metric] for v in per_gene.values()], dtype=float)
