@@ -399,3 +399,12 @@ def test_real_geometry_enformer_196kb_5313_tracks_and_procapnet(data_dir, tmp_pa
         with torch.no_grad():
             pred = objectives.predicted_expression(model, objectives.collate_personal([data[0]]))
         assert pred.shape == (1,) and torch.isfinite(pred).all()
+
+
+def test_bundled_personal_example_is_the_converter_output(data_dir):
+    bundled = screens.read_screen(reference.BUNDLED / "personal_example.h5ad")
+    fresh, _ = personal.from_personal(data_dir / CQN, data_dir / META, "bundled", 2048,
+                                      dosages=data_dir / DOSE, sample_map=data_dir / SAMPLES)
+    pd.testing.assert_frame_equal(bundled.obs, fresh.obs, check_categorical=False, check_dtype=False)
+    assert (bundled.obsm["haplotypes"] != fresh.obsm["haplotypes"]).nnz == 0
+    assert list(bundled.uns["variants"]["pos"]) == list(fresh.uns["variants"]["pos"])
