@@ -142,6 +142,11 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     model.train_params["lr"] = config.lr
     model.train_params["logger"] = None
     if isinstance(dataset, objectives.PersonalDataset):  # one gene per batch: same-gene pairs exist
+        kw = trainer_kwargs or {}
+        if kw.get("strategy") == "ddp" or kw.get("num_nodes", 1) > 1 or kw.get("devices", 1) not in (1, "1"):
+            # Lightning cannot shard a custom batch sampler (it injects a DistributedSampler).
+            raise input_error("--ddp/--devices", "personal screen", "gene-grouped batches are not sharded across "
+                              "devices yet", "train personal screens on one device (drop --ddp/--devices)")
         loader = DataLoader(dataset, collate_fn=objectives.collate_personal, batch_sampler=objectives.GeneBatchSampler(
             dataset.groups, config.batch_size, seed=config.seed))
     else:

@@ -408,3 +408,14 @@ def test_bundled_personal_example_is_the_converter_output(data_dir):
     pd.testing.assert_frame_equal(bundled.obs, fresh.obs, check_categorical=False, check_dtype=False)
     assert (bundled.obsm["haplotypes"] != fresh.obsm["haplotypes"]).nnz == 0
     assert list(bundled.uns["variants"]["pos"]) == list(fresh.uns["variants"]["pos"])
+
+
+def test_personal_screen_refuses_ddp_in_one_line(tiny_enformer):
+    from genocl_plugin.errors import GenoclInputError
+    from genocl_plugin.update import UpdateConfig, train_on_screen
+
+    data = objectives.PersonalDataset([np.zeros(512, np.uint8)], np.array([0]), [np.zeros(0, int)],
+                                      [np.zeros(0, np.uint8)], [np.zeros(0, np.uint8)], np.array([7]),
+                                      np.array([9]), np.array([1.0]), np.ones(74, bool), ["g|p"], ["g"], ["p"])
+    with pytest.raises(GenoclInputError, match="one device"):
+        train_on_screen(tiny_enformer, data, UpdateConfig(), [], {"devices": 2, "strategy": "ddp"})
