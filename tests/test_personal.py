@@ -258,7 +258,7 @@ def test_update_on_personal_screen_end_to_end(qtlmap_screen, tmp_path, strategy)
     result = CliRunner().invoke(main, [
         "update", "--model", "enformer", "--data", str(qtlmap_screen), "--strategy", strategy,
         "--epochs", "1", "--retention-crops", "8", "--holdout-by", "individual", "--holdout", "0.25",
-        "--max-train", "32", "--max-eval", "32", "--batch-size", "16", "--pairwise-alpha", "0.5", "--lr", "1e-3",
+        "--max-train", "16", "--max-eval", "32", "--batch-size", "16", "--pairwise-alpha", "0.5", "--lr", "1e-3",
         "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert "cross-individual Pearson per gene, mean (held-out individuals)" in result.output
