@@ -70,6 +70,52 @@ def from_crispri(table, fasta, out, dataset, force) -> None:
     click.echo(f"wrote {out}: {adata.n_obs} element-gene pairs")
 
 
+@screen.command("from-personal")
+@click.option("--vcf", default=None, type=click.Path(), help="Phased VCF/BCF (GT a|b), read with cyvcf2.")
+@click.option("--dosages", default=None, type=click.Path(),
+              help="Unphased dosage table CHROM POS REF ALT <samples> (eQTL-Catalogue *.dose.tsv.gz).")
+@click.option("--expression", required=True, type=click.Path(),
+              help="Expression table, genes x samples (first column the gene id).")
+@click.option("--samples-as-rows", is_flag=True, help="The expression table is samples x genes.")
+@click.option("--sample-map", default=None, type=click.Path(),
+              help="TSV with sample_id and genotype_id columns renaming expression samples.")
+@click.option("--genes", required=True, type=click.Path(),
+              help="Gene id, chrom, TSS (1-based), strand (eQTL-Catalogue phenotype_metadata works).")
+@click.option("--fasta", required=True, help="hg38 FASTA, or 'bundled' for genocl's hg38 windows.")
+@click.option("--model", "model_spec", default=None, help="Model whose input length sets the window.")
+@click.option("--input-length", type=int, default=None, help="Input window (bp) instead of --model.")
+@click.option("--log2p1", is_flag=True, help="Store log2(1 + expression) (for RPKM/TPM values).")
+@click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@user_errors
+def from_personal(vcf, dosages, expression, samples_as_rows, sample_map, genes, fasta, model_spec,
+                  input_length, log2p1, out, force) -> None:
+    """Personal genomes (genotypes + expression) -> personal screen (one row per person x gene).
+
+    \b
+    Example:
+      genocl screen from-personal --vcf cohort.vcf.gz --expression expr.tsv \\
+        --genes genes.tsv --fasta hg38.fa --model enformer --out personal.h5ad
+    """
+    from genocl_plugin import personal, screens
+    from genocl_plugin.errors import input_error
+
+    _refuse_existing(out, force)
+    if (model_spec is None) == (input_length is None):
+        raise input_error("--model/--input-length", "input length", "give exactly one of them",
+                          "pass --model MODEL (its input length) or --input-length N")
+    if input_length is None:
+        from genocl_plugin.models import load_model
+
+        input_length = load_model(model_spec).seq_len
+    adata, summary = personal.from_personal(expression, genes, fasta, input_length, vcf=vcf, dosages=dosages,
+                                            samples_as_rows=samples_as_rows, sample_map=sample_map, log2p1=log2p1)
+    screens.write_screen(adata, out, force=force)
+    click.echo(personal.format_summary(summary))
+    click.echo(f"wrote {out}: {adata.n_obs} rows, {adata.obs['gene_id'].nunique()} genes x "
+               f"{adata.obs['individual'].nunique()} individuals, {input_length}-bp windows")
+
+
 @screen.command("validate")
 @click.argument("path", type=click.Path())
 @user_errors

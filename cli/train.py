@@ -105,12 +105,17 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
               help="targets file naming the model's outputs (e.g. Enformer's targets_human.txt); stored with "
                    "the updated model.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
+@click.option("--pairwise-alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Personal genomes: loss = a*MSE + (1-a)*same-gene pairwise-difference loss (1 = MSE).")
+@click.option("--holdout-by", type=click.Choice(["gene", "individual"]), default="gene", show_default=True,
+              help="Personal genomes: hold out whole genes or whole individuals.")
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
-           reference_tracks, reference_holdout_chroms, readout_tracks, targets_file, force) -> None:
+           reference_tracks, reference_holdout_chroms, readout_tracks, targets_file, force, pairwise_alpha=0.5,
+           holdout_by="gene") -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -146,6 +151,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
         reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
         if reference_holdout_chroms else None,
         readout_tracks=readout_tracks, targets=targets_file,
+        pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
     )
     trainer_kwargs = {"devices": int(devices) if str(devices).isdigit() else devices, "num_nodes": num_nodes}
     if ddp:

@@ -298,6 +298,15 @@ def format_table(report: dict) -> str:
         ("retention: track Pearson vs real tracks (test windows)", rt["pearson_before"], rt["pearson_after"]),
         ("drift from base: Pearson of predictions", 1.0, rt["drift_pearson"]),
     ]
+    xind = nt.get("cross_individual")
+    if xind:  # personal genomes: correlation across individuals within each held-out gene
+        unit = f"held-out {'genes' if xind.get('holdout_by', 'gene') == 'gene' else 'individuals'}"
+        rows[0] = ("new task: expression Pearson (all held-out rows, between genes)", *rows[0][1:])
+        rows[1] = ("new task: expression Spearman (all held-out rows, between genes)", *rows[1][1:])
+        rows[2] = ("new task: expression Pearson (training rows)", *rows[2][1:])
+        rows[2:2] = [(f"cross-individual {m} per gene, {agg} ({unit})", xind["before"][f"{agg}_{m.lower()}"],
+                      xind["after"][f"{agg}_{m.lower()}"])
+                     for m in ("Pearson", "Spearman") for agg in ("mean", "median")]
     for group, values in (rt.get("groups") or {}).items():
         if len(rt["groups"]) > 1 or group != "other":
             rows.append((f"  drift Pearson, {group} tracks ({values['n_tracks']})", 1.0, values["drift_pearson"]))
@@ -328,17 +337,36 @@ def plot_report(report: dict, scatter: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    xind = report["new_task"].get("cross_individual")
+    fig, axes = plt.subplots(1, 4 if xind else 3, figsize=(17 if xind else 13, 4))
     for ax, key, title in [(axes[0], "pred_before", "before"), (axes[1], "pred_after", "after")]:
         ax.scatter(scatter["measured"], scatter[key], s=6, alpha=0.5)
         r = report["new_task"][title]["pearson"]
         ax.set_title(f"held-out effects, {title} (r = {r:.3f})")
         ax.set_xlabel("measured effect (log2)")
         ax.set_ylabel("predicted effect (log2)")
+    if xind:  # personal genomes: rows are people x genes with measured expression
+        for ax, title in zip(axes[:2], ("before", "after"), strict=True):
+            ax.set_title(f"held-out expression, {title} (r = {report['new_task'][title]['pearson']:.3f})")
+            ax.set_xlabel("measured expression")
+            ax.set_ylabel("predicted log2 expression")
     rt = report["retention"]
     axes[2].bar(["before", "after"], [rt["pearson_before"], rt["pearson_after"]], color=["grey", "tab:blue"])
     axes[2].set_title(f"retention on test windows (drift r = {rt['drift_pearson']:.3f})")
     axes[2].set_ylabel("mean track Pearson vs real tracks")
+    if xind:
+        genes = sorted(xind["after"]["per_gene"])
+        x = np.arange(len(genes))
+        for k, (key, color) in enumerate((("before", "grey"), ("after", "tab:blue"))):
+            ax_vals = [xind[key]["per_gene"][g]["pearson"] for g in genes]
+            axes[3].bar(x + (k - 0.5) * 0.4, np.nan_to_num(ax_vals), width=0.4, color=color, label=key)
+        axes[3].set_xticks(x, genes, rotation=45, ha="right", fontsize=7)
+        axes[3].axhline(0, color="k", lw=0.5)
+        for k, gene in enumerate(genes):
+            if not np.isfinite(xind["after"]["per_gene"][gene]["pearson"]):
+                axes[3].text(k, 0, "n/a:\nconstant", ha="center", va="top", fontsize=7)
+        axes[3].set_title(f"cross-individual r per gene\n(mean after {xind['after']['mean_pearson']:.3f})")
+        axes[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -553,7 +581,8 @@ def screen_task(run_dir: str | Path, model):
     fields = UpdateConfig.__dataclass_fields__
     config = UpdateConfig(**{k: v for k, v in metrics["config"].items() if k in fields})
     path, _, test = prepare_screen(config, model)
-    dataset = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(path))
+    dataset = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(path),
+                                        readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
     stored = metrics.get("split", {}).get("test_elements")
     if stored is not None and sorted(set(dataset.groups)) != sorted(stored):
         raise input_error(path, "elements", f"held-out elements differ from {run_dir}/metrics.json",
@@ -606,6 +635,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
     models: dict[str, object] = {}
     ref_cache: dict[str, tuple] = {}
     screen_cache: dict[tuple[str, str], float] = {}
+    xind_cache: dict[tuple[str, str], dict | None] = {}
 
     def get_model(spec):
         if spec not in models:
@@ -641,7 +671,11 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         if key not in screen_cache:
             model = get_model(spec)
             dataset = screen_task(run, model)
-            screen_cache[key] = pearson(predict_screen_effects(model, dataset), dataset.effect)
+            predicted = predict_screen_effects(model, dataset)
+            screen_cache[key] = pearson(predicted, dataset.effect)
+            # personal-genome screens: also the per-gene correlation across individuals
+            xind_cache[key] = (cross_individual_metrics(predicted, dataset.effect, dataset.groups)
+                               if hasattr(dataset, "individuals") else None)
         return screen_cache[key]
 
     results = []
@@ -671,6 +705,10 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
             "drift": {k: drift[k] for k in ("drift_pearson", "drift_rel_l2", "retention_ratio") if k in drift},
             "new_task_gain": float(np.nanmean([matrix[j, j] - matrix[0, j] for j in range(1, size)])),
             "retention": float(matrix[-1, 0]),
+            "cross_individual": {
+                f"T{j}": [{k: xind_cache[(spec, str(chain[j]))][k] for k in CROSS_INDIVIDUAL_SUMMARY}
+                          for spec in chain]
+                for j in range(1, size) if xind_cache.get((chain[0], str(chain[j]))) is not None},
         })
     return {"runs": results, "max_crops": max_crops}
 
@@ -692,6 +730,10 @@ def format_evaluation(result: dict) -> str:
         lines.append(f"  BWT {m['bwt']:+.4f}   FWT {m['fwt']:+.4f}   mean forgetting {m['mean_forgetting']:+.4f}   "
                      f"new-task gain {run['new_task_gain']:+.4f}   drift Pearson "
                      f"{run['drift'].get('drift_pearson', float('nan')):.4f}")
+        for task, per_model in run.get("cross_individual", {}).items():
+            values = "  ".join(f"{name} {m['mean_pearson']:.4f}/{m['median_pearson']:.4f}"
+                               for name, m in zip(names, per_model, strict=True))
+            lines.append(f"  {task} cross-individual Pearson per gene (mean/median over held-out genes): {values}")
         final_ref = run["reference"][-1]
         if "jsd" in final_ref:
             lines.append(f"  profile: JSD base {run['reference'][0]['jsd']:.4f} -> final {final_ref['jsd']:.4f};"
@@ -772,3 +814,45 @@ def plot_evaluation(result: dict, out_dir: str | Path, labels: list[str] | None 
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
+
+
+# --- Personal genomes: correlation across individuals, per gene ------------------------------
+
+CROSS_INDIVIDUAL_SUMMARY = ("mean_pearson", "median_pearson", "mean_spearman", "median_spearman", "n_genes")
+
+
+def cross_individual_metrics(predicted, measured, genes) -> dict:
+    """Per-gene Pearson / Spearman across individuals, and their mean / median over genes.
+
+    The standard metric of personal-genome expression prediction (Sasse et al. 2023, Huang
+    et al. 2023): for each gene, correlate predicted and measured expression across people.
+    Genes whose predictions (or measurements) do not vary across people have no correlation
+    (NaN, e.g. no variant in the input window) and are left out of the mean / median;
+    ``n_genes`` counts the genes that have one.
+
+    Returns
+    -------
+    dict
+        ``per_gene`` ({gene: {pearson, spearman, n}}), ``mean_pearson``, ``median_pearson``,
+        ``mean_spearman``, ``median_spearman``, ``n_genes``.
+    """
+    predicted, measured, genes = np.asarray(predicted, float), np.asarray(measured, float), np.asarray(genes)
+    per_gene = {}
+    for gene in dict.fromkeys(genes.tolist()):
+        idx = genes == gene
+        p = predicted[idx]
+        # Identical haplotypes predicted in different batches differ by float32 round-off
+        # (~1e-7); a correlation with that "variation" would be noise, so it counts as constant.
+        if len(p) and np.ptp(p) <= 1e-5 * max(1.0, float(np.abs(p).max())):
+            per_gene[str(gene)] = {"pearson": float("nan"), "spearman": float("nan"), "n": int(idx.sum())}
+            continue
+        per_gene[str(gene)] = {"pearson": pearson(p, measured[idx]),
+                               "spearman": spearman(p, measured[idx]), "n": int(idx.sum())}
+    out = {"per_gene": per_gene}
+    for metric in ("pearson", "spearman"):
+        vals = np.array([v[metric] for v in per_gene.values()], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        out[f"mean_{metric}"] = float(vals.mean()) if len(vals) else float("nan")
+        out[f"median_{metric}"] = float(np.median(vals)) if len(vals) else float("nan")
+    out["n_genes"] = int(sum(np.isfinite(v["pearson"]) for v in per_gene.values()))
+    return out

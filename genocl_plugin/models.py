@@ -156,9 +156,9 @@ class GenoclLightningModel(LightningModel):
         method contributes to the loss (EWC penalties, replay, distillation, ...).
         """
         if isinstance(batch, dict):
-            from genocl_plugin.objectives import effect_loss, predicted_effects
+            from genocl_plugin.objectives import batch_loss
 
-            loss = effect_loss(predicted_effects(self, batch), batch["effect"])
+            loss = batch_loss(self, batch)  # effect MSE, or the personal-genome loss (batch["kind"])
         else:
             x, y = batch
             loss = self.loss(self.forward(x, logits=True), y)

@@ -65,6 +65,8 @@ class UpdateConfig:
     readout_tracks: str | None = None
     # A Basenji-style targets file naming the model's outputs (stored with the updated model).
     targets: str | None = None
+    pairwise_alpha: float = 0.5  # personal genomes: MSE weight of the pairwise loss (1 = MSE)
+    holdout_by: str = "gene"  # personal genomes: hold out whole genes or whole individuals
 
 
 def resolve_auto_strategy(strategy: str, model) -> str:
@@ -89,7 +91,12 @@ def prepare_screen(config: UpdateConfig, model):
     """
     path = Path(config.data) if config.data else default_screen(model)
     screen = screens.read_screen(path)
-    train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
+    if screen.uns["assay"] == "personal":
+        from genocl_plugin.personal import split_personal
+
+        train, test = split_personal(screen, config.holdout_by, config.holdout, config.seed)
+    else:
+        train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
     bundled = config.data is None
     max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
     max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
@@ -114,8 +121,8 @@ def predict_screen_effects(model, dataset: objectives.PerturbationDataset, batch
     if len(dataset) == 0:
         return np.zeros(0)
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_perturbations)
-    return np.concatenate([objectives.predicted_effects(model, b).cpu().numpy() for b in loader])
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_for(dataset))
+    return np.concatenate([objectives.predict_batch(model, b).cpu().numpy() for b in loader])
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
@@ -145,8 +152,17 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     pl.seed_everything(config.seed, workers=True)
     model.train_params["lr"] = config.lr
     model.train_params["logger"] = None
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                        collate_fn=objectives.collate_perturbations)
+    if isinstance(dataset, objectives.PersonalDataset):  # one gene per batch: same-gene pairs exist
+        kw = trainer_kwargs or {}
+        if kw.get("strategy") == "ddp" or kw.get("num_nodes", 1) > 1 or kw.get("devices", 1) not in (1, "1"):
+            # Lightning cannot shard a custom batch sampler (it injects a DistributedSampler).
+            raise input_error("--ddp/--devices", "personal screen", "gene-grouped batches are not sharded across "
+                              "devices yet", "train personal screens on one device (drop --ddp/--devices)")
+        loader = DataLoader(dataset, collate_fn=objectives.collate_personal, batch_sampler=objectives.GeneBatchSampler(
+            dataset.groups, config.batch_size, seed=config.seed))
+    else:
+        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                            collate_fn=objectives.collate_perturbations)
     settings = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     trainer = pl.Trainer(
         max_epochs=config.epochs, logger=False, enable_checkpointing=False,
@@ -224,9 +240,9 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
 
     screen_path, train, test = prepare_screen(config, model)
     train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path),
-                                          readout=config.readout_tracks)
+                                          readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
     test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path),
-                                         readout=config.readout_tracks)
+                                         readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
 
     # The fit on training elements is a sanity check, so a fixed subset keeps it cheap.
     fit_idx = np.sort(np.random.default_rng(config.seed).choice(
@@ -254,6 +270,11 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     report["new_task"]["train_before"] = evaluate.effect_metrics(before_train, measured_train)
     report["new_task"]["train_after"] = evaluate.effect_metrics(after_train, measured_train)
     report["new_task"]["readout_tracks"] = [model.task_names[i] for i in np.flatnonzero(train_set.track_mask)][:50]
+    if isinstance(test_set, objectives.PersonalDataset):  # the field's metric: across people, per gene
+        report["new_task"]["cross_individual"] = {
+            "before": evaluate.cross_individual_metrics(before_test, measured_test, test_set.groups),
+            "after": evaluate.cross_individual_metrics(after_test, measured_test, test_set.groups),
+            "holdout_by": config.holdout_by, "pairwise_alpha": config.pairwise_alpha}
     # What each strategy did (frozen parts, heads, adapters, forgetting-budget checks).
     report["strategies"] = {type(cb).__name__: cb.summary() for cb in callbacks if hasattr(cb, "summary")}
     report["split"] = {

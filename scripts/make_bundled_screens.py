@@ -28,6 +28,14 @@ def main(shared: Path) -> None:
     adata = screens.from_crispri(crispr, sequence_source="bundled")
     screens.write_screen(adata, BUNDLED / "crispri_example.h5ad", force=True)
     print(f"crispri_example: {adata.n_obs} pairs: {list(adata.obs_names)}")
+    from genocl_plugin import personal
+
+    qtl = shared / "personal" / "geuvadis_qtlmap"
+    adata, summary = personal.from_personal(
+        qtl / "GEUVADIS_cqn.tsv", qtl / "GEUVADIS_phenotype_metadata.tsv", "bundled", 2048,
+        dosages=qtl / "LCL.dose.tsv.gz", sample_map=qtl / "GEUVADIS_sample_metadata.tsv")
+    screens.write_screen(adata, BUNDLED / "personal_example.h5ad", force=True)
+    print("personal_example:\n" + personal.format_summary(summary))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,71 @@ def bundled_bigwigs() -> None:
     (out / "crops.bed").write_text("".join(f"{c}\t{s}\t{e}\t{t}\n" for c, s, e, t in bed))
 
 
+# Personal genomes (tests/test_personal.py). 5 GEUVADIS people, hg38 chr2: the VCF covers
+# chr2:10k-500k, so FAM110C's TSS (chr2:46,588, minus strand) has phased variants around it;
+# TMEM18's TSS (chr2:677,406) lies in the FASTA piece but beyond the VCF (no variant: its
+# haplotypes are the reference). Gene spans: Ensembl GRCh38 (TSS = gene end on the minus strand).
+PERSONAL_GENES = (("ENSG00000184731", "chr2", 46588, "-"), ("ENSG00000151353", "chr2", 677406, "-"))
+PERSONAL_VCF_END = 70_000  # keep chr2 variants at POS <= this (1-based)
+PERSONAL_FASTA_SLICES = ((0, 70_000), (660_000, 700_000))  # 0-based half-open; N elsewhere
+QTLMAP_GENES = ("ENSG00000234520", "ENSG00000137821")
+QTLMAP_FLANK = 70_000  # dosage rows within this many bp of either TSS
+
+
+def personal_chr2(shared: Path) -> None:
+    """5 GEUVADIS people: chr2 VCF rows, the two genes' expression, an N-padded hg38 chr2."""
+    import pyfaidx
+    import pysam
+
+    src = shared / "personal" / "geuvadis_5indiv_chr2"
+    header, body = [], []
+    with gzip.open(src / "test1.vcf.gz", "rt") as handle:
+        for line in handle:
+            if line.startswith("#"):
+                header.append(line)
+            elif line.split("\t", 2)[0] == "2" and int(line.split("\t", 2)[1]) <= PERSONAL_VCF_END:
+                body.append(line)
+    plain = HERE / "geuvadis_5indiv_chr2_1-70000.vcf"
+    plain.write_text("".join(header + body))
+    pysam.tabix_index(str(plain), preset="vcf", force=True)  # bgzip + .tbi, removes the plain file
+    ids = {g[0] for g in PERSONAL_GENES}
+    lines = (src / "pheno.tsv").read_text().splitlines()
+    kept = [lines[0]] + [x for x in lines[1:] if x.split("\t")[0].split(".")[0] in ids]
+    (HERE / "geuvadis_5indiv_pheno.tsv").write_text("\n".join(kept) + "\n")
+    genes = ["gene_id\tchrom\ttss\tstrand"] + ["\t".join(map(str, g)) for g in PERSONAL_GENES]
+    (HERE / "geuvadis_5indiv_genes.tsv").write_text("\n".join(genes) + "\n")
+    fasta = pyfaidx.Fasta(str(shared / "genome" / "chr2_1-2333275.fa.gz"), as_raw=True)
+    seq = ["N"] * PERSONAL_FASTA_SLICES[-1][1]
+    for start, end in PERSONAL_FASTA_SLICES:
+        seq[start:end] = fasta["chr2"][start:end]
+    seq = "".join(seq)
+    out = HERE / "hg38_chr2_personal.fa"
+    out.write_text(">chr2\n" + "\n".join(seq[i : i + 60] for i in range(0, len(seq), 60)) + "\n")
+    pysam.tabix_compress(str(out), str(out) + ".gz", force=True)
+    out.unlink()
+    pysam.faidx(str(out) + ".gz")
+
+
+def personal_qtlmap(shared: Path) -> None:
+    """eQTL-Catalogue GEUVADIS test data restricted to the two genes inside the bundled windows."""
+    src = shared / "personal" / "geuvadis_qtlmap"
+    meta = pd.read_csv(src / "GEUVADIS_phenotype_metadata.tsv", sep="\t", dtype=str)
+    meta = meta[meta["phenotype_id"].isin(QTLMAP_GENES)]
+    meta.to_csv(HERE / "geuvadis_qtlmap_phenotype_metadata.tsv", sep="\t", index=False)
+    expr = pd.read_csv(src / "GEUVADIS_cqn.tsv", sep="\t", dtype=str)
+    expr[expr["phenotype_id"].isin(QTLMAP_GENES)].to_csv(
+        HERE / "geuvadis_qtlmap_cqn.tsv", sep="\t", index=False)
+    (HERE / "geuvadis_qtlmap_sample_metadata.tsv").write_bytes(
+        (src / "GEUVADIS_sample_metadata.tsv").read_bytes())
+    dose = pd.read_csv(src / "LCL.dose.tsv.gz", sep="\t", dtype=str)
+    pos = dose["POS"].astype(int)
+    keep = pd.Series(False, index=dose.index)
+    for chrom, tss in zip(meta["chromosome"], meta["phenotype_pos"].astype(int), strict=True):
+        keep |= (dose["CHROM"] == chrom) & ((pos - tss).abs() <= QTLMAP_FLANK)
+    with gzip.open(HERE / "geuvadis_qtlmap_LCL.dose.tsv.gz", "wt") as handle:
+        dose[keep].to_csv(handle, sep="\t", index=False)
+
+
 if __name__ == "__main__":
     shared = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data")
     kircher(shared)
@@ -138,3 +203,5 @@ if __name__ == "__main__":
     chr1(shared)
     hg38_pieces(shared)
     bundled_bigwigs()
+    personal_chr2(shared)
+    personal_qtlmap(shared)
