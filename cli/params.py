@@ -50,7 +50,7 @@ def usage_message(err: click.UsageError) -> str:
         if "fix:" not in text:
             text += f"; fix: see `{command} --help`"
         return f"{str(hint).strip(chr(39))}: {text}"
-    text = " ".join(err.format_message().split())
+    text = " ".join(err.format_message().split()).rstrip(".")
     return f"{text}; fix: see `{command} --help`"
 
 

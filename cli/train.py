@@ -15,7 +15,9 @@ from genocl_cli.main import user_errors
 @click.option("--batch-size", type=P.positive_int("pass a batch size >= 1, e.g. 16"), default=16, show_default=True)
 @click.option("--lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 5e-4"), default=5e-4,
               show_default=True)
-@click.option("--limit-train-batches", type=P.positive_float("pass a fraction in (0, 1] or a whole number of batches"), default=1.0, show_default=True,
+@click.option("--limit-train-batches",
+              type=P.positive_float("pass a fraction in (0, 1] or a whole number of batches"),
+              default=1.0, show_default=True,
               help="Fraction (<=1) or number (>1) of training batches per epoch.")
 @click.option("--seed", type=P.non_negative_int("pass a seed >= 0"), default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
@@ -64,25 +66,48 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
               help="Subsample training perturbations to this many (default: 256 on the bundled screen).")
 @click.option("--max-eval", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"), default=None,
               help="Subsample held-out perturbations to this many (default: 192 on the bundled screen).")
-@click.option("--holdout", type=P.Fraction("pass a fraction of elements strictly between 0 and 1, e.g. 0.25"), default=0.25, show_default=True,
+@click.option("--holdout",
+              type=P.Fraction("pass a fraction of elements strictly between 0 and 1, e.g. 0.25"),
+              default=0.25, show_default=True,
               help="Fraction of elements held out for evaluation.")
 @click.option("--silencing", type=click.Choice(["shuffle", "mask"]), default="shuffle", show_default=True,
               help="CRISPRi: how silenced elements are replaced.")
-@click.option("--retention-crops", type=P.positive_int("pass a number of crops >= 1, e.g. 96"), default=96, show_default=True,
+@click.option("--retention-crops",
+              type=P.positive_int("pass a number of crops >= 1, e.g. 96"),
+              default=96, show_default=True,
               help="Reference test-window crops used to measure retention.")
 @click.option("--seed", type=P.non_negative_int("pass a seed >= 0"), default=0, show_default=True)
-@click.option("--ewc-lambda", type=P.non_negative_float("pass a penalty weight >= 0"), default=None, help="EWC penalty weight.")
-@click.option("--ewc-decay", type=P.Number(float, low=0, high=1, fix="pass a decay between 0 and 1"), default=None, help="Online EWC: decay of the old Fisher (0-1).")
-@click.option("--si-c", type=P.non_negative_float("pass a penalty weight >= 0"), default=None, help="Synaptic Intelligence penalty weight.")
-@click.option("--mas-lambda", type=P.non_negative_float("pass a penalty weight >= 0"), default=None, help="MAS penalty weight.")
-@click.option("--l2sp-alpha", type=P.non_negative_float("pass a penalty weight >= 0"), default=None, help="L2-SP penalty weight.")
-@click.option("--replay-ratio", type=P.positive_float("pass a ratio > 0, e.g. 1.0"), default=None, help="Replay windows per screen example.")
-@click.option("--replay-budget-mb", type=P.positive_float("pass a memory budget in MB > 0"), default=None, help="Replay buffer memory budget (MB).")
+@click.option("--ewc-lambda",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="EWC penalty weight.")
+@click.option("--ewc-decay",
+              type=P.Number(float, low=0, high=1, fix="pass a decay between 0 and 1"),
+              default=None, help="Online EWC: decay of the old Fisher (0-1).")
+@click.option("--si-c",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="Synaptic Intelligence penalty weight.")
+@click.option("--mas-lambda",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="MAS penalty weight.")
+@click.option("--l2sp-alpha",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="L2-SP penalty weight.")
+@click.option("--replay-ratio",
+              type=P.positive_float("pass a ratio > 0, e.g. 1.0"),
+              default=None, help="Replay windows per screen example.")
+@click.option("--replay-budget-mb",
+              type=P.positive_float("pass a memory budget in MB > 0"),
+              default=None, help="Replay buffer memory budget (MB).")
 @click.option("--replay-policy", type=click.Choice(["reservoir", "balanced"]), default=None)
-@click.option("--distill-weight", type=P.non_negative_float("pass a loss weight >= 0"), default=None, help="Distillation loss weight.")
+@click.option("--distill-weight",
+              type=P.non_negative_float("pass a loss weight >= 0"),
+              default=None, help="Distillation loss weight.")
 @click.option("--lora-rank", type=P.positive_int("pass a LoRA rank >= 1, e.g. 8"), default=None, help="LoRA rank.")
 @click.option("--freeze", default=None, help="Parts to freeze: embedding,conv,batchnorm.")
-@click.option("--max-drift", type=P.Number(float, low=0, high=1, low_open=True, fix="pass a minimum retention ratio between 0 and 1, e.g. 0.9"), default=None,
+@click.option("--max-drift",
+              type=P.Number(float, low=0, high=1, low_open=True,
+                            fix="pass a minimum retention ratio in (0, 1], e.g. 0.9"),
+              default=None,
               help="Forgetting budget: minimum retention ratio on reference windows (e.g. 0.9).")
 @click.option("--devices", type=P.Devices(), default="1", show_default=True, help="Lightning devices (e.g. 2).")
 @click.option("--num-nodes", type=P.positive_int("pass a number of nodes >= 1"), default=1, show_default=True)

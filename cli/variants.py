@@ -30,7 +30,9 @@ from genocl_cli.main import user_errors
 @click.option("--scores", default="diff,log2fc", show_default=True,
               help="Comma-separated: diff (alt - ref), log2fc (log2 alt/ref).")
 @click.option("--rc", is_flag=True, help="Average the predictions of both strands.")
-@click.option("--batch-size", type=P.positive_int("pass a number of variants per batch >= 1, e.g. 64"), default=64, show_default=True,
+@click.option("--batch-size",
+              type=P.positive_int("pass a number of variants per batch >= 1, e.g. 64"),
+              default=64, show_default=True,
               help="Variants per batch (memory is bounded by this, not by the VCF).")
 @click.option("--devices", default="cpu", show_default=True, help="cpu, cuda, or GPU ids (0 or 0,1).")
 @click.option("--region", default=None, help="Only chrom[:start-end] (1-based, by POS).")
