@@ -32,20 +32,27 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
     from pathlib import Path
 
     from genocl_plugin.errors import input_error
+    from genocl_plugin.fileio import claim
     from genocl_plugin.pretrain import pretrain as run
     from genocl_plugin.pretrain import write_pretrained
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
-    limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
-    model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         limit_train_batches=limit)
-    command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
-               f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
-    write_pretrained(model, metrics, out, force=force, command=command)
-    click.echo(f"wrote {out}")
-    for key, value in metrics.items():
-        click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise input_error(out, "--out", "is a file, not a directory", "choose a directory path")
+    if limit_train_batches > 1 and not float(limit_train_batches).is_integer():
+        raise input_error("--limit-train-batches", str(limit_train_batches), "above 1 it counts batches",
+                          "pass a fraction in (0, 1] or a whole number of batches")
+    with claim(out):  # a second pretrain into the same --out fails at once
+        limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
+        model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                             limit_train_batches=limit)
+        command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
+                   f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
+        write_pretrained(model, metrics, out, force=force, command=command)
+        click.echo(f"wrote {out}")
+        for key, value in metrics.items():
+            click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
 
 
 @click.command()
@@ -134,32 +141,44 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
-    from genocl_plugin import evaluate
-    from genocl_plugin.update import UpdateConfig, run_update
-
-    strategy_params = {
-        key: value for key, value in {
-            "ewc_lambda": ewc_lambda, "ewc_decay": ewc_decay, "si_c": si_c, "mas_lambda": mas_lambda,
-            "l2sp_alpha": l2sp_alpha, "replay_ratio": replay_ratio, "replay_budget_mb": replay_budget_mb,
-            "replay_policy": replay_policy, "distill_weight": distill_weight, "lora_rank": lora_rank,
-            "freeze": freeze, "max_drift": max_drift,
-        }.items() if value is not None
-    }
-    config = UpdateConfig(
-        model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
-        lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
-        retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
-    )
-    trainer_kwargs = {"devices": devices, "num_nodes": num_nodes}
-    if ddp:
-        trainer_kwargs["strategy"] = "ddp"
-    result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
-    if strategy.strip() == "auto":
-        click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
-    click.echo(evaluate.format_table(result["report"]))
-    click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise input_error(out, "--out", "is a file, not a directory", "choose a directory path")
     if publish_name:
-        from genocl_plugin.zoo import publish
+        from genocl_plugin.zoo import validate_entry_name
 
-        entry = publish(out, zoo, publish_name)
-        click.echo(f"published {entry}")
+        validate_entry_name(publish_name, "--publish")
+        if Path(zoo).exists() and not Path(zoo).is_dir():
+            raise input_error(zoo, "--zoo", "is a file, not a directory", "pass the zoo root directory")
+    from genocl_plugin.fileio import claim
+
+    # Claimed before the slow part: a second update into the same --out fails now, not after training.
+    with claim(out):
+        from genocl_plugin import evaluate
+        from genocl_plugin.update import UpdateConfig, run_update
+
+        strategy_params = {
+            key: value for key, value in {
+                "ewc_lambda": ewc_lambda, "ewc_decay": ewc_decay, "si_c": si_c, "mas_lambda": mas_lambda,
+                "l2sp_alpha": l2sp_alpha, "replay_ratio": replay_ratio, "replay_budget_mb": replay_budget_mb,
+                "replay_policy": replay_policy, "distill_weight": distill_weight, "lora_rank": lora_rank,
+                "freeze": freeze, "max_drift": max_drift,
+            }.items() if value is not None
+        }
+        config = UpdateConfig(
+            model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
+            lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
+            retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
+        )
+        trainer_kwargs = {"devices": devices, "num_nodes": num_nodes}
+        if ddp:
+            trainer_kwargs["strategy"] = "ddp"
+        result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
+        if strategy.strip() == "auto":
+            click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
+        click.echo(evaluate.format_table(result["report"]))
+        click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
+        if publish_name:
+            from genocl_plugin.zoo import publish
+
+            entry = publish(out, zoo, publish_name)
+            click.echo(f"published {entry}")

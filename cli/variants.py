@@ -77,7 +77,9 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         variants.parse_shard(shard)
     if region:
         variants.parse_region(region)
-    with warnings.catch_warnings(record=True) as caught:
+    from genocl_plugin.fileio import claim
+
+    with claim(out), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", variants.VariantWarning)
         variants.read_header(vcf)
         reference.open_fasta(fasta)

@@ -9,6 +9,7 @@ predictions on them, computed once and memory-mapped.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -109,6 +110,38 @@ class BalancedBuffer:
         return sum(len(b) for b in self.groups.values())
 
 
+def clean_stale_teacher_caches(root: str | Path | None = None) -> list[Path]:
+    """Remove ``genocl-teacher-<pid>-*`` cache directories whose process no longer runs.
+
+    A killed run cannot delete its own cache (``TemporaryDirectory`` cleans up only on a normal
+    exit), so the next run that builds a cache does it.
+
+    Returns
+    -------
+    list of Path
+        The directories removed.
+    """
+    import re
+    import shutil
+
+    removed = []
+    root = Path(root or tempfile.gettempdir())
+    for path in root.glob("genocl-teacher-*"):
+        match = re.match(r"^genocl-teacher-(\d+)-", path.name)
+        if match is None or not path.is_dir():
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+            continue  # that process still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 class TeacherCache:
     """The teacher's log predictions on fixed sequences, computed once into an ``np.memmap``.
 
@@ -125,7 +158,10 @@ class TeacherCache:
     """
 
     def __init__(self, model, codes: np.ndarray, cache_dir: str | Path | None = None, batch_size: int = 16) -> None:
-        self._tmp = None if cache_dir else tempfile.TemporaryDirectory(prefix="genocl-teacher-")
+        if not cache_dir:
+            clean_stale_teacher_caches()
+        # The pid in the name lets a later run tell the cache of a killed run from a live one.
+        self._tmp = None if cache_dir else tempfile.TemporaryDirectory(prefix=f"genocl-teacher-{os.getpid()}-")
         self.path = Path(cache_dir or self._tmp.name) / "teacher_logits.f32"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         was_training = model.training
