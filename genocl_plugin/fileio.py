@@ -56,6 +56,8 @@ def lock_path(path: str | os.PathLike) -> Path:
 def claim(path: str | os.PathLike, field: str = "--out") -> Iterator[Path]:
     """Hold an exclusive ``flock`` on ``.NAME.lock`` beside ``path`` for the block.
 
+    The lock file holds the owner's pid and is deleted when the block ends.
+
     A second process that claims the same output fails at once with one line (no waiting,
     no training that is thrown away later). Claims nest within one process. Ranks > 0 started
     by Lightning's DDP launcher re-run the command line but never write, so they do not claim.
@@ -80,13 +82,24 @@ def claim(path: str | os.PathLike, field: str = "--out") -> Iterator[Path]:
             _HELD[key][1] -= 1
         return
     lock.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock, "a+")  # noqa: SIM115  (kept open while the lock is held)
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    for _ in range(5):
+        handle = open(lock, "a+")  # noqa: SIM115  (kept open while the lock is held)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise input_error(path, field, "another genocl process is writing it now",
+                              "wait for that process to finish, or choose another output") from None
+        # The holder deletes the lock file when it is done; a lock taken on a file that was
+        # deleted meanwhile guards nothing, so take it again on the current file.
+        try:
+            if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         handle.close()
-        raise input_error(path, field, "another genocl process is writing it now",
-                          "wait for that process to finish, or choose another output") from None
+    else:
+        raise input_error(path, field, "its lock file keeps changing", "retry in a moment")
     _HELD[key] = [handle, 1]
     try:
         handle.seek(0)
@@ -98,6 +111,8 @@ def claim(path: str | os.PathLike, field: str = "--out") -> Iterator[Path]:
         _HELD[key][1] -= 1
         if _HELD[key][1] == 0:
             del _HELD[key]
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # still locked: a waiting process re-checks the inode
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             handle.close()
 
@@ -110,11 +125,16 @@ def _is_claimed_elsewhere(path: Path) -> bool:
     if str(lock) in _HELD or not lock.exists():
         return False
     try:
-        with open(lock, "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
     except OSError:
         return True
+    finally:
+        os.close(fd)
     return False
 
 

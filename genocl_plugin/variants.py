@@ -748,7 +748,7 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
                               "restrict the VCF with --region")
         ref_window, alt_window, genome_ref = variant_windows(
             contig, variant.pos, variant.ref, variant.alt, fetch, plan.seq_len)
-        if genome_ref != variant.ref:
+        if genome_ref != variant.ref or "N" in genome_ref:  # docs/scoring.md: a FASTA N is a mismatch
             detail = f"VCF REF {variant.ref}, FASTA {contig}:{variant.pos} has {genome_ref}"
             if not allow_ref_mismatch:
                 on_skip(variant, "ref_mismatch", detail)
