@@ -43,10 +43,10 @@ def usage_message(err: click.UsageError) -> str:
     command = err.ctx.command_path if err.ctx is not None else "genocl"
     if isinstance(err, click.BadParameter) and not isinstance(err, click.MissingParameter) \
             and err.param is not None:
-        hint = err.param_hint or (err.param.opts[0] if err.param.opts else err.param.name)
+        hint = err.param_hint or (err.param.get_error_hint(err.ctx) if err.ctx else err.param.name)
         if isinstance(hint, list | tuple):
             hint = " / ".join(hint)
-        text = " ".join(str(err.message).split())
+        text = " ".join(str(err.message).split()).rstrip(".")
         if "fix:" not in text:
             text += f"; fix: see `{command} --help`"
         return f"{str(hint).strip(chr(39))}: {text}"
