@@ -49,7 +49,7 @@ import pandas as pd
 
 from genocl_plugin import reference
 from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import atomic_path, crash_point
+from genocl_plugin.fileio import atomic_path, clean_stale, crash_point
 
 SCORES = ("diff", "log2fc")
 OUTPUT_SUFFIXES = (".tsv", ".tsv.gz", ".vcf", ".vcf.gz", ".vcf.bgz", ".h5ad")
@@ -1161,6 +1161,7 @@ def _skipped_sink(out: Path, force: bool):
     if final.exists() and not force:
         raise input_error(final, "output", "already exists", "choose another --out or pass --force")
     final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final)  # a killed run's temporary report (the CLI holds the claim on --out)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     count = [0]
     try:
