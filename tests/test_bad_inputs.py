@@ -622,3 +622,28 @@ def test_bad_input(name, tmp_path, shared):
         assert text in lines[0], f"{name}: {text!r} not in {lines[0]!r}"
     assert result.stdout == "", result.stdout
     assert after == before, f"{name}: files changed: {sorted(set(after) ^ set(before))}"
+
+
+@case("enformer-pytorch dir with a refused weights file (blames the weights)", "model")
+def _bad_bin(tmp, shared):
+    model = tmp / "ep"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"dim": 96, "depth": 1, "heads": 2}))
+    (model / "pytorch_model.bin").write_bytes(b"not a checkpoint")
+    return _update_model(tmp, model), ("pytorch_model.bin", "weights")
+
+
+# --------------------------------------------------------------------------- not errors, but not silent
+def test_ref_n_is_a_mismatch(tmp_path):
+    """docs/scoring.md: a FASTA N under REF counts as a mismatch (skipped and reported)."""
+    fasta = tmp_path / "g.fa"
+    shutil.copyfile(FASTA, fasta)
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   "chr1\t5000\tn\tN\tA\t.\t.\t.\n")
+    out = tmp_path / "s.tsv"
+    result = CliRunner().invoke(main, ["score-vcf", "--model", "procapnet", "--vcf", str(vcf),
+                                       "--fasta", str(fasta), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "scored 0 of 1 alleles" in result.stdout and "ref_mismatch 1" in result.stdout
+    assert "ref_mismatch" in Path(f"{out}.skipped.tsv").read_text()
