@@ -194,8 +194,19 @@ for _name, (_args, *_expected) in _PRETRAIN_BAD.items():
     _opt("option", f"pretrain {_name}", ["pretrain", "--model", "procapnet", *_args], *_expected)
 
 
+def _fasta(tmp: Path) -> Path:
+    """A copy of the test FASTA with its .fai (score-vcf would otherwise build it beside the file)."""
+    import pyfaidx
+
+    fasta = tmp / "g.fa"
+    if not fasta.exists():
+        shutil.copyfile(FASTA, fasta)
+        pyfaidx.Faidx(str(fasta)).close()
+    return fasta
+
+
 def _score(tmp, *extra, out=None):
-    return ["score-vcf", "--model", "procapnet", "--vcf", str(VCF), "--fasta", str(FASTA),
+    return ["score-vcf", "--model", "procapnet", "--vcf", str(VCF), "--fasta", str(_fasta(tmp)),
             "--out", str(out or tmp / "scores.tsv"), *extra]
 
 
@@ -255,7 +266,7 @@ _SCREEN_BAD = {
     "effect booleans": ("mpra", _set("effect", [True, False] * 6), "obs['effect']", "booleans"),
     "effect text": ("mpra", _set("effect", "big", 1), "obs['effect']", "non-numeric"),
     "duplicated rows": ("mpra", _dup, "obs", "duplicated"),
-    "alt == ref": ("mpra", lambda a: a.obs.__setitem__("alt", a.obs["ref"]), "obs['alt']", "alt == ref"),
+    "alt == ref": ("mpra", _set("alt", list("ACGTAC") * 2), "obs['alt']", "alt == ref"),
     "non-ASCII element sequence": ("mpra", _nonascii, "element_sequences", "A/C/G/T/N"),
     "non-ACGTN letter in sequence": ("mpra", _bad_letter, "element_sequences", "'X'"),
     "element without sequence": ("mpra", _set("element", "E9", 0), "obs['element']"),
@@ -464,6 +475,15 @@ def _out_file(tmp, shared):
     return (["update", "--model", "procapnet", "--out", str(tmp / "run"), "--force"], ("run", "is a file"))
 
 
+@case("enformer-pytorch dir with a refused weights file (blames the weights)", "model")
+def _bad_bin(tmp, shared):
+    model = tmp / "ep"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"dim": 96, "depth": 1, "heads": 2}))
+    (model / "pytorch_model.bin").write_bytes(b"not a checkpoint")
+    return _update_model(tmp, model), ("pytorch_model.bin", "weights")
+
+
 # ---- class 5: zoo -----------------------------------------------------------------------------
 def _fake_entry(zoo: Path, name: str, model_yaml: str) -> Path:
     entry = zoo / name
@@ -559,21 +579,21 @@ CASES["score-vcf/--out is a directory"] = lambda tmp, shared: (
 CASES["score-vcf/--out exists"] = lambda tmp, shared: (
     (tmp / "scores.tsv").write_text("old") and _score(tmp), ("scores.tsv", "already exists"))
 CASES["score-vcf/--vcf missing"] = lambda tmp, shared: (
-    ["score-vcf", "--model", "procapnet", "--vcf", str(tmp / "v.vcf"), "--fasta", str(FASTA),
+    ["score-vcf", "--model", "procapnet", "--vcf", str(tmp / "v.vcf"), "--fasta", str(_fasta(tmp)),
      "--out", str(tmp / "s.tsv")], ("v.vcf",))
 CASES["score-vcf/--fasta missing"] = lambda tmp, shared: (
     ["score-vcf", "--model", "procapnet", "--vcf", str(VCF), "--fasta", str(tmp / "g.fa"),
      "--out", str(tmp / "s.tsv")], ("g.fa", "--fasta"))
 CASES["score-vcf/--model missing"] = lambda tmp, shared: (
-    ["score-vcf", "--model", str(tmp / "m"), "--vcf", str(VCF), "--fasta", str(FASTA),
+    ["score-vcf", "--model", str(tmp / "m"), "--vcf", str(VCF), "--fasta", str(_fasta(tmp)),
      "--out", str(tmp / "s.tsv")], ("--model",))
 CASES["score-vcf/--vcf not a VCF"] = lambda tmp, shared: (
     (tmp / "v.vcf").write_text("hello\n") and
-    ["score-vcf", "--model", "procapnet", "--vcf", str(tmp / "v.vcf"), "--fasta", str(FASTA),
+    ["score-vcf", "--model", "procapnet", "--vcf", str(tmp / "v.vcf"), "--fasta", str(_fasta(tmp)),
      "--out", str(tmp / "s.tsv")], ("v.vcf",))
 CASES["score-vcf/--vcf gzip that is not"] = lambda tmp, shared: (
     (tmp / "v.vcf.gz").write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n")[:10]) and
-    ["score-vcf", "--model", "procapnet", "--vcf", str(tmp / "v.vcf.gz"), "--fasta", str(FASTA),
+    ["score-vcf", "--model", "procapnet", "--vcf", str(tmp / "v.vcf.gz"), "--fasta", str(_fasta(tmp)),
      "--out", str(tmp / "s.tsv")], ("v.vcf.gz",))
 
 
@@ -622,15 +642,6 @@ def test_bad_input(name, tmp_path, shared):
         assert text in lines[0], f"{name}: {text!r} not in {lines[0]!r}"
     assert result.stdout == "", result.stdout
     assert after == before, f"{name}: files changed: {sorted(set(after) ^ set(before))}"
-
-
-@case("enformer-pytorch dir with a refused weights file (blames the weights)", "model")
-def _bad_bin(tmp, shared):
-    model = tmp / "ep"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps({"dim": 96, "depth": 1, "heads": 2}))
-    (model / "pytorch_model.bin").write_bytes(b"not a checkpoint")
-    return _update_model(tmp, model), ("pytorch_model.bin", "weights")
 
 
 # --------------------------------------------------------------------------- not errors, but not silent
