@@ -599,8 +599,10 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> Geno
         model.model.bpnet.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         # load_state_dict lists every missing / unexpected key and shape; the first is enough.
-        detail = str(err).replace("\n", " ").split(". ")[0][-160:] if str(err) else type(err).__name__
-        raise input_error(path, "weights", f"state dict does not fit a BPNet ({detail})",
+        text = " ".join(str(err).split())
+        first = text.split(":", 1)[1].strip() if text.startswith("Error(s)") else text
+        first = first.split(". ")[0][:200] or type(err).__name__
+        raise input_error(path, "weights", f"state dict does not fit a BPNet ({first})",
                           "pass a complete, unmodified BPNet / ProCapNet state dict") from None
     trim = model.model.bpnet.trimming
     model.data_params = {

@@ -112,7 +112,7 @@ def validate_screen(adata, path: str | os.PathLike = "<screen>") -> None:
     """
     assay = adata.uns.get("assay")
     if not isinstance(assay, str) or assay not in ASSAYS:
-        shown = f"a {type(assay).__name__}" if not isinstance(assay, str | None) else repr(assay)
+        shown = f"a {type(assay).__name__}, not a string" if not isinstance(assay, str | None) else repr(assay)
         raise input_error(
             path, "uns['assay']", f"is {shown}",
             f"set it to one of {', '.join(ASSAYS)} (see docs/screen_format.md)",
@@ -259,7 +259,10 @@ def _validate_crispri(adata, path) -> None:
     from genocl_plugin import reference
 
     source = adata.uns.get("sequence_source")
-    if not isinstance(source, str) or not source:
+    if source is not None and not isinstance(source, str):
+        raise input_error(path, "uns['sequence_source']", f"is a {type(source).__name__}, not a string",
+                          "set it to 'bundled' or the path of an indexed hg38 FASTA")
+    if not source:
         raise input_error(
             path, "uns['sequence_source']", "missing",
             "set it to 'bundled' or the path of an indexed hg38 FASTA",
@@ -551,9 +554,11 @@ def _numeric_columns(df: pd.DataFrame, columns: list[str], table, integer: list[
             bad |= ~whole
         if bad.any():
             i = int(np.argmax(bad))
-            kind = "whole numbers" if column in integer else "finite numbers"
-            raise input_error(table, column, f"row {i + 1}: {raw.iloc[i]!r} is not a number of the right kind "
-                              f"({int(bad.sum())} such rows)", f"the column must hold {kind}")
+            kind = "whole number" if column in integer else "finite number"
+            value = raw.iloc[i]
+            shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+            raise input_error(table, column, f"row {i + 1}: {shown} is not a {kind} ({int(bad.sum())} bad rows)",
+                              f"the column must hold {kind}s (in float32 range)")
         df[column] = values
 
 

@@ -259,7 +259,8 @@ def _set(column, value, row=0):
 
 
 _SCREEN_BAD = {
-    "assay array": ("mpra", lambda a: a.uns.__setitem__("assay", np.array(["mpra", "crispri"])), "uns['assay']"),
+    "assay array": ("mpra", lambda a: a.uns.__setitem__("assay", np.array(["mpra", "crispri"])), "uns['assay']",
+                    "not a string"),
     "assay unknown": ("mpra", lambda a: a.uns.__setitem__("assay", "chip"), "uns['assay']"),
     "effect 1e39 (inf in float32)": ("mpra", _set("effect", 1e39, 3), "obs['effect']", "float32"),
     "effect NaN": ("mpra", _set("effect", float("nan"), 2), "obs['effect']"),
@@ -280,7 +281,7 @@ _SCREEN_BAD = {
     "crispri bad strand": ("crispri", _set("tss_strand", "?", 0), "obs['tss_strand']"),
     "crispri sequence_source missing": ("crispri", lambda a: a.uns.pop("sequence_source"), "sequence_source"),
     "crispri sequence_source array": ("crispri", lambda a: a.uns.__setitem__("sequence_source", np.arange(3)),
-                                      "sequence_source"),
+                                      "sequence_source", "not a string"),
     "crispri bad interval": ("crispri", _set("elements", "chr1:700-500", 0), "obs['elements']"),
     "crispri effect inf": ("crispri", _set("effect", float("inf"), 1), "obs['effect']"),
 }
@@ -418,7 +419,7 @@ def _bpnet_missing(tmp, shared):
     state = torch.load(shared["state"], weights_only=True)
     del state[next(k for k in state if k.startswith("rconvs."))]
     torch.save(state, tmp / "m.pt")
-    return _update_model(tmp, tmp / "m.pt"), ("m.pt", "weights")
+    return _update_model(tmp, tmp / "m.pt"), ("m.pt", "weights", "Missing key(s)", "rconvs.")
 
 
 @case("bpnet state dict wrong shape", "model")
@@ -427,7 +428,7 @@ def _bpnet_shape(tmp, shared):
     key = next(k for k in state if k.startswith("rconvs.") and k.endswith(".weight"))
     state[key] = torch.zeros(3, 3, 3)
     torch.save(state, tmp / "m.pt")
-    return _update_model(tmp, tmp / "m.pt"), ("m.pt", "weights")
+    return _update_model(tmp, tmp / "m.pt"), ("m.pt", "weights", f"size mismatch for {key}")
 
 
 @case("bpnet state dict without fconv", "model")
