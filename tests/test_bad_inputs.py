@@ -552,6 +552,27 @@ def _publish_edited(tmp, shared):
     return (["publish", str(entry), "--zoo", str(tmp / "zoo2"), "--no-check"], ("m-v1", "config.json sha256"))
 
 
+@case("publish a run whose model/config.json was edited", "zoo")
+def _publish_edited_run(tmp, shared):
+    run = tmp / "run"
+    shutil.copytree(shared["model"], run / "model")
+    config = _config(run / "model")
+    config["screens_seen"] = []
+    (run / "model" / "config.json").write_text(json.dumps(config))
+    return (["publish", str(run), "--zoo", str(tmp / "zoo"), "--no-check"], ("config.json", "config_sha256"))
+
+
+@case("publish a run whose weights were modified", "zoo")
+def _publish_modified_weights(tmp, shared):
+    run = tmp / "run"
+    shutil.copytree(shared["model"], run / "model")
+    weights = run / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x10
+    weights.write_bytes(bytes(data))
+    return (["publish", str(run), "--zoo", str(tmp / "zoo"), "--no-check"], ("model.safetensors", "SHA-256"))
+
+
 # ---- class 6: evaluate ------------------------------------------------------------------------
 def _run(tmp: Path, metrics: bytes) -> Path:
     run = tmp / "run"
@@ -659,3 +680,18 @@ def test_ref_n_is_a_mismatch(tmp_path):
     assert result.exit_code == 0, result.output
     assert "scored 0 of 1 alleles" in result.stdout and "ref_mismatch 1" in result.stdout
     assert "ref_mismatch" in Path(f"{out}.skipped.tsv").read_text()
+
+
+def test_real_process_usage_error_is_one_line(tmp_path):
+    """Outside CliRunner too: click's usage errors are one line naming `genocl CMD --help`, exit 2."""
+    import subprocess
+    import sys
+
+    code = "import sys; from genocl_cli.main import main; sys.argv[0] = 'genocl'; main()"
+    for args, needle in ((["update", "--epochs", "-1", "--out", str(tmp_path / "r")], "--epochs"),
+                         (["update", "--out", str(tmp_path / "r"), "--bogus"], "--bogus")):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert len(proc.stderr.splitlines()) == 1 and needle in proc.stderr
+        assert "fix: " in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
