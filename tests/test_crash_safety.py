@@ -302,3 +302,28 @@ def test_score_vcf_killed_never_pairs_data_with_a_stale_index(tiny_model, tmp_pa
     assert b"third" in gzip.decompress(out.read_bytes()) and index.exists()
     assert len(list(pysam.TabixFile(str(out)).fetch("chr1"))) == 10
     assert [p for p in leftovers(tmp_path) if not p.startswith(".g.fa")] == []
+
+
+def test_publish_sigkilled_while_writing_keeps_the_entry(published, tiny_model, tmp_path):
+    """A real SIGKILL (no hook): killed as soon as the new entry's temporary directory appears."""
+    import signal
+    import time
+
+    zoo_src, _ = published
+    zoo = tmp_path / "model_zoo"
+    shutil.copytree(zoo_src, zoo)
+    entry = zoo / "tiny" / "base-v1"
+    before = tree(entry)
+    proc = subprocess.Popen([sys.executable, "-m", "genocl_cli", "publish", str(tiny_model), "--zoo", str(zoo),
+                             "--name", "tiny/base-v1", "--force", "--no-check"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not any(p.name.endswith(".tmp") for p in (zoo / "tiny").iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "publish ended before it was killed"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert tree(entry) == before
+    again = cli("publish", tiny_model, "--zoo", zoo, "--name", "tiny/base-v1", "--force", "--no-check")
+    assert again.exit_code == 0, again.output[-2000:]
+    assert leftovers(zoo / "tiny") == []
