@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from genocl_cli import params as P
 from genocl_cli.main import user_errors
 
 
@@ -11,7 +12,9 @@ from genocl_cli.main import user_errors
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default=None, type=click.Path(),
               help="Directory for evaluation.json and the PNG plots (default: print only).")
-@click.option("--max-crops", type=int, default=96, show_default=True,
+@click.option("--max-crops",
+              type=P.non_negative_int("pass a number of crops >= 1, or 0 for all"),
+              default=96, show_default=True,
               help="Reference test-window crops scored per model (0: all).")
 @click.option("--label", "labels", multiple=True,
               help="Label of each RUN in the plots (repeat once per RUN; default: its strategies).")

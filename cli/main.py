@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from genocl_cli.params import OneLineGroup
 from genocl_plugin.errors import GenoclInputError
 
 
@@ -28,7 +29,7 @@ def user_errors(func):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genocl")
 def main() -> None:
     """genocl: continual learning for genomic sequence-to-function models.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from genocl_cli import params as P
 from genocl_cli.main import user_errors
 
 
@@ -20,8 +21,10 @@ def screen() -> None:
 @click.option("--elements", default=None,
               help="Comma-separated element names, or 'enhancers' / 'promoters'.")
 @click.option("--release", default="GRCh38", show_default=True)
-@click.option("--max-per-element", type=int, default=None, help="Subsample variants per element.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-per-element",
+              type=P.positive_int("pass a number of variants >= 1, or leave it out"),
+              default=None, help="Subsample variants per element.")
+@click.option("--seed", type=P.non_negative_int("pass a seed >= 0"), default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @user_errors
 def from_satmut(table, fasta, out, elements, release, max_per_element, seed, force) -> None:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import click
 
+from genocl_cli import params as P
 from genocl_cli.main import user_errors
 
 
 @click.command()
 @click.option("--model", "arch", type=click.Choice(["enformer", "procapnet"]), required=True)
 @click.option("--out", required=True, type=click.Path(), help="Output model directory.")
-@click.option("--max-epochs", type=int, default=4, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("--limit-train-batches", type=float, default=1.0, show_default=True,
+@click.option("--max-epochs", type=P.positive_int("pass a number of epochs >= 1"), default=4, show_default=True)
+@click.option("--batch-size", type=P.positive_int("pass a batch size >= 1, e.g. 16"), default=16, show_default=True)
+@click.option("--lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 5e-4"), default=5e-4,
+              show_default=True)
+@click.option("--limit-train-batches",
+              type=P.positive_float("pass a fraction in (0, 1] or a whole number of batches"),
+              default=1.0, show_default=True,
               help="Fraction (<=1) or number (>1) of training batches per epoch.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=P.non_negative_int("pass a seed >= 0"), default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @user_errors
 def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, force) -> None:
@@ -28,20 +32,27 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
     from pathlib import Path
 
     from genocl_plugin.errors import input_error
+    from genocl_plugin.fileio import claim
     from genocl_plugin.pretrain import pretrain as run
     from genocl_plugin.pretrain import write_pretrained
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
-    limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
-    model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         limit_train_batches=limit)
-    command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
-               f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
-    write_pretrained(model, metrics, out, force=force, command=command)
-    click.echo(f"wrote {out}")
-    for key, value in metrics.items():
-        click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise input_error(out, "--out", "is a file, not a directory", "choose a directory path")
+    if limit_train_batches > 1 and not float(limit_train_batches).is_integer():
+        raise input_error("--limit-train-batches", str(limit_train_batches), "above 1 it counts batches",
+                          "pass a fraction in (0, 1] or a whole number of batches")
+    with claim(out):  # a second pretrain into the same --out fails at once
+        limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
+        model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                             limit_train_batches=limit)
+        command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
+                   f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
+        write_pretrained(model, metrics, out, force=force, command=command)
+        click.echo(f"wrote {out}")
+        for key, value in metrics.items():
+            click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
 
 
 @click.command()
@@ -54,35 +65,59 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
               help="Continual-learning strategy, or a comma-separated combination (replay,ewc). 'auto': the one "
                    "the forgetting benchmark recommends for the model's architecture (docs/results.md).")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to create.")
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--max-train", type=int, default=None,
+@click.option("--epochs", type=P.positive_int("pass a number of epochs >= 1"), default=1, show_default=True)
+@click.option("--batch-size", type=P.positive_int("pass a batch size >= 1, e.g. 16"), default=16, show_default=True)
+@click.option("--lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 1e-4"), default=1e-4,
+              show_default=True)
+@click.option("--max-train", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"), default=None,
               help="Subsample training perturbations to this many (default: 256 on the bundled screen).")
-@click.option("--max-eval", type=int, default=None,
+@click.option("--max-eval", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"), default=None,
               help="Subsample held-out perturbations to this many (default: 192 on the bundled screen).")
-@click.option("--holdout", type=float, default=0.25, show_default=True,
+@click.option("--holdout",
+              type=P.Fraction("pass a fraction of elements strictly between 0 and 1, e.g. 0.25"),
+              default=0.25, show_default=True,
               help="Fraction of elements held out for evaluation.")
 @click.option("--silencing", type=click.Choice(["shuffle", "mask"]), default="shuffle", show_default=True,
               help="CRISPRi: how silenced elements are replaced.")
-@click.option("--retention-crops", type=int, default=96, show_default=True,
+@click.option("--retention-crops",
+              type=P.positive_int("pass a number of crops >= 1, e.g. 96"),
+              default=96, show_default=True,
               help="Reference test-window crops used to measure retention.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--ewc-lambda", type=float, default=None, help="EWC penalty weight.")
-@click.option("--ewc-decay", type=float, default=None, help="Online EWC: decay of the old Fisher (0-1).")
-@click.option("--si-c", type=float, default=None, help="Synaptic Intelligence penalty weight.")
-@click.option("--mas-lambda", type=float, default=None, help="MAS penalty weight.")
-@click.option("--l2sp-alpha", type=float, default=None, help="L2-SP penalty weight.")
-@click.option("--replay-ratio", type=float, default=None, help="Replay windows per screen example.")
-@click.option("--replay-budget-mb", type=float, default=None, help="Replay buffer memory budget (MB).")
+@click.option("--seed", type=P.non_negative_int("pass a seed >= 0"), default=0, show_default=True)
+@click.option("--ewc-lambda",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="EWC penalty weight.")
+@click.option("--ewc-decay",
+              type=P.Number(float, low=0, high=1, fix="pass a decay between 0 and 1"),
+              default=None, help="Online EWC: decay of the old Fisher (0-1).")
+@click.option("--si-c",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="Synaptic Intelligence penalty weight.")
+@click.option("--mas-lambda",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="MAS penalty weight.")
+@click.option("--l2sp-alpha",
+              type=P.non_negative_float("pass a penalty weight >= 0"),
+              default=None, help="L2-SP penalty weight.")
+@click.option("--replay-ratio",
+              type=P.positive_float("pass a ratio > 0, e.g. 1.0"),
+              default=None, help="Replay windows per screen example.")
+@click.option("--replay-budget-mb",
+              type=P.positive_float("pass a memory budget in MB > 0"),
+              default=None, help="Replay buffer memory budget (MB).")
 @click.option("--replay-policy", type=click.Choice(["reservoir", "balanced"]), default=None)
-@click.option("--distill-weight", type=float, default=None, help="Distillation loss weight.")
-@click.option("--lora-rank", type=int, default=None, help="LoRA rank.")
+@click.option("--distill-weight",
+              type=P.non_negative_float("pass a loss weight >= 0"),
+              default=None, help="Distillation loss weight.")
+@click.option("--lora-rank", type=P.positive_int("pass a LoRA rank >= 1, e.g. 8"), default=None, help="LoRA rank.")
 @click.option("--freeze", default=None, help="Parts to freeze: embedding,conv,batchnorm.")
-@click.option("--max-drift", type=float, default=None,
+@click.option("--max-drift",
+              type=P.Number(float, low=0, high=1, low_open=True,
+                            fix="pass a minimum retention ratio in (0, 1], e.g. 0.9"),
+              default=None,
               help="Forgetting budget: minimum retention ratio on reference windows (e.g. 0.9).")
-@click.option("--devices", default="1", show_default=True, help="Lightning devices (e.g. 2).")
-@click.option("--num-nodes", type=int, default=1, show_default=True)
+@click.option("--devices", type=P.Devices(), default="1", show_default=True, help="Lightning devices (e.g. 2).")
+@click.option("--num-nodes", type=P.positive_int("pass a number of nodes >= 1"), default=1, show_default=True)
 @click.option("--ddp", is_flag=True, help="Distributed data parallel (Lightning strategy 'ddp').")
 @click.option("--publish", "publish_name", default=None,
               help="Also publish the result to the zoo under this name (see genocl publish).")
@@ -132,44 +167,56 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
-    from genocl_plugin import evaluate
-    from genocl_plugin.update import UpdateConfig, run_update
-
-    strategy_params = {
-        key: value for key, value in {
-            "ewc_lambda": ewc_lambda, "ewc_decay": ewc_decay, "si_c": si_c, "mas_lambda": mas_lambda,
-            "l2sp_alpha": l2sp_alpha, "replay_ratio": replay_ratio, "replay_budget_mb": replay_budget_mb,
-            "replay_policy": replay_policy, "distill_weight": distill_weight, "lora_rank": lora_rank,
-            "freeze": freeze, "max_drift": max_drift,
-        }.items() if value is not None
-    }
-    config = UpdateConfig(
-        model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
-        lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
-        retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
-        reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
-        reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
-        if reference_holdout_chroms else None,
-        readout_tracks=readout_tracks, targets=targets_file,
-        pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
-    )
-    trainer_kwargs = {"devices": int(devices) if str(devices).isdigit() else devices, "num_nodes": num_nodes}
-    if ddp:
-        trainer_kwargs["strategy"] = "ddp"
-    result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
-    if strategy.strip() == "auto":
-        click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
-    click.echo(evaluate.format_table(result["report"]))
-    retained = result["report"]["retention"]
-    if retained.get("not_measured"):
-        click.echo(f"note: retention not measured: {retained['not_measured']}")
-    elif "reference" in retained:
-        ref = retained["reference"]
-        click.echo(f"reference set: {ref['name']} ({ref['n_test']} held-out windows of {ref['seq_len']:,} bp; "
-                   f"targets: {ref['tracks']})")
-    click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise input_error(out, "--out", "is a file, not a directory", "choose a directory path")
     if publish_name:
-        from genocl_plugin.zoo import publish
+        from genocl_plugin.zoo import validate_entry_name
 
-        entry = publish(out, zoo, publish_name)
-        click.echo(f"published {entry}")
+        validate_entry_name(publish_name, "--publish")
+        if Path(zoo).exists() and not Path(zoo).is_dir():
+            raise input_error(zoo, "--zoo", "is a file, not a directory", "pass the zoo root directory")
+    from genocl_plugin.fileio import claim
+
+    # Claimed before the slow part: a second update into the same --out fails now, not after training.
+    with claim(out):
+        from genocl_plugin import evaluate
+        from genocl_plugin.update import UpdateConfig, run_update
+
+        strategy_params = {
+            key: value for key, value in {
+                "ewc_lambda": ewc_lambda, "ewc_decay": ewc_decay, "si_c": si_c, "mas_lambda": mas_lambda,
+                "l2sp_alpha": l2sp_alpha, "replay_ratio": replay_ratio, "replay_budget_mb": replay_budget_mb,
+                "replay_policy": replay_policy, "distill_weight": distill_weight, "lora_rank": lora_rank,
+                "freeze": freeze, "max_drift": max_drift,
+            }.items() if value is not None
+        }
+        config = UpdateConfig(
+            model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
+            lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
+            retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
+            reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
+            reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
+            if reference_holdout_chroms else None,
+            readout_tracks=readout_tracks, targets=targets_file,
+            pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
+        )
+        trainer_kwargs = {"devices": devices, "num_nodes": num_nodes}
+        if ddp:
+            trainer_kwargs["strategy"] = "ddp"
+        result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
+        if strategy.strip() == "auto":
+            click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
+        click.echo(evaluate.format_table(result["report"]))
+        retained = result["report"]["retention"]
+        if retained.get("not_measured"):
+            click.echo(f"note: retention not measured: {retained['not_measured']}")
+        elif "reference" in retained:
+            ref = retained["reference"]
+            click.echo(f"reference set: {ref['name']} ({ref['n_test']} held-out windows of {ref['seq_len']:,} bp; "
+                       f"targets: {ref['tracks']})")
+        click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
+        if publish_name:
+            from genocl_plugin.zoo import publish
+
+            entry = publish(out, zoo, publish_name)
+            click.echo(f"published {entry}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from genocl_cli import params as P
 from genocl_cli.main import user_errors
 
 
@@ -24,12 +25,14 @@ from genocl_cli.main import user_errors
               help="Track index, indices (0,3,7), exact name or pattern ('CAGE:*'); repeatable. "
                    "Default: all tracks.")
 @click.option("--aggregate", is_flag=True, help="Sum the selected tracks into one score.")
-@click.option("--window", type=int, default=None,
+@click.option("--window", type=P.positive_int("pass a window in bp >= 1, or leave it out for all output"), default=None,
               help="bp of output centred on the variant to sum over (default: all output).")
 @click.option("--scores", default="diff,log2fc", show_default=True,
               help="Comma-separated: diff (alt - ref), log2fc (log2 alt/ref).")
 @click.option("--rc", is_flag=True, help="Average the predictions of both strands.")
-@click.option("--batch-size", type=int, default=64, show_default=True,
+@click.option("--batch-size",
+              type=P.positive_int("pass a number of variants per batch >= 1, e.g. 64"),
+              default=64, show_default=True,
               help="Variants per batch (memory is bounded by this, not by the VCF).")
 @click.option("--devices", default="cpu", show_default=True, help="cpu, cuda, or GPU ids (0 or 0,1).")
 @click.option("--region", default=None, help="Only chrom[:start-end] (1-based, by POS).")
@@ -64,6 +67,9 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
 
     # Cheap checks first: a bad option or file fails before the model import (several seconds).
     variants.output_kind(out)
+    if Path(out).is_dir():
+        raise input_error(out, "--out", "is a directory", "name an output file, e.g. scores.tsv")
+    variants.parse_devices(devices)
     for path in (Path(out), Path(f"{out}.skipped.tsv")):
         if path.exists() and not force:
             raise input_error(path, "--out", "already exists", "choose another path or pass --force")
@@ -71,7 +77,9 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         variants.parse_shard(shard)
     if region:
         variants.parse_region(region)
-    with warnings.catch_warnings(record=True) as caught:
+    from genocl_plugin.fileio import claim
+
+    with claim(out), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", variants.VariantWarning)
         variants.read_header(vcf)
         reference.open_fasta(fasta)

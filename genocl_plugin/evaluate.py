@@ -536,6 +536,19 @@ def _resolve_parent(spec: str, child: Path) -> str:
                       "keep the parent runs next to their children or run evaluate from the update's directory")
 
 
+def read_run_metrics(run_dir: str | Path) -> dict:
+    """A run's ``metrics.json`` (one-line error when it is not JSON or lacks ``config.model``)."""
+    from genocl_plugin.errors import input_error
+    from genocl_plugin.fileio import read_json_object, recover_replaced
+
+    path = recover_replaced(Path(run_dir)) / "metrics.json"
+    metrics = read_json_object(path, "metrics.json")
+    if not isinstance(metrics.get("config"), dict) or not isinstance(metrics["config"].get("model"), str):
+        raise input_error(path, "config", "missing or without its 'model' entry",
+                          "pass a run directory written by genocl update (or restore its metrics.json)")
+    return metrics
+
+
 def lineage_chain(run_dir: str | Path) -> list[str]:
     """Model specs from the base model to ``run_dir``: ``[base, run_1, ..., run_dir]``.
 
@@ -553,7 +566,7 @@ def lineage_chain(run_dir: str | Path) -> list[str]:
                 raise input_error(current, "metrics.json", "missing: not a genocl run directory",
                                   "pass directories written by genocl update")
             return chain[::-1]
-        parent = json.loads(metrics_path.read_text())["config"]["model"]
+        parent = read_run_metrics(current)["config"]["model"]
         parent = _resolve_parent(str(parent), current)
         chain.append(parent)
         if not (Path(parent) / "metrics.json").exists():
@@ -577,7 +590,7 @@ def screen_task(run_dir: str | Path, model):
     from genocl_plugin.errors import input_error
     from genocl_plugin.update import UpdateConfig, prepare_screen
 
-    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    metrics = read_run_metrics(run_dir)
     fields = UpdateConfig.__dataclass_fields__
     config = UpdateConfig(**{k: v for k, v in metrics["config"].items() if k in fields})
     path, _, test = prepare_screen(config, model)
@@ -692,7 +705,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         final_pred = ref_scores(chain[-1], chain)[0]
         drift = (retention(base_pred, final_pred, target) if base_pred is not None and final_pred is not None
                  else {})
-        configs = [json.loads((Path(r) / "metrics.json").read_text())["config"] for r in chain[1:]]
+        configs = [read_run_metrics(r)["config"] for r in chain[1:]]
         strategies = [c["strategy"] for c in configs]
         screens = [f"{Path(c['data']).stem if c.get('data') else 'bundled screen'} (held-out elements)"
                    for c in configs]

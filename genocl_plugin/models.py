@@ -26,7 +26,15 @@ from grelu.lightning import LightningModel
 from torch import nn
 
 from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import atomic_dir, is_jsonable, sha256sum
+from genocl_plugin.fileio import (
+    atomic_dir,
+    check_seal,
+    is_jsonable,
+    read_json_object,
+    recover_replaced,
+    seal,
+    sha256sum,
+)
 from genocl_plugin.workarounds import patch_enformer_attention_pool
 
 patch_enformer_attention_pool()  # upstream CPU slowness; see genocl_plugin/workarounds.py
@@ -339,28 +347,50 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
         save_file(state, str(tmp / "model.safetensors"))
         # The checksum lets load_model refuse a tampered or truncated weights file.
         config["weights_sha256"] = sha256sum(tmp / "model.safetensors")
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        # ... and the seal lets read_config refuse an edited or damaged config.json.
+        (tmp / "config.json").write_text(json.dumps(seal(config), indent=2, default=str))
     return Path(path)
 
 
 def read_config(path: str | os.PathLike) -> dict:
-    """The ``config.json`` of a genocl model directory."""
-    return json.loads((Path(path) / "config.json").read_text())
+    """The ``config.json`` of a genocl model directory, its checksum (``config_sha256``) checked.
+
+    Raises
+    ------
+    GenoclInputError
+        Missing, not UTF-8 JSON, not a JSON object, or edited since genocl wrote it.
+    """
+    file = Path(path) / "config.json"
+    return check_seal(read_json_object(file, "config.json"), file)
 
 
 def resolve_model_dir(spec: str | os.PathLike) -> Path | None:
-    """The genocl model directory a ``--model`` value names, or None if it is another format."""
+    """The genocl model directory a ``--model`` value names, or None if it is another format.
+
+    A run or model directory whose replacement was killed half-way is restored first
+    (:func:`genocl_plugin.fileio.recover_replaced`).
+
+    Raises
+    ------
+    GenoclInputError
+        A genocl directory (``model.safetensors`` beside it, or a run's ``model/``) whose
+        ``config.json`` is unreadable: it is reported as such, not as another format.
+    """
     if str(spec) in BUNDLED_MODELS:
         return BUNDLED_MODELS[str(spec)]
-    path = Path(spec)
+    path = recover_replaced(Path(spec))
     if (path / "model" / "config.json").exists():
+        read_config(path / "model")
         return path / "model"
-    if (path / "config.json").exists():
+    if (path / "config.json").is_file():
+        if (path / "model.safetensors").exists():  # what genocl writes; enformer-pytorch writes .bin
+            return path if read_config(path).get("format") == FORMAT else None
         try:
-            if read_config(path).get("format") == FORMAT:
-                return path
-        except json.JSONDecodeError:
+            data = json.loads((path / "config.json").read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
             return None
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            return path if read_config(path) else None
     return None
 
 
@@ -475,11 +505,24 @@ def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
     """Load an enformer-pytorch ``save_pretrained`` / ``from_pretrained`` directory offline."""
     from enformer_pytorch import Enformer
 
+    config = Path(path) / "config.json"
+    try:
+        data = json.loads(config.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise input_error(config, "config.json", f"not valid UTF-8 JSON ({type(err).__name__})",
+                          "pass a directory written by Enformer.save_pretrained") from None
+    if not isinstance(data, dict):
+        raise input_error(config, "config.json", f"is a JSON {type(data).__name__}, not an object",
+                          "pass a directory written by Enformer.save_pretrained")
+    weights = [Path(path) / n for n in ("pytorch_model.bin", "model.safetensors") if (Path(path) / n).exists()]
     try:
         enformer = Enformer.from_pretrained(str(path), local_files_only=True)
     except Exception as err:
+        # The config parsed, so the problem is the weights file (or a config of another model).
+        blamed = weights[0] if weights else Path(path)
+        field = "weights" if weights else "pytorch_model.bin"
         raise input_error(
-            path, "config.json", f"not an enformer-pytorch directory ({type(err).__name__})",
+            blamed, field, f"not loadable as enformer-pytorch weights ({type(err).__name__})",
             "pass a directory written by Enformer.save_pretrained",
         ) from None
     hparams = enformer.config.to_dict()
@@ -535,6 +578,10 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> Geno
     if not isinstance(state, dict) or "iconv.weight" not in state:
         raise input_error(path, "weights", "no BPNet weights (iconv.weight missing)",
                           "pass a BPNet / ProCapNet state dict")
+    for key in ("fconv.weight", "iconv.weight"):
+        if key not in state or not isinstance(state[key], torch.Tensor) or state[key].ndim != 3:
+            raise input_error(path, key, "missing or not a 3-D convolution weight",
+                              "pass a complete BPNet / ProCapNet state dict")
     n_filters = state["iconv.weight"].shape[0]
     n_layers = len([k for k in state if k.startswith("rconvs.") and k.endswith(".weight")])
     n_outputs = state["fconv.weight"].shape[0]
@@ -548,7 +595,15 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> Geno
         raise input_error(path, "weights", f"{n_control} control tracks",
                           "genocl supports ProCapNet-style BPNets without control tracks")
     model = GenoclLightningModel(params, {"task": "regression", "loss": "procapnet"})
-    model.model.bpnet.load_state_dict(state)
+    try:
+        model.model.bpnet.load_state_dict(state)
+    except (RuntimeError, KeyError) as err:
+        # load_state_dict lists every missing / unexpected key and shape; the first is enough.
+        text = " ".join(str(err).split())
+        first = text.split(":", 1)[1].strip() if text.startswith("Error(s)") else text
+        first = first.split(". ")[0][:200] or type(err).__name__
+        raise input_error(path, "weights", f"state dict does not fit a BPNet ({first})",
+                          "pass a complete, unmodified BPNet / ProCapNet state dict") from None
     trim = model.model.bpnet.trimming
     model.data_params = {
         "tasks": {"name": ["plus", "minus"][:n_outputs] if n_outputs <= 2 else

@@ -26,6 +26,8 @@ import contextlib
 import functools
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -390,6 +392,36 @@ def bundled_track_map(names: list[str]) -> list[list[int]] | None:
 # --- the reference set ----------------------------------------------------------------------
 
 
+def clean_stale_teacher_caches(root: str | Path | None = None) -> list[Path]:
+    """Remove ``genocl-teacher-<pid>-*`` cache directories whose process no longer runs.
+
+    A killed run cannot delete its own cache (``TemporaryDirectory`` cleans up only on a normal
+    exit), so the next run that builds a cache does it.
+
+    Returns
+    -------
+    list of Path
+        The directories removed.
+    """
+    removed = []
+    root = Path(root or tempfile.gettempdir())
+    for path in root.glob("genocl-teacher-*"):
+        match = re.match(r"^genocl-teacher-(\d+)-", path.name)
+        if match is None or not path.is_dir():
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+            continue  # that process still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+
 class ReferenceUnavailable(Exception):
     """No reference windows fit this model (the message says why and what to pass)."""
 
@@ -570,10 +602,10 @@ class ReferenceSet:
 
     def _memmap(self, split: str, values: np.ndarray) -> np.ndarray:
         """Write a block of pseudo-targets to disk and map it back read-only."""
-        import tempfile
-
         if self._cache_dir is None:
-            self._tmp = self._tmp or tempfile.TemporaryDirectory(prefix="genocl-teacher-")
+            clean_stale_teacher_caches()
+            # The pid in the name lets a later run tell the cache of a killed run from a live one.
+            self._tmp = self._tmp or tempfile.TemporaryDirectory(prefix=f"genocl-teacher-{os.getpid()}-")
             self._cache_dir = Path(self._tmp.name)
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         path = self._cache_dir / f"pseudo_{split}_{len(list(self._cache_dir.glob(f'pseudo_{split}_*')))}.f16"

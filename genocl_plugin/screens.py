@@ -80,7 +80,9 @@ def read_screen(path: str | os.PathLike):
     """
     path = Path(path)
     if not path.exists():
-        raise input_error(path, "--data", "file not found", "pass an existing .h5ad screen")
+        raise input_error(path, "file", "not found", "pass the path of an existing .h5ad screen")
+    if path.is_dir():
+        raise input_error(path, "file", "is a directory", "pass the path of a .h5ad screen file")
     import anndata
     try:
         adata = anndata.read_h5ad(path)
@@ -109,9 +111,10 @@ def validate_screen(adata, path: str | os.PathLike = "<screen>") -> None:
         The first problem found, naming the field and the fix.
     """
     assay = adata.uns.get("assay")
-    if assay not in ASSAYS:
+    if not isinstance(assay, str) or assay not in ASSAYS:
+        shown = f"a {type(assay).__name__}, not a string" if not isinstance(assay, str | None) else repr(assay)
         raise input_error(
-            path, "uns['assay']", f"is {assay!r}",
+            path, "uns['assay']", f"is {shown}",
             f"set it to one of {', '.join(ASSAYS)} (see docs/screen_format.md)",
         )
     if adata.n_obs == 0:
@@ -125,18 +128,88 @@ def validate_screen(adata, path: str | os.PathLike = "<screen>") -> None:
                 path, f"obs['{column}']", f"missing (assay={assay})",
                 f"add the column; required: {', '.join(required)}",
             )
-    effect = pd.to_numeric(adata.obs["effect"], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(effect)
-    if bad.any():
-        first = adata.obs_names[int(np.argmax(bad))]
-        raise input_error(
-            path, "obs['effect']", f"{int(bad.sum())} non-finite values (first: row {first})",
-            "drop those rows or fill in the measured effect",
-        )
+    validate_numeric(adata.obs, "effect", path)
     if assay == "mpra":
         _validate_mpra(adata, path)
+        validate_unique_rows(adata.obs, ("element", "pos", "ref", "alt"), path)
+        validate_alleles_differ(adata.obs, path)
     else:
         _validate_crispri(adata, path)
+        validate_unique_rows(adata.obs, ("gene", "elements"), path)
+
+
+def validate_numeric(obs: pd.DataFrame, column: str, path, dtype=np.float32) -> np.ndarray:
+    """Check that ``obs[column]`` holds numbers (not booleans or text) finite in ``dtype``.
+
+    Training runs in float32, where a value such as 1e39 is infinite although it is finite in
+    float64; such a value would turn every weight into NaN.
+
+    Returns
+    -------
+    np.ndarray
+        The column as float64.
+
+    Raises
+    ------
+    GenoclInputError
+        Booleans, non-numeric values, or values that are NaN / infinite in ``dtype``.
+    """
+    field = f"obs['{column}']"
+    raw = obs[column]
+    if pd.api.types.is_bool_dtype(raw) or any(isinstance(v, bool | np.bool_) for v in raw.head(1000)):
+        raise input_error(path, field, "holds booleans, not measured numbers",
+                          "store the measured values as floats")
+    values = pd.to_numeric(raw, errors="coerce")
+    text = values.isna().to_numpy() & raw.notna().to_numpy()
+    if text.any():
+        first = obs.index[int(np.argmax(text))]
+        raise input_error(path, field, f"{int(text.sum())} non-numeric values (first: row {first}, "
+                          f"{raw.iloc[int(np.argmax(text))]!r})", "store numbers only")
+    values = values.to_numpy(dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(values.astype(dtype))
+    if bad.any():
+        first = obs.index[int(np.argmax(bad))]
+        raise input_error(
+            path, field, f"{int(bad.sum())} non-finite values (first: row {first}) - "
+            f"{float(values[int(np.argmax(bad))])!r} is NaN, infinite or beyond the {np.dtype(dtype).name} range",
+            "drop those rows or fill in the measured value",
+        )
+    return values
+
+
+def validate_unique_rows(obs: pd.DataFrame, key: tuple[str, ...], path) -> None:
+    """Refuse rows that repeat the same perturbation (they would be weighted twice)."""
+    present = [c for c in key if c in obs.columns]
+    duplicated = obs.duplicated(subset=present).to_numpy() if present else np.zeros(len(obs), bool)
+    if duplicated.any():
+        first = obs.index[int(np.argmax(duplicated))]
+        raise input_error(
+            path, "obs", f"{int(duplicated.sum())} duplicated rows with the same "
+            f"{'/'.join(present)} (first: row {first})",
+            "keep one row per perturbation (drop or average the replicates)",
+        )
+
+
+def validate_alleles_differ(obs: pd.DataFrame, path) -> None:
+    """Refuse rows whose alt allele equals the ref allele (no perturbation at all)."""
+    same = (obs["ref"].astype(str).str.upper() == obs["alt"].astype(str).str.upper()).to_numpy()
+    if same.any():
+        first = obs.index[int(np.argmax(same))]
+        raise input_error(path, "obs['alt']", f"{int(same.sum())} rows with alt == ref (first: row {first})",
+                          "drop those rows; a variant must change the sequence")
+
+
+def validate_sequence(seq: object, path, field: str) -> str:
+    """A DNA sequence of ASCII A/C/G/T/N letters (any case); other letters would silently become N."""
+    if not isinstance(seq, str) or not seq:
+        raise input_error(path, field, f"is {type(seq).__name__ if not isinstance(seq, str) else 'empty'}",
+                          "store the reference sequence as a non-empty string")
+    match = re.search(r"[^ACGTNacgtn]", seq)
+    if match is not None:
+        raise input_error(path, field, f"letter {match.group()!r} at position {match.start()} is not "
+                          "A/C/G/T/N", "store the plain reference sequence (ASCII A, C, G, T or N)")
+    return seq
 
 
 def _validate_mpra(adata, path) -> None:
@@ -146,6 +219,8 @@ def _validate_mpra(adata, path) -> None:
             path, "uns['element_sequences']", "missing or empty",
             "store a dict element name -> reference sequence",
         )
+    for name, seq in sequences.items():
+        validate_sequence(seq, path, f"uns['element_sequences'][{name!r}]")
     obs = adata.obs
     for element in obs["element"].astype(str).unique():
         if element not in sequences:
@@ -153,8 +228,8 @@ def _validate_mpra(adata, path) -> None:
                 path, "obs['element']", f"element {element!r} has no sequence",
                 "add it to uns['element_sequences']",
             )
-    pos = pd.to_numeric(obs["pos"], errors="coerce").to_numpy(dtype=float)
-    if not (np.isfinite(pos) & (pos == np.round(pos))).all():
+    pos = validate_numeric(obs, "pos", path, dtype=np.float64)
+    if not (pos == np.round(pos)).all():
         raise input_error(path, "obs['pos']", "non-integer positions", "give 0-based integers")
     for i, (element, p, ref, alt) in enumerate(
         zip(obs["element"].astype(str), pos.astype(int), obs["ref"].astype(str),
@@ -186,6 +261,9 @@ def _validate_crispri(adata, path) -> None:
     from genocl_plugin import reference
 
     source = adata.uns.get("sequence_source")
+    if source is not None and not isinstance(source, str):
+        raise input_error(path, "uns['sequence_source']", f"is a {type(source).__name__}, not a string",
+                          "set it to 'bundled' or the path of an indexed hg38 FASTA")
     if not source:
         raise input_error(
             path, "uns['sequence_source']", "missing",
@@ -195,9 +273,13 @@ def _validate_crispri(adata, path) -> None:
     strands = set(obs["tss_strand"].astype(str))
     if not strands <= {"+", "-", "."}:
         raise input_error(path, "obs['tss_strand']", f"values {sorted(strands)}", "use +, - or .")
-    tss_pos = pd.to_numeric(obs["tss_pos"], errors="coerce").to_numpy(dtype=float)
-    if not (np.isfinite(tss_pos) & (tss_pos == np.round(tss_pos))).all():
+    tss_pos = validate_numeric(obs, "tss_pos", path, dtype=np.float64)
+    if not (tss_pos == np.round(tss_pos)).all():
         raise input_error(path, "obs['tss_pos']", "non-integer positions", "give 0-based integers")
+    if (tss_pos < 0).any():
+        first = obs.index[int(np.argmax(tss_pos < 0))]
+        raise input_error(path, "obs['tss_pos']", f"negative position (first: row {first})",
+                          "give 0-based TSS positions >= 0")
     genome = None
     if source != "bundled":
         genome = reference.open_fasta(source, field="uns['sequence_source']")
@@ -385,22 +467,45 @@ def subsample_per_element(adata, max_per_element: int | None, seed: int = 0):
 
 
 def read_fasta_records(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
-    """Read a small (optionally gzipped) FASTA into ``{name: (header, sequence)}``."""
+    """Read a small (optionally gzipped) FASTA into ``{name: (header, sequence)}``.
+
+    Raises
+    ------
+    GenoclInputError
+        Missing file, a directory, a binary or non-ASCII file, or a file without FASTA records.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "--fasta", "not found" if not path.exists() else "is a directory",
+                          "pass an existing FASTA file")
     opener = gzip.open if str(path).endswith(".gz") else open
     records: dict[str, tuple[str, str]] = {}
     name, header, chunks = None, "", []
-    with opener(path, "rt") as handle:
-        for line in handle:
-            line = line.strip()
-            if line.startswith(">"):
-                if name is not None:
-                    records[name] = (header, "".join(chunks))
-                header = line[1:]
-                name, chunks = header.split()[0], []
-            elif line:
-                chunks.append(line)
+    try:
+        with opener(path, "rt", encoding="ascii") as handle:
+            for line in handle:
+                line = line.strip()
+                if line.startswith(">"):
+                    if name is not None:
+                        records[name] = (header, "".join(chunks))
+                    header = line[1:]
+                    if not header.split():
+                        raise input_error(path, "header", "a '>' line without a name", "write >NAME chr:start-end")
+                    name, chunks = header.split()[0], []
+                elif line:
+                    if name is None:
+                        raise input_error(path, "--fasta", "sequence before the first '>' header",
+                                          "pass a FASTA file (records start with >NAME)")
+                    chunks.append(line)
+    except (UnicodeDecodeError, OSError, EOFError) as err:
+        raise input_error(path, "--fasta", f"not a text FASTA ({type(err).__name__})",
+                          "pass a plain or gzipped FASTA file") from None
     if name is not None:
         records[name] = (header, "".join(chunks))
+    if not records:
+        raise input_error(path, "--fasta", "no FASTA records", "pass a FASTA file (records start with >NAME)")
+    for rec_name, (_, seq) in records.items():
+        validate_sequence(seq, path, f"sequence {rec_name!r}")
     return records
 
 
@@ -472,7 +577,8 @@ def from_satmut(
                 table, column, "column missing", f"the table needs {', '.join(needed)}"
             )
     df = df[(df["Release"] == release) & df["Element"].isin(wanted)]
-    df = df.dropna(subset=["Pos", "Ref", "Alt", "Coefficient"])
+    df = df.dropna(subset=["Pos", "Ref", "Alt", "Coefficient"]).copy()
+    _numeric_columns(df, ["Pos", "Coefficient", "pValue", "Barcodes"], table, integer=["Pos"])
     rows = []
     for element, chrom_pos, ref, alt, coef, pval, barcodes in zip(
         df["Element"], df["Pos"].astype(int), df["Ref"], df["Alt"], df["Coefficient"],
@@ -506,6 +612,30 @@ def from_satmut(
     adata = subsample_per_element(adata, max_per_element, seed=seed)
     validate_screen(adata, table)
     return adata
+
+
+def _numeric_columns(df: pd.DataFrame, columns: list[str], table, integer: list[str] = ()) -> None:
+    """Convert ``df[columns]`` to numbers in place; a non-numeric or non-integer cell is an input error."""
+    for column in columns:
+        if column not in df.columns:
+            continue
+        raw = df[column]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna().to_numpy() & raw.notna().to_numpy()
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite32 = np.isfinite(values.to_numpy(dtype=float).astype(np.float32)) | values.isna().to_numpy()
+        bad |= ~finite32
+        if column in integer:
+            whole = values.isna().to_numpy() | (values.to_numpy(dtype=float) == np.round(values.to_numpy(dtype=float)))
+            bad |= ~whole
+        if bad.any():
+            i = int(np.argmax(bad))
+            kind = "whole number" if column in integer else "finite number"
+            value = raw.iloc[i]
+            shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+            raise input_error(table, column, f"row {i + 1}: {shown} is not a {kind} ({int(bad.sum())} bad rows)",
+                              f"the column must hold {kind}s (in float32 range)")
+        df[column] = values
 
 
 def parse_interval_1based(text: str) -> tuple[str, int, int] | None:
@@ -564,8 +694,19 @@ def from_crispri(
             raise input_error(
                 table, "Dataset", "column missing", "drop --dataset or add the column"
             )
+        present = set(df["Dataset"].dropna().astype(str))
+        unknown = [d for d in datasets if d not in present]
+        if unknown:
+            raise input_error(table, "--dataset", f"{unknown[0]!r} is not a Dataset value of the table",
+                              f"choose from {', '.join(sorted(present)[:10]) or '(none)'}")
         df = df[df["Dataset"].isin(datasets)]
-    df = df.dropna(subset=["EffectSize", "chromStart", "chromEnd", "startTSS"])
+    df = df.dropna(subset=["EffectSize", "chromStart", "chromEnd", "startTSS"]).copy()
+    _numeric_columns(df, ["chromStart", "chromEnd", "startTSS", "EffectSize"], table,
+                     integer=["chromStart", "chromEnd", "startTSS"])
+    df = df.astype({"chromStart": "int64", "chromEnd": "int64", "startTSS": "int64"})
+    if (df[["chromStart", "startTSS"]] < 0).any().any():
+        column = "chromStart" if (df["chromStart"] < 0).any() else "startTSS"
+        raise input_error(table, column, "negative coordinate", "give 0-based coordinates >= 0")
     df = df[df["EffectSize"] > -1]  # log2(1 + x) needs x > -1
     genome = None
     if sequence_source != "bundled":

@@ -340,6 +340,19 @@ def name_outputs(model, targets_path: str) -> None:
 
 
 STATE_FILE = "strategy_state.safetensors"
+STATE_DIGEST_KEY = "genocl_sha256"
+
+
+def tensors_digest(state: dict) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a dict of tensors (sorted by name)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_strategy_state(callbacks: list, model_dir: Path) -> Path | None:
@@ -357,7 +370,9 @@ def save_strategy_state(callbacks: list, model_dir: Path) -> Path | None:
                 state[f"{cb.state_name}/{key}"] = value.detach().cpu().contiguous()
     if not state:
         return None
-    save_file(state, str(model_dir / STATE_FILE))
+    # The digest of the tensors goes into the file's own metadata, so load_strategy_state can
+    # refuse a damaged file instead of training on corrupted importances.
+    save_file(state, str(model_dir / STATE_FILE), metadata={STATE_DIGEST_KEY: tensors_digest(state)})
     return model_dir / STATE_FILE
 
 
@@ -372,6 +387,7 @@ def load_strategy_state(parent_dir: Path | None, parent_config: dict, strategy: 
     GenoclInputError
         The parent's state file is missing, unreadable or lacks a chosen strategy's state.
     """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     stateful = [cb for cb in callbacks if hasattr(cb, "load_state_from_run")]
@@ -389,9 +405,14 @@ def load_strategy_state(parent_dir: Path | None, parent_config: dict, strategy: 
         return
     try:
         state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            expected = (handle.metadata() or {}).get(STATE_DIGEST_KEY)
     except Exception as err:
         raise input_error(path, STATE_FILE, f"corrupted ({type(err).__name__})",
                           "restore the file from the parent run") from None
+    if expected is not None and tensors_digest(state) != expected:
+        raise input_error(path, STATE_DIGEST_KEY, "checksum mismatch: the strategy state was modified or damaged",
+                          "restore the file from the parent run")
     for cb in stateful:
         prefix = f"{cb.state_name}/"
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

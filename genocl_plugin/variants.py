@@ -49,7 +49,7 @@ import pandas as pd
 
 from genocl_plugin import reference
 from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import atomic_path
+from genocl_plugin.fileio import atomic_path, clean_stale, crash_point
 
 SCORES = ("diff", "log2fc")
 OUTPUT_SUFFIXES = (".tsv", ".tsv.gz", ".vcf", ".vcf.gz", ".vcf.bgz", ".h5ad")
@@ -748,7 +748,7 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
                               "restrict the VCF with --region")
         ref_window, alt_window, genome_ref = variant_windows(
             contig, variant.pos, variant.ref, variant.alt, fetch, plan.seq_len)
-        if genome_ref != variant.ref:
+        if genome_ref != variant.ref or "N" in genome_ref:  # docs/scoring.md: a FASTA N is a mismatch
             detail = f"VCF REF {variant.ref}, FASTA {contig}:{variant.pos} has {genome_ref}"
             if not allow_ref_mismatch:
                 on_skip(variant, "ref_mismatch", detail)
@@ -1036,6 +1036,7 @@ def _vcf_sink(out: Path, force: bool, header: list[str], plan: ScoringPlan, mode
     compressed = not str(out).endswith(".vcf")
     order: dict[str, int] = {}
     state = {"last": ("", 0), "sorted": True, "max_pos": 0}
+    new_index = None
     with atomic_path(out, force=force) as tmp:
         handle = BGZFile(str(tmp), "wb") if compressed else open(tmp, "wb")  # noqa: SIM115
         try:
@@ -1063,15 +1064,20 @@ def _vcf_sink(out: Path, force: bool, header: list[str], plan: ScoringPlan, mode
             csi = state["max_pos"] >= 2**29  # .tbi cannot index past 512 Mb
             pysam.tabix_index(str(tmp), preset="vcf", force=True, csi=csi,
                               index=str(tmp) + (".csi" if csi else ".tbi"))
-            # the index lands first, so a complete .vcf.gz never sits beside a stale index
-            os.replace(str(tmp) + (".csi" if csi else ".tbi"),
-                       index.with_suffix(".csi") if csi else index)
+            new_index = (Path(str(tmp) + (".csi" if csi else ".tbi")), index.with_suffix(".csi") if csi else index)
             summary["indexed"] = True
         elif compressed:
             summary["unsorted"] = True
-            for stale in (Path(f"{out}.tbi"), Path(f"{out}.csi")):
-                if stale.exists():  # an index of an earlier (replaced) file would be wrong
-                    stale.unlink()
+        # The data and its index are replaced as a pair: the old index goes first, then the data
+        # is renamed over the old data, then the new index lands. At no instant does an index sit
+        # beside data it does not describe (between the steps there is simply no index).
+        for stale in (Path(f"{out}.tbi"), Path(f"{out}.csi")):
+            if stale.exists():
+                stale.unlink()
+        crash_point("score-vcf:index-removed")
+    if new_index is not None:
+        crash_point("score-vcf:data-replaced")
+        os.replace(*new_index)
 
 
 def _track_order(variant: Variant, order: dict[str, int], state: dict) -> None:
@@ -1155,6 +1161,7 @@ def _skipped_sink(out: Path, force: bool):
     if final.exists() and not force:
         raise input_error(final, "output", "already exists", "choose another --out or pass --force")
     final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final)  # a killed run's temporary report (the CLI holds the claim on --out)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     count = [0]
     try:

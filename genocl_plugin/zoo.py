@@ -39,7 +39,18 @@ from kipoi.model import BaseModel
 
 from genocl_plugin import __version__, reference
 from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import atomic_dir, atomic_path, file_digest, is_jsonable, sha256sum
+from genocl_plugin.fileio import (
+    atomic_dir,
+    atomic_path,
+    check_seal,
+    claim,
+    file_digest,
+    is_jsonable,
+    read_json_object,
+    recover_replaced,
+    seal,
+    sha256sum,
+)
 
 # --------------------------------------------------------------------------------------
 # The one Kipoi workaround (Kipoi 0.8.6 on NumPy 2).
@@ -278,8 +289,8 @@ def load_entry_model(config_path: Path, weights_path: Path):
 
     from genocl_plugin.models import GenoclLightningModel
 
+    config = check_seal(read_json_object(config_path, "config.json"), config_path)
     try:
-        config = json.loads(config_path.read_text())
         model = GenoclLightningModel(dict(config["model_params"]), dict(config["train_params"]))
         model.data_params = config["data_params"]
         model.model.load_state_dict(load_file(str(weights_path)))
@@ -329,6 +340,15 @@ def publish(run_or_model_dir: str | os.PathLike, zoo_dir: str | os.PathLike, nam
     """
     from genocl_plugin.models import load_model, read_config, resolve_model_dir
 
+    zoo_path = Path(zoo_dir)
+    if zoo_path.exists() and not zoo_path.is_dir():
+        raise input_error(zoo_dir, "--zoo", "is a file, not a directory", "pass the zoo root directory")
+    source = Path(run_or_model_dir)
+    if (source / "model.yaml").is_file():  # re-publishing an entry: its files must be the published ones
+        bad = [label for label, ok in verify_entry(source).items() if not ok]
+        if bad:
+            raise input_error(source, "checksums", f"{', '.join(bad)} differ from model.yaml (edited or damaged)",
+                              "restore the entry's files, or publish from the original run directory")
     model = load_model(run_or_model_dir)
     model_dir = resolve_model_dir(run_or_model_dir)
     if model_dir is not None:
@@ -337,7 +357,7 @@ def publish(run_or_model_dir: str | os.PathLike, zoo_dir: str | os.PathLike, nam
         config = _imported_config(model, run_or_model_dir)
     name = resolve_name(zoo_dir, name or default_name(config), force=force)
     entry = Path(zoo_dir) / name
-    with atomic_dir(entry, force=force) as tmp:
+    with claim(entry, "--name"), atomic_dir(entry, force=force) as tmp:
         write_entry(tmp, model, config, name, model_dir=model_dir, source=str(run_or_model_dir),
                     authors=authors, zoo_label=Path(zoo_dir).name or "model_zoo")
         if check:
@@ -399,10 +419,7 @@ def resolve_name(zoo_dir: str | os.PathLike, name: str, force: bool = False) -> 
     GenoclInputError
         Invalid name, or an existing version without ``force``.
     """
-    parts = str(name).strip("/").split("/")
-    if not parts or not all(_NAME_PART.match(p) for p in parts):
-        raise input_error(name, "--name", "invalid entry name",
-                          "use group/model-v1: parts of letters, digits, '.', '_', '+', '-' separated by '/'")
+    parts = validate_entry_name(name, "--name").split("/")
     match = _VERSION.match(parts[-1])
     stem = match["stem"] if match else parts[-1]
     prefix = Path(zoo_dir, *parts[:-1])
@@ -416,6 +433,38 @@ def resolve_name(zoo_dir: str | os.PathLike, name: str, force: bool = False) -> 
         raise input_error(Path(zoo_dir, full), "--name", "this version is already published",
                           f"publish as {next_name} (or omit -vN) or pass --force to replace it")
     return full
+
+
+def validate_entry_name(name: str, field: str = "NAME") -> str:
+    """Check an entry name: ``/``-separated parts of letters, digits, ``._+-``, each starting with a
+    letter or digit, so a name can never be absolute or climb out of the zoo with ``..``.
+
+    Returns
+    -------
+    str
+        The name without leading / trailing slashes.
+    """
+    text = str(name)
+    parts = text.strip("/").split("/")
+    if text.startswith("/") or not parts or not all(_NAME_PART.match(p) for p in parts):
+        raise input_error(name, field, "invalid entry name (entry names are relative, without '..')",
+                          "use group/model-v1: parts of letters, digits, '.', '_', '+', '-' separated by '/'")
+    return "/".join(parts)
+
+
+def _yaml_mapping(path: Path) -> dict:
+    """A YAML file that must hold a mapping (model.yaml, Kipoi's config)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise input_error(path, path.name, f"unreadable YAML ({type(err).__name__})",
+                          "restore the file (re-publish the entry, or fix Kipoi's config)") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise input_error(path, path.name, f"holds a YAML {type(data).__name__}, not a mapping",
+                          "restore the file (re-publish the entry, or fix Kipoi's config)")
+    return data
 
 
 def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | None = None,
@@ -461,7 +510,7 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
         "name": name, "source": source, "genocl_version": __version__,
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    (out / "config.json").write_text(json.dumps(seal(config), indent=2, default=str))
     (out / f"{ENTRY_MODULE}.py").write_text(_ENTRY_MODULE_TEXT)
     # Expected outputs come from the entry's own files, so they match its weights even if the
     # source directory changed after it was first loaded.
@@ -787,13 +836,10 @@ def register_source(zoo_dir: str | os.PathLike, config_path: str | os.PathLike |
     if not zoo.is_dir():
         raise input_error(zoo_dir, "--zoo", "not a directory", "publish a model first or pass the zoo root")
     path = Path(config_path) if config_path else Path.home() / ".kipoi" / "config.yaml"
-    if path.exists():
-        try:
-            config = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            raise input_error(path, "yaml", "not valid YAML", "fix or delete Kipoi's config file") from None
-    else:
-        config = {}
+    config = _yaml_mapping(path) if path.exists() else {}
+    if config.get("model_sources") is not None and not isinstance(config["model_sources"], dict):
+        raise input_error(path, "model_sources", f"is a YAML {type(config['model_sources']).__name__}, "
+                          "not a mapping", "fix or delete Kipoi's config file")
     if not isinstance(config.get("model_sources"), dict):
         defaults = {k: dict(v) for k, v in kipoi.config.model_sources_dict().items() if k != "dir"}
         config["model_sources"] = {**defaults, **(config.get("model_sources") or {})}
@@ -827,12 +873,8 @@ def list_entries(zoo_dir: str | os.PathLike) -> list[dict]:
 
 def entry_summary(entry_dir: Path, name: str) -> dict:
     """Name, architecture, shapes, lineage, screens, strategy and key metrics of one entry."""
-    try:
-        descr = yaml.safe_load((entry_dir / "model.yaml").read_text())
-        config = json.loads((entry_dir / "config.json").read_text())
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
-        raise input_error(entry_dir, "model.yaml/config.json", f"unreadable ({type(err).__name__})",
-                          "re-publish the entry") from None
+    descr = _yaml_mapping(entry_dir / "model.yaml")
+    config = check_seal(read_json_object(entry_dir / "config.json"), entry_dir / "config.json")
     report = config.get("metrics") or {}
     return {
         "name": name, "path": entry_dir, "arch": config.get("data_params", {}).get("arch", "?"),
@@ -854,7 +896,7 @@ def entry_summary(entry_dir: Path, name: str) -> dict:
 
 def find_entry(zoo_dir: str | os.PathLike, name: str) -> Path:
     """The directory of entry ``name`` (raises a one-line error naming the zoo if absent)."""
-    entry = Path(zoo_dir) / name
+    entry = recover_replaced(Path(zoo_dir) / validate_entry_name(name))
     if not (entry / "model.yaml").exists():
         known = ", ".join(e["name"] for e in list_entries(zoo_dir)) or "none"
         raise input_error(entry, "NAME", "no such entry", f"use one of: {known}")
@@ -870,7 +912,9 @@ def verify_entry(entry_dir: str | os.PathLike) -> dict[str, bool]:
         ``{"model.safetensors sha256": ok, "model.safetensors md5": ok, "config.json sha256": ok}``.
     """
     entry = Path(entry_dir)
-    args = yaml.safe_load((entry / "model.yaml").read_text()).get("args", {})
+    args = _yaml_mapping(entry / "model.yaml").get("args", {})
+    if not isinstance(args, dict):
+        raise input_error(entry / "model.yaml", "args", "not a mapping", "re-publish the entry")
     weights, config = entry / str(args.get("weights")), entry / str(args.get("config"))
     return {
         f"{weights.name} sha256": weights.exists() and sha256sum(weights) == args.get("sha256"),

@@ -90,8 +90,8 @@ def test_real_process_errors_are_one_line(tmp_path):
     missing = genocl("screen", "validate", tmp_path / "absent.h5ad")
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.splitlines() == [
-        f"error: {tmp_path / 'absent.h5ad'}: --data: file not found; "
-        "fix: pass an existing .h5ad screen"]
+        f"error: {tmp_path / 'absent.h5ad'}: file: not found; "
+        "fix: pass the path of an existing .h5ad screen"]
     out = tmp_path / "mine.h5ad"
     out.write_bytes(b"the user's own file")
     again = genocl("screen", "from-crispri", "--table", tmp_path / "t.tsv.gz", "--out", out)

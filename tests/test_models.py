@@ -290,7 +290,7 @@ def test_damaged_genocl_dir_without_checksum(tiny_procapnet, tmp_path):
     """Directories written before checksums: a truncated file is still refused."""
     path = models.save_model(tiny_procapnet, tmp_path / "m")
     config = json.loads((path / "config.json").read_text())
-    del config["weights_sha256"]
+    del config["weights_sha256"], config["config_sha256"]
     (path / "config.json").write_text(json.dumps(config))
     models.load_model(path)
     _corrupt(path, "truncated")

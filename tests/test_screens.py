@@ -342,14 +342,14 @@ def test_crispri_validation_against_a_fasta(chr1_fasta, tmp_path):
 
 
 def test_read_screen_file_errors(tmp_path):
-    with pytest.raises(GenoclInputError, match="file not found"):
+    with pytest.raises(GenoclInputError, match="file: not found"):
         screens.read_screen(tmp_path / "absent.h5ad")
     text = tmp_path / "screen.h5ad"
     text.write_text("gene\teffect\nFADS3\t0.1\n")
     with pytest.raises(GenoclInputError, match=r"not a readable \.h5ad"):
         screens.read_screen(text)
     assert_one_line_error(run_cli("screen", "validate", tmp_path / "absent.h5ad"),
-                          tmp_path / "absent.h5ad", "file not found")
+                          tmp_path / "absent.h5ad", "file: not found")
     assert_one_line_error(run_cli("screen", "validate", text), text, "not a readable .h5ad")
 
 
