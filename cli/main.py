@@ -28,6 +28,14 @@ def user_errors(func):
     return wrapper
 
 
+def trust_checkpoint_option(func):
+    """``--trust-checkpoint``: load pickled checkpoints as full pickles (off by default)."""
+    return click.option(
+        "--trust-checkpoint", is_flag=True,
+        help="Load legacy pickled checkpoints (.ckpt/.pt) that hold objects outside genocl's "
+             "allow-list. A pickle can run any code: only for files you trust.")(func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genocl")
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genocl_cli.main import user_errors
+from genocl_cli.main import trust_checkpoint_option, user_errors
 
 
 @click.command()
@@ -88,11 +88,12 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
               help="Also publish the result to the zoo under this name (see genocl publish).")
 @click.option("--zoo", default="model_zoo", show_default=True, type=click.Path(), help="Zoo for --publish.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
+@trust_checkpoint_option
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
-           max_drift, devices, num_nodes, ddp, publish_name, zoo, force) -> None:
+           max_drift, devices, num_nodes, ddp, publish_name, zoo, force, trust_checkpoint) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -107,6 +108,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     from genocl_plugin import evaluate
+    from genocl_plugin.models import trusted_checkpoints
     from genocl_plugin.update import UpdateConfig, run_update
 
     strategy_params = {
@@ -125,7 +127,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     trainer_kwargs = {"devices": int(devices) if str(devices).isdigit() else devices, "num_nodes": num_nodes}
     if ddp:
         trainer_kwargs["strategy"] = "ddp"
-    result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
+    with trusted_checkpoints(trust_checkpoint):
+        result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
     if strategy.strip() == "auto":
         click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
     click.echo(evaluate.format_table(result["report"]))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from genocl_cli.main import user_errors
+from genocl_cli.main import trust_checkpoint_option, user_errors
 
 
 @click.command("score-vcf")
@@ -40,9 +40,10 @@ from genocl_cli.main import user_errors
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar with variants/s (default: when stderr is a terminal).")
+@trust_checkpoint_option
 @user_errors
 def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc, batch_size,
-              devices, region, shard, allow_ref_mismatch, name, force, progress) -> None:
+              devices, region, shard, allow_ref_mismatch, name, force, progress, trust_checkpoint) -> None:
     """Score every ALT allele of a VCF: alt - ref and log2 fold change of the predicted signal.
 
     Multi-allelic records are split; symbolic and * alleles are skipped and counted; REF
@@ -61,6 +62,7 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
 
     from genocl_plugin import reference, variants
     from genocl_plugin.errors import input_error
+    from genocl_plugin.models import trusted_checkpoints
 
     # Cheap checks first: a bad option or file fails before the model import (several seconds).
     variants.output_kind(out)
@@ -75,7 +77,8 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         warnings.simplefilter("always", variants.VariantWarning)
         variants.read_header(vcf)
         reference.open_fasta(fasta)
-        model, label = variants.load_scoring_model(model_spec)
+        with trusted_checkpoints(trust_checkpoint):
+            model, label = variants.load_scoring_model(model_spec)
         summary = variants.score_vcf(
             vcf, model, fasta, out, tracks=list(tracks) or None, window=window,
             aggregate=aggregate, scores=[s.strip() for s in scores.split(",") if s.strip()],
