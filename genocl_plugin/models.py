@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 from pathlib import Path
 
 import torch
