@@ -15,7 +15,7 @@ from genocl_plugin.errors import GenoclInputError
 
 
 def user_errors(func):
-    """Turn input errors into one line on stderr and exit status 2 (never a traceback)."""
+    """Turn input errors and running out of memory into one line on stderr and exit status 2."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -23,6 +23,16 @@ def user_errors(func):
             return func(*args, **kwargs)
         except GenoclInputError as err:
             click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except (MemoryError, RuntimeError) as err:
+            # torch.OutOfMemoryError (CUDA) is a RuntimeError; the CPU allocator raises a
+            # RuntimeError "DefaultCPUAllocator: can't allocate memory". Only torch is
+            # imported lazily by commands, so the check lives in genocl_plugin.hardware.
+            from genocl_plugin.hardware import is_out_of_memory, out_of_memory_message
+
+            if not is_out_of_memory(err):
+                raise
+            click.echo(f"error: {out_of_memory_message(err)}", err=True)
             sys.exit(2)
 
     return wrapper

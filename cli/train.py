@@ -6,6 +6,26 @@ import click
 
 from genocl_cli.main import trust_checkpoint_option, user_errors
 
+HARDWARE_OPTIONS = [
+    click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto",
+                 show_default=True, help="Where to train (Lightning accelerator)."),
+    click.option("--precision", type=click.Choice(["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"]),
+                 default="32", show_default=True,
+                 help="Numeric precision (bf16-mixed: about half the activation memory; 16-mixed: GPU only)."),
+    click.option("--accumulate-grad-batches", type=int, default=1, show_default=True,
+                 help="Sum gradients over this many batches per optimiser step (a larger effective batch)."),
+    click.option("--gradient-checkpointing", is_flag=True,
+                 help="Recompute activations in backward instead of storing them (less memory, ~1.3x time)."),
+    click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes."),
+]
+
+
+def hardware_options(func):
+    """The shared hardware options of ``update`` and ``pretrain``."""
+    for option in reversed(HARDWARE_OPTIONS):
+        func = option(func)
+    return func
+
 
 @click.command()
 @click.option("--model", "arch", type=click.Choice(["enformer", "procapnet"]), required=True)
@@ -17,8 +37,11 @@ from genocl_cli.main import trust_checkpoint_option, user_errors
               help="Fraction (<=1) or number (>1) of training batches per epoch.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
+@click.option("--devices", default="1", show_default=True, help="Device count, auto, or GPU indices (0,1).")
+@hardware_options
 @user_errors
-def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, force) -> None:
+def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, force, devices, accelerator,
+             precision, accumulate_grad_batches, gradient_checkpointing, num_workers) -> None:
     """Train a mini base model on the bundled real hg38 windows (reproduces the shipped ones).
 
     \b
@@ -28,14 +51,19 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
     from pathlib import Path
 
     from genocl_plugin.errors import input_error
+    from genocl_plugin.hardware import trainer_settings
     from genocl_plugin.pretrain import pretrain as run
     from genocl_plugin.pretrain import write_pretrained
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
+    if num_workers < 0:
+        raise input_error(num_workers, "--num-workers", "must be >= 0", "e.g. --num-workers 4")
+    settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches)
     limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
     model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         limit_train_batches=limit)
+                         limit_train_batches=limit, trainer_kwargs=settings,
+                         gradient_checkpointing=gradient_checkpointing, num_workers=num_workers)
     command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
                f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
     write_pretrained(model, metrics, out, force=force, command=command)
@@ -55,7 +83,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
                    "the forgetting benchmark recommends for the model's architecture (docs/results.md).")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to create.")
 @click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="Screen examples per batch (default: from the model's size and input length; 16 for the minis).")
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--max-train", type=int, default=None,
               help="Subsample training perturbations to this many (default: 256 on the bundled screen).")
@@ -81,7 +110,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 @click.option("--freeze", default=None, help="Parts to freeze: embedding,conv,batchnorm.")
 @click.option("--max-drift", type=float, default=None,
               help="Forgetting budget: minimum retention ratio on reference windows (e.g. 0.9).")
-@click.option("--devices", default="1", show_default=True, help="Lightning devices (e.g. 2).")
+@click.option("--devices", default="1", show_default=True,
+              help="Device count (e.g. 2), auto, or GPU indices (0,1); see --accelerator.")
 @click.option("--num-nodes", type=int, default=1, show_default=True)
 @click.option("--ddp", is_flag=True, help="Distributed data parallel (Lightning strategy 'ddp').")
 @click.option("--publish", "publish_name", default=None,
@@ -89,11 +119,13 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 @click.option("--zoo", default="model_zoo", show_default=True, type=click.Path(), help="Zoo for --publish.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @trust_checkpoint_option
+@hardware_options
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
-           max_drift, devices, num_nodes, ddp, publish_name, zoo, force, trust_checkpoint) -> None:
+           max_drift, devices, num_nodes, ddp, publish_name, zoo, force, trust_checkpoint, accelerator,
+           precision, accumulate_grad_batches, gradient_checkpointing, num_workers) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -108,6 +140,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     from genocl_plugin import evaluate
+    from genocl_plugin.hardware import trainer_settings
     from genocl_plugin.models import trusted_checkpoints
     from genocl_plugin.update import UpdateConfig, run_update
 
@@ -119,14 +152,19 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
             "freeze": freeze, "max_drift": max_drift,
         }.items() if value is not None
     }
+    settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches, num_nodes, ddp)
+    if batch_size is not None and batch_size < 1:
+        raise input_error(batch_size, "--batch-size", "must be at least 1", "e.g. --batch-size 1")
+    if num_workers < 0:
+        raise input_error(num_workers, "--num-workers", "must be >= 0", "e.g. --num-workers 4")
     config = UpdateConfig(
         model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
         lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
         retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
+        precision=settings.pop("precision"), accumulate_grad_batches=settings.pop("accumulate_grad_batches"),
+        gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
     )
-    trainer_kwargs = {"devices": int(devices) if str(devices).isdigit() else devices, "num_nodes": num_nodes}
-    if ddp:
-        trainer_kwargs["strategy"] = "ddp"
+    trainer_kwargs = settings
     with trusted_checkpoints(trust_checkpoint):
         result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
     if strategy.strip() == "auto":

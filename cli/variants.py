@@ -29,8 +29,9 @@ from genocl_cli.main import trust_checkpoint_option, user_errors
 @click.option("--scores", default="diff,log2fc", show_default=True,
               help="Comma-separated: diff (alt - ref), log2fc (log2 alt/ref).")
 @click.option("--rc", is_flag=True, help="Average the predictions of both strands.")
-@click.option("--batch-size", type=int, default=64, show_default=True,
-              help="Variants per batch (memory is bounded by this, not by the VCF).")
+@click.option("--batch-size", type=int, default=None,
+              help="Variants per batch (memory is bounded by this, not by the VCF; default: from the "
+                   "model's size and input length, 64 for the minis).")
 @click.option("--devices", default="cpu", show_default=True, help="cpu, cuda, or GPU ids (0 or 0,1).")
 @click.option("--region", default=None, help="Only chrom[:start-end] (1-based, by POS).")
 @click.option("--shard", default=None, help="i/n: only every n-th record starting at the i-th.")
@@ -41,9 +42,12 @@ from genocl_cli.main import trust_checkpoint_option, user_errors
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar with variants/s (default: when stderr is a terminal).")
 @trust_checkpoint_option
+@click.option("--precision", type=click.Choice(["32", "bf16-mixed", "16-mixed"]), default="32", show_default=True,
+              help="Autocast the forward pass (bf16-mixed: less memory, ~3 significant digits; 16-mixed: GPU only).")
 @user_errors
 def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc, batch_size,
-              devices, region, shard, allow_ref_mismatch, name, force, progress, trust_checkpoint) -> None:
+              devices, region, shard, allow_ref_mismatch, name, force, progress, trust_checkpoint,
+              precision) -> None:
     """Score every ALT allele of a VCF: alt - ref and log2 fold change of the predicted signal.
 
     Multi-allelic records are split; symbolic and * alleles are skipped and counted; REF
@@ -60,7 +64,7 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
     """
     import warnings
 
-    from genocl_plugin import reference, variants
+    from genocl_plugin import hardware, reference, variants
     from genocl_plugin.errors import input_error
     from genocl_plugin.models import trusted_checkpoints
 
@@ -73,18 +77,24 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         variants.parse_shard(shard)
     if region:
         variants.parse_region(region)
+    if batch_size is not None and batch_size < 1:
+        raise input_error(batch_size, "--batch-size", "must be at least 1", "e.g. --batch-size 64")
+    device, _ = variants.parse_devices(devices)
+    autocast = hardware.autocast(device, precision)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", variants.VariantWarning)
         variants.read_header(vcf)
         reference.open_fasta(fasta)
         with trusted_checkpoints(trust_checkpoint):
             model, label = variants.load_scoring_model(model_spec)
-        summary = variants.score_vcf(
-            vcf, model, fasta, out, tracks=list(tracks) or None, window=window,
-            aggregate=aggregate, scores=[s.strip() for s in scores.split(",") if s.strip()],
-            rc=rc, batch_size=batch_size, devices=devices, region=region, shard=shard,
-            allow_ref_mismatch=allow_ref_mismatch, model_name=name or label, force=force,
-            progress=sys.stderr.isatty() if progress is None else progress,
+        batch_size = batch_size or hardware.default_batch_size(model.model, model.seq_len, training=False)
+        with autocast:
+            summary = variants.score_vcf(
+                vcf, model, fasta, out, tracks=list(tracks) or None, window=window,
+                aggregate=aggregate, scores=[s.strip() for s in scores.split(",") if s.strip()],
+                rc=rc, batch_size=batch_size, devices=devices, region=region, shard=shard,
+                allow_ref_mismatch=allow_ref_mismatch, model_name=name or label, force=force,
+                progress=sys.stderr.isatty() if progress is None else progress,
             command=shlex.join(["genocl", *sys.argv[1:]]))
     for message in dict.fromkeys(str(w.message) for w in caught
                                  if issubclass(w.category, variants.VariantWarning)):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from genocl_plugin import evaluate, objectives, screens
+from genocl_plugin import evaluate, hardware, objectives, screens
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
@@ -45,7 +45,7 @@ class UpdateConfig:
     data: str | None = None
     strategy: str = "auto"
     epochs: int = 1
-    batch_size: int = 16
+    batch_size: int | None = 16  # None: hardware.default_batch_size (from the model's size)
     lr: float = 1e-4
     max_train: int | None = None
     max_eval: int | None = None
@@ -54,6 +54,10 @@ class UpdateConfig:
     retention_crops: int = 96
     seed: int = 0
     strategy_params: dict = field(default_factory=dict)
+    precision: str = "32"
+    accumulate_grad_batches: int = 1
+    gradient_checkpointing: bool = False
+    num_workers: int = 0
 
 
 def resolve_auto_strategy(strategy: str, model) -> str:
@@ -104,7 +108,12 @@ def predict_screen_effects(model, dataset: objectives.PerturbationDataset, batch
         return np.zeros(0)
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_perturbations)
-    return np.concatenate([objectives.predicted_effects(model, b).cpu().numpy() for b in loader])
+    return np.concatenate([objectives.predicted_effects(model, _to_device(b, model.device)).cpu().numpy()
+                           for b in loader])
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
@@ -131,12 +140,20 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     """
     import pytorch_lightning as pl
 
+    from genocl_plugin.hardware import enable_gradient_checkpointing
+
     pl.seed_everything(config.seed, workers=True)
     model.train_params["lr"] = config.lr
     model.train_params["logger"] = None
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model.model)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                        collate_fn=objectives.collate_perturbations)
-    settings = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
+                        collate_fn=objectives.collate_perturbations, num_workers=config.num_workers,
+                        persistent_workers=config.num_workers > 0)
+    # Lightning places the model (accelerator / devices), runs mixed precision and
+    # accumulates gradients; hardware.trainer_settings checked the user's choices.
+    settings = {"accelerator": "auto", "devices": 1, "precision": _lightning_precision(config.precision),
+                "accumulate_grad_batches": config.accumulate_grad_batches, **(trainer_kwargs or {})}
     trainer = pl.Trainer(
         max_epochs=config.epochs, logger=False, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks), **settings,
@@ -154,6 +171,10 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
         # directory belong to rank 0 alone, or every rank would write the same run.
         raise SystemExit(0)
     return trainer
+
+
+def _lightning_precision(precision: str) -> str:
+    return "32-true" if str(precision) == "32" else str(precision)
 
 
 def _launched_by_lightning() -> bool:
@@ -197,6 +218,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     if callbacks is None:
         config = replace(config, strategy=resolve_auto_strategy(config.strategy, model))
         callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
+    if config.batch_size is None:
+        config = replace(config, batch_size=hardware.default_batch_size(model.model, model.seq_len))
+    # The passes outside the Trainer (effects before/after, retention) run where it trains.
+    device = hardware.inference_device(trainer_kwargs)
+    eval_batch = hardware.default_batch_size(model.model, model.seq_len, training=False, cap=16)
+    model.to(device)
     parent_dir = resolve_model_dir(config.model)
     parent_config = read_config(parent_dir) if parent_dir is not None else {}
     load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
@@ -211,14 +238,15 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     fit_idx = np.sort(np.random.default_rng(config.seed).choice(
         len(train_set), min(len(train_set), TRAIN_FIT_ROWS), replace=False))
     fit_set = torch.utils.data.Subset(train_set, fit_idx)
-    before_test = predict_screen_effects(base, test_set)
-    before_train = predict_screen_effects(base, fit_set)
+    before_test = predict_screen_effects(base, test_set, eval_batch)
+    before_train = predict_screen_effects(base, fit_set, eval_batch)
     ref_base = evaluate.reference_predictions(base, "test", max_crops=config.retention_crops) if can_retain else None
 
     train_on_screen(model, train_set, config, callbacks, trainer_kwargs)
 
-    after_test = predict_screen_effects(model, test_set)
-    after_train = predict_screen_effects(model, fit_set)
+    model.to(device)  # Lightning's teardown leaves it on the CPU
+    after_test = predict_screen_effects(model, test_set, eval_batch)
+    after_train = predict_screen_effects(model, fit_set, eval_batch)
     measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
     if can_retain:
         ref_new, target = evaluate.reference_predictions(model, "test", max_crops=config.retention_crops)
