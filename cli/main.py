@@ -46,6 +46,13 @@ def trust_checkpoint_option(func):
              "allow-list. A pickle can run any code: only for files you trust.")(func)
 
 
+def head_option(func):
+    """``--head``: which output head of an enformer-pytorch directory to use."""
+    return click.option(
+        "--head", default=None,
+        help="enformer-pytorch directories: output head, human (5,313 tracks, default) or mouse (1,643).")(func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genocl")
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genocl_cli.main import trust_checkpoint_option, user_errors
+from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
 
 HARDWARE_OPTIONS = [
     click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto",
@@ -119,12 +119,13 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 @click.option("--zoo", default="model_zoo", show_default=True, type=click.Path(), help="Zoo for --publish.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @trust_checkpoint_option
+@head_option
 @hardware_options
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
-           max_drift, devices, num_nodes, ddp, publish_name, zoo, force, trust_checkpoint, accelerator,
+           max_drift, devices, num_nodes, ddp, publish_name, zoo, force, trust_checkpoint, head, accelerator,
            precision, accumulate_grad_batches, gradient_checkpointing, num_workers) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
@@ -141,7 +142,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     from genocl_plugin import evaluate
     from genocl_plugin.hardware import trainer_settings
-    from genocl_plugin.models import trusted_checkpoints
+    from genocl_plugin.models import enformer_head, trusted_checkpoints
     from genocl_plugin.update import UpdateConfig, run_update
 
     strategy_params = {
@@ -165,7 +166,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
         gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
     )
     trainer_kwargs = settings
-    with trusted_checkpoints(trust_checkpoint):
+    with trusted_checkpoints(trust_checkpoint), enformer_head(head):
         result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
     if strategy.strip() == "auto":
         click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from genocl_cli.main import trust_checkpoint_option, user_errors
+from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
 
 
 @click.command("score-vcf")
@@ -42,12 +42,13 @@ from genocl_cli.main import trust_checkpoint_option, user_errors
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar with variants/s (default: when stderr is a terminal).")
 @trust_checkpoint_option
+@head_option
 @click.option("--precision", type=click.Choice(["32", "bf16-mixed", "16-mixed"]), default="32", show_default=True,
               help="Autocast the forward pass (bf16-mixed: less memory, ~3 significant digits; 16-mixed: GPU only).")
 @user_errors
 def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc, batch_size,
               devices, region, shard, allow_ref_mismatch, name, force, progress, trust_checkpoint,
-              precision) -> None:
+              head, precision) -> None:
     """Score every ALT allele of a VCF: alt - ref and log2 fold change of the predicted signal.
 
     Multi-allelic records are split; symbolic and * alleles are skipped and counted; REF
@@ -66,7 +67,7 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
 
     from genocl_plugin import hardware, reference, variants
     from genocl_plugin.errors import input_error
-    from genocl_plugin.models import trusted_checkpoints
+    from genocl_plugin.models import enformer_head, trusted_checkpoints
 
     # Cheap checks first: a bad option or file fails before the model import (several seconds).
     variants.output_kind(out)
@@ -85,7 +86,7 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         warnings.simplefilter("always", variants.VariantWarning)
         variants.read_header(vcf)
         reference.open_fasta(fasta)
-        with trusted_checkpoints(trust_checkpoint):
+        with trusted_checkpoints(trust_checkpoint), enformer_head(head):
             model, label = variants.load_scoring_model(model_spec)
         batch_size = batch_size or hardware.default_batch_size(model.model, model.seq_len, training=False)
         with autocast:

@@ -326,8 +326,6 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
     Path
         The directory.
     """
-    from safetensors.torch import save_file
-
     config = {
         "format": FORMAT,
         "model_params": model.model_params,
@@ -335,13 +333,54 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
         "data_params": model.data_params,
         **(extra or {}),
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
     with atomic_dir(path, force=force) as tmp:
-        save_file(state, str(tmp / "model.safetensors"))
+        save_weights(model.model, tmp / "model.safetensors")
         # The checksum lets load_model refuse a tampered or truncated weights file.
         config["weights_sha256"] = sha256sum(tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     return Path(path)
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple:
+    return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
+            tuple(tensor.shape), tuple(tensor.stride()))
+
+
+def save_weights(net: nn.Module, path: str | os.PathLike) -> Path:
+    """Write a network's state dict as safetensors, each shared (tied) tensor once.
+
+    enformer-pytorch registers its stem and towers twice (``stem.*`` and ``_trunk.1.*`` are the
+    same tensors); safetensors refuses shared tensors, so only the first name of each is
+    written and :func:`load_weights` ties the aliases back.
+    """
+    from safetensors.torch import save_file
+
+    state, seen = {}, set()
+    for key, value in net.state_dict().items():
+        ident = _storage_key(value)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        state[key] = value.detach().cpu().contiguous()
+    save_file(state, str(path))
+    return Path(path)
+
+
+def load_weights(net: nn.Module, path: str | os.PathLike) -> None:
+    """Load :func:`save_weights` output (or any full state dict) into ``net``, strictly.
+
+    Keys absent from the file must be aliases of keys present (tied weights); anything else
+    missing or unexpected is an error, as with ``load_state_dict(strict=True)``.
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    own = net.state_dict()
+    loaded = {_storage_key(own[k]) for k in state if k in own}
+    untied = [k for k in missing if _storage_key(own[k]) not in loaded]
+    if untied or unexpected:
+        raise RuntimeError(f"state dict mismatch: missing {untied[:3]}, unexpected {list(unexpected)[:3]}")
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -411,8 +450,6 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
 
 
 def _load_genocl_dir(path: Path) -> GenoclLightningModel:
-    from safetensors.torch import load_file
-
     try:
         config = read_config(path)
         expected = config.get("weights_sha256")
@@ -423,8 +460,7 @@ def _load_genocl_dir(path: Path) -> GenoclLightningModel:
             )
         model = GenoclLightningModel(dict(config["model_params"]), dict(config["train_params"]))
         model.data_params = config["data_params"]
-        state = load_file(str(path / "model.safetensors"))
-        model.model.load_state_dict(state)
+        load_weights(model.model, path / "model.safetensors")
     except FileNotFoundError as err:
         raise input_error(
             path, "model", f"missing {Path(err.filename).name}", "re-run the update or publish"
@@ -455,6 +491,18 @@ _SAFE_GLOBAL_NAMES = (
     "lightning_fabric.utilities.data.AttributeDict",
 )
 _TRUST_CHECKPOINTS = False
+_ENFORMER_HEAD: str | None = None
+
+
+@contextlib.contextmanager
+def enformer_head(head: str | None):
+    """Within the block, enformer-pytorch directories load with this output head (``--head``)."""
+    global _ENFORMER_HEAD
+    previous, _ENFORMER_HEAD = _ENFORMER_HEAD, head
+    try:
+        yield
+    finally:
+        _ENFORMER_HEAD = previous
 
 
 @contextlib.contextmanager
@@ -593,9 +641,13 @@ def grelu_data_params(data_params: dict, model_params: dict) -> dict:
     return data_params
 
 
-def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
+def load_enformer_pytorch_dir(path: str | os.PathLike, head: str | None = None,
                               seq_len: int | None = None) -> GenoclLightningModel:
-    """Load an enformer-pytorch ``save_pretrained`` / ``from_pretrained`` directory offline."""
+    """Load an enformer-pytorch ``save_pretrained`` / ``from_pretrained`` directory offline.
+
+    ``head``: ``human`` (5,313 tracks) or ``mouse`` (1,643); default the :func:`enformer_head`
+    setting (``--head``), else ``human``.
+    """
     from enformer_pytorch import Enformer
 
     try:
@@ -605,6 +657,10 @@ def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
             path, "config.json", f"not an enformer-pytorch directory ({type(err).__name__})",
             "pass a directory written by Enformer.save_pretrained",
         ) from None
+    head = head or _ENFORMER_HEAD or "human"
+    heads = dict(enformer.config.output_heads)
+    if head not in heads:
+        raise input_error(path, "--head", f"no output head {head!r}", f"use one of {', '.join(heads)}")
     hparams = enformer.config.to_dict()
     hparams = {k: hparams[k] for k in (
         "dim", "depth", "heads", "output_heads", "target_length", "attn_dim_key", "dropout_rate",
