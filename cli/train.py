@@ -121,12 +121,18 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 @trust_checkpoint_option
 @head_option
 @hardware_options
+@click.option("--checkpoint-every", type=int, default=None,
+              help="Save the training state every N optimiser steps in .<out>.partial/ (resumable with --resume).")
+@click.option("--resume", "resume_run", is_flag=True,
+              help="Continue an interrupted run of this --out from its .<out>.partial/ checkpoints "
+                   "(same options and seed: the result equals an uninterrupted run).")
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, force, trust_checkpoint, head, accelerator,
-           precision, accumulate_grad_batches, gradient_checkpointing, num_workers) -> None:
+           precision, accumulate_grad_batches, gradient_checkpointing, num_workers, checkpoint_every,
+           resume_run) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -167,7 +173,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     )
     trainer_kwargs = settings
     with trusted_checkpoints(trust_checkpoint), enformer_head(head):
-        result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
+        result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs,
+                            checkpoint_every=checkpoint_every, resume_run=resume_run)
     if strategy.strip() == "auto":
         click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
     click.echo(evaluate.format_table(result["report"]))

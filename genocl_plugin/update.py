@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from genocl_plugin import evaluate, hardware, objectives, screens
+from genocl_plugin import evaluate, hardware, objectives, resume, screens
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
@@ -117,7 +117,8 @@ def _to_device(batch: dict, device) -> dict:
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
-                    callbacks: list, trainer_kwargs: dict | None = None):
+                    callbacks: list, trainer_kwargs: dict | None = None, checkpoint_dir: Path | None = None,
+                    checkpoint_every: int | None = None, resume_from: Path | None = None):
     """Fit the model on the perturbation objective with a pytorch_lightning Trainer.
 
     Parameters
@@ -133,6 +134,10 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
         Strategy callbacks.
     trainer_kwargs
         Extra ``pytorch_lightning.Trainer`` arguments (devices, strategy, num_nodes, ...).
+    checkpoint_dir, checkpoint_every
+        Save the Trainer state there every N steps (resumable; see genocl_plugin.resume).
+    resume_from
+        A checkpoint of an interrupted run to continue from.
 
     Returns
     -------
@@ -147,7 +152,16 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     model.train_params["logger"] = None
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model.model)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+    callbacks = list(callbacks)
+    order = {"shuffle": True}
+    if checkpoint_dir is not None or resume_from is not None:
+        # A resumable run shuffles by (seed, epoch) and restores RNG states (genocl_plugin.resume).
+        sampler = resume.EpochSeededSampler(len(dataset), config.seed, config.batch_size)
+        order = {"sampler": sampler}
+        callbacks.append(resume.ResumeState(sampler))
+        if checkpoint_dir is not None and checkpoint_every:
+            callbacks.append(resume.checkpoint_callback(checkpoint_dir, checkpoint_every))
+    loader = DataLoader(dataset, batch_size=config.batch_size, **order,
                         collate_fn=objectives.collate_perturbations, num_workers=config.num_workers,
                         persistent_workers=config.num_workers > 0)
     # Lightning places the model (accelerator / devices), runs mixed precision and
@@ -155,15 +169,16 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     settings = {"accelerator": "auto", "devices": 1, "precision": _lightning_precision(config.precision),
                 "accumulate_grad_batches": config.accumulate_grad_batches, **(trainer_kwargs or {})}
     trainer = pl.Trainer(
-        max_epochs=config.epochs, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks), **settings,
+        max_epochs=config.epochs, logger=False,
+        enable_checkpointing=any(isinstance(cb, pl.callbacks.ModelCheckpoint) for cb in callbacks),
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks, **settings,
     )
     # Under DDP Lightning swaps the shuffling sampler for a DistributedSampler: each rank
     # trains on its own shard of the screen and gradients are averaged across ranks.
     # load_model returns eval-mode models; Lightning keeps the mode it finds, so switch to
     # train mode here (strategies that freeze BatchNorm put those layers back in eval per batch).
     model.train()
-    trainer.fit(model, train_dataloaders=loader)
+    trainer.fit(model, train_dataloaders=loader, ckpt_path=str(resume_from) if resume_from else None)
     model.eval()
     if trainer.world_size > 1 and not trainer.is_global_zero and _launched_by_lightning():
         # Lightning's DDP launcher re-runs the whole command on ranks > 0; their work ends
@@ -183,7 +198,8 @@ def _launched_by_lightning() -> bool:
 
 
 def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False,
-               trainer_kwargs: dict | None = None) -> dict:
+               trainer_kwargs: dict | None = None, checkpoint_every: int | None = None,
+               resume_run: bool = False) -> dict:
     """Update a model on a screen; write ``model/``, ``metrics.json``, ``report.png``.
 
     Parameters
@@ -196,6 +212,10 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         Replace an existing run directory.
     trainer_kwargs
         Extra Trainer arguments.
+    checkpoint_every
+        Save the training state every N optimiser steps in ``.<out>.partial/`` (resumable).
+    resume_run
+        Continue the interrupted run whose state is in ``.<out>.partial/``.
 
     Returns
     -------
@@ -207,6 +227,9 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     out = Path(out)
     if out.exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise input_error(checkpoint_every, "--checkpoint-every", "must be at least 1", "e.g. --checkpoint-every 100")
+    resume_from = resume.check_partial(out, resume_run)
     # The run's seed also seeds the strategies' sampling (replay draws, Fisher / MAS windows).
     # An explicit strategy is resolved before the (slow) model load so bad flags fail fast;
     # ``auto`` needs the model's architecture first.
@@ -242,7 +265,9 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     before_train = predict_screen_effects(base, fit_set, eval_batch)
     ref_base = evaluate.reference_predictions(base, "test", max_crops=config.retention_crops) if can_retain else None
 
-    train_on_screen(model, train_set, config, callbacks, trainer_kwargs)
+    partial = resume.partial_dir(out) if (checkpoint_every or resume_from) else None
+    train_on_screen(model, train_set, config, callbacks, trainer_kwargs, checkpoint_dir=partial,
+                    checkpoint_every=checkpoint_every, resume_from=resume_from)
 
     model.to(device)  # Lightning's teardown leaves it on the CPU
     after_test = predict_screen_effects(model, test_set, eval_batch)
@@ -292,6 +317,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         evaluate.plot_report(report, {"measured": measured_test, "pred_before": before_test,
                                       "pred_after": after_test}, tmp / "report.png")
         _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)
+    resume.remove_partial(out)
     return {"report": report, "run": out, "strategy": config.strategy}
 
 
