@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from genocl_cli import params as P
-from genocl_cli.main import user_errors
+from genocl_cli.main import trust_checkpoint_option, user_errors
 
 
 @click.command()
@@ -18,8 +18,9 @@ from genocl_cli.main import user_errors
               help="Reference test-window crops scored per model (0: all).")
 @click.option("--label", "labels", multiple=True,
               help="Label of each RUN in the plots (repeat once per RUN; default: its strategies).")
+@trust_checkpoint_option
 @user_errors
-def evaluate(runs, out, max_crops, labels) -> None:
+def evaluate(runs, out, max_crops, labels, trust_checkpoint) -> None:
     """Score every model of each RUN's lineage on every task and report forgetting.
 
     Tasks are the base model's reference tracks (T0) and each update's screen (T1, T2, ...),
@@ -36,12 +37,14 @@ def evaluate(runs, out, max_crops, labels) -> None:
 
     from genocl_plugin import evaluate as ev
     from genocl_plugin.errors import input_error
+    from genocl_plugin.models import trusted_checkpoints
 
     if labels and len(labels) != len(runs):
         raise input_error("--label", str(len(labels)), f"given {len(labels)} times for {len(runs)} runs",
                           "give one --label per RUN or none")
-    result = ev.evaluate_runs(list(runs), max_crops=max_crops or None,
-                              progress=lambda msg: click.echo(msg, err=True))
+    with trusted_checkpoints(trust_checkpoint):
+        result = ev.evaluate_runs(list(runs), max_crops=max_crops or None,
+                                  progress=lambda msg: click.echo(msg, err=True))
     click.echo(ev.format_evaluation(result))
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from genocl_plugin.errors import GenoclInputError
 
 
 def user_errors(func):
-    """Turn input errors into one line on stderr and exit status 2 (never a traceback)."""
+    """Turn input errors and running out of memory into one line on stderr and exit status 2."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -25,8 +25,33 @@ def user_errors(func):
         except GenoclInputError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except (MemoryError, RuntimeError) as err:
+            # torch.OutOfMemoryError (CUDA) is a RuntimeError; the CPU allocator raises a
+            # RuntimeError "DefaultCPUAllocator: can't allocate memory". Only torch is
+            # imported lazily by commands, so the check lives in genocl_plugin.hardware.
+            from genocl_plugin.hardware import is_out_of_memory, out_of_memory_message
+
+            if not is_out_of_memory(err):
+                raise
+            click.echo(f"error: {out_of_memory_message(err)}", err=True)
+            sys.exit(2)
 
     return wrapper
+
+
+def trust_checkpoint_option(func):
+    """``--trust-checkpoint``: load pickled checkpoints as full pickles (off by default)."""
+    return click.option(
+        "--trust-checkpoint", is_flag=True,
+        help="Load legacy pickled checkpoints (.ckpt/.pt) that hold objects outside genocl's "
+             "allow-list. A pickle can run any code: only for files you trust.")(func)
+
+
+def head_option(func):
+    """``--head``: which output head of an enformer-pytorch directory to use."""
+    return click.option(
+        "--head", default=None,
+        help="enformer-pytorch directories: output head, human (5,313 tracks, default) or mouse (1,643).")(func)
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,7 +5,29 @@ from __future__ import annotations
 import click
 
 from genocl_cli import params as P
-from genocl_cli.main import user_errors
+from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
+
+HARDWARE_OPTIONS = [
+    click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto",
+                 show_default=True, help="Where to train (Lightning accelerator)."),
+    click.option("--precision", type=click.Choice(["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"]),
+                 default="32", show_default=True,
+                 help="Numeric precision (bf16-mixed: about half the activation memory; 16-mixed: GPU only)."),
+    click.option("--accumulate-grad-batches", type=P.positive_int("pass a number of batches >= 1, e.g. 4"),
+                 default=1, show_default=True,
+                 help="Sum gradients over this many batches per optimiser step (a larger effective batch)."),
+    click.option("--gradient-checkpointing", is_flag=True,
+                 help="Recompute activations in backward instead of storing them (less memory, ~1.3x time)."),
+    click.option("--num-workers", type=P.non_negative_int("pass a number of workers >= 0"), default=0,
+                 show_default=True, help="DataLoader worker processes."),
+]
+
+
+def hardware_options(func):
+    """The shared hardware options of ``update`` and ``pretrain``."""
+    for option in reversed(HARDWARE_OPTIONS):
+        func = option(func)
+    return func
 
 
 @click.command()
@@ -21,8 +43,11 @@ from genocl_cli.main import user_errors
               help="Fraction (<=1) or number (>1) of training batches per epoch.")
 @click.option("--seed", type=P.non_negative_int("pass a seed >= 0"), default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
+@click.option("--devices", default="1", show_default=True, help="Device count, auto, or GPU indices (0,1).")
+@hardware_options
 @user_errors
-def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, force) -> None:
+def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, force, devices, accelerator,
+             precision, accumulate_grad_batches, gradient_checkpointing, num_workers) -> None:
     """Train a mini base model on the bundled real hg38 windows (reproduces the shipped ones).
 
     \b
@@ -33,6 +58,7 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 
     from genocl_plugin.errors import input_error
     from genocl_plugin.fileio import claim
+    from genocl_plugin.hardware import trainer_settings
     from genocl_plugin.pretrain import pretrain as run
     from genocl_plugin.pretrain import write_pretrained
 
@@ -43,10 +69,12 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
     if limit_train_batches > 1 and not float(limit_train_batches).is_integer():
         raise input_error("--limit-train-batches", str(limit_train_batches), "above 1 it counts batches",
                           "pass a fraction in (0, 1] or a whole number of batches")
+    settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches)
     with claim(out):  # a second pretrain into the same --out fails at once
         limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
         model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             limit_train_batches=limit)
+                             limit_train_batches=limit, trainer_kwargs=settings,
+                             gradient_checkpointing=gradient_checkpointing, num_workers=num_workers)
         command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
                    f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
         write_pretrained(model, metrics, out, force=force, command=command)
@@ -66,7 +94,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
                    "the forgetting benchmark recommends for the model's architecture (docs/results.md).")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to create.")
 @click.option("--epochs", type=P.positive_int("pass a number of epochs >= 1"), default=1, show_default=True)
-@click.option("--batch-size", type=P.positive_int("pass a batch size >= 1, e.g. 16"), default=16, show_default=True)
+@click.option("--batch-size", type=P.positive_int("pass a batch size >= 1, e.g. 16"), default=None,
+              help="Screen examples per batch (default: from the model's size and input length; 16 for the minis).")
 @click.option("--lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 1e-4"), default=1e-4,
               show_default=True)
 @click.option("--max-train", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"), default=None,
@@ -116,7 +145,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
                             fix="pass a minimum retention ratio in (0, 1], e.g. 0.9"),
               default=None,
               help="Forgetting budget: minimum retention ratio on reference windows (e.g. 0.9).")
-@click.option("--devices", type=P.Devices(), default="1", show_default=True, help="Lightning devices (e.g. 2).")
+@click.option("--devices", default="1", show_default=True,
+              help="Device count (e.g. 2), auto, or GPU indices (0,1); see --accelerator.")
 @click.option("--num-nodes", type=P.positive_int("pass a number of nodes >= 1"), default=1, show_default=True)
 @click.option("--ddp", is_flag=True, help="Distributed data parallel (Lightning strategy 'ddp').")
 @click.option("--publish", "publish_name", default=None,
@@ -140,6 +170,14 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
               help="targets file naming the model's outputs (e.g. Enformer's targets_human.txt); stored with "
                    "the updated model.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
+@trust_checkpoint_option
+@head_option
+@hardware_options
+@click.option("--checkpoint-every", type=P.positive_int("pass a number of steps >= 1"), default=None,
+              help="Save the training state every N optimiser steps in .<out>.partial/ (resumable with --resume).")
+@click.option("--resume", "resume_run", is_flag=True,
+              help="Continue an interrupted run of this --out from its .<out>.partial/ checkpoints "
+                   "(same options and seed: the result equals an uninterrupted run).")
 @click.option("--pairwise-alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Personal genomes: loss = a*MSE + (1-a)*same-gene pairwise-difference loss (1 = MSE).")
 @click.option("--holdout-by", type=click.Choice(["gene", "individual"]), default="gene", show_default=True,
@@ -149,8 +187,9 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
-           reference_tracks, reference_holdout_chroms, readout_tracks, targets_file, force, pairwise_alpha=0.5,
-           holdout_by="gene") -> None:
+           reference_tracks, reference_holdout_chroms, readout_tracks, targets_file, force, pairwise_alpha,
+           holdout_by, trust_checkpoint, head, accelerator, precision, accumulate_grad_batches,
+           gradient_checkpointing, num_workers, checkpoint_every, resume_run) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -180,6 +219,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     # Claimed before the slow part: a second update into the same --out fails now, not after training.
     with claim(out):
         from genocl_plugin import evaluate
+        from genocl_plugin.hardware import trainer_settings
+        from genocl_plugin.models import enformer_head, trusted_checkpoints
         from genocl_plugin.update import UpdateConfig, run_update
 
         strategy_params = {
@@ -190,6 +231,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
                 "freeze": freeze, "max_drift": max_drift,
             }.items() if value is not None
         }
+        settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches, num_nodes, ddp)
         config = UpdateConfig(
             model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
             lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
@@ -199,11 +241,12 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
             if reference_holdout_chroms else None,
             readout_tracks=readout_tracks, targets=targets_file,
             pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
+            precision=settings.pop("precision"), accumulate_grad_batches=settings.pop("accumulate_grad_batches"),
+            gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
         )
-        trainer_kwargs = {"devices": devices, "num_nodes": num_nodes}
-        if ddp:
-            trainer_kwargs["strategy"] = "ddp"
-        result = run_update(config, out, force=force, trainer_kwargs=trainer_kwargs)
+        with trusted_checkpoints(trust_checkpoint), enformer_head(head):
+            result = run_update(config, out, force=force, trainer_kwargs=settings,
+                                checkpoint_every=checkpoint_every, resume_run=resume_run)
         if strategy.strip() == "auto":
             click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
         click.echo(evaluate.format_table(result["report"]))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from genocl_cli import params as P
-from genocl_cli.main import user_errors
+from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
 
 
 @click.command("score-vcf")
@@ -30,10 +30,10 @@ from genocl_cli.main import user_errors
 @click.option("--scores", default="diff,log2fc", show_default=True,
               help="Comma-separated: diff (alt - ref), log2fc (log2 alt/ref).")
 @click.option("--rc", is_flag=True, help="Average the predictions of both strands.")
-@click.option("--batch-size",
-              type=P.positive_int("pass a number of variants per batch >= 1, e.g. 64"),
-              default=64, show_default=True,
-              help="Variants per batch (memory is bounded by this, not by the VCF).")
+@click.option("--batch-size", type=P.positive_int("pass a number of variants per batch >= 1, e.g. 64"),
+              default=None,
+              help="Variants per batch (memory is bounded by this, not by the VCF; default: from the "
+                   "model's size and input length, 64 for the minis).")
 @click.option("--devices", default="cpu", show_default=True, help="cpu, cuda, or GPU ids (0 or 0,1).")
 @click.option("--region", default=None, help="Only chrom[:start-end] (1-based, by POS).")
 @click.option("--shard", default=None, help="i/n: only every n-th record starting at the i-th.")
@@ -43,9 +43,14 @@ from genocl_cli.main import user_errors
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar with variants/s (default: when stderr is a terminal).")
+@trust_checkpoint_option
+@head_option
+@click.option("--precision", type=click.Choice(["32", "bf16-mixed", "16-mixed"]), default="32", show_default=True,
+              help="Autocast the forward pass (bf16-mixed: less memory, ~3 significant digits; 16-mixed: GPU only).")
 @user_errors
 def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc, batch_size,
-              devices, region, shard, allow_ref_mismatch, name, force, progress) -> None:
+              devices, region, shard, allow_ref_mismatch, name, force, progress, trust_checkpoint,
+              head, precision) -> None:
     """Score every ALT allele of a VCF: alt - ref and log2 fold change of the predicted signal.
 
     Multi-allelic records are split; symbolic and * alleles are skipped and counted; REF
@@ -62,8 +67,9 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
     """
     import warnings
 
-    from genocl_plugin import reference, variants
+    from genocl_plugin import hardware, reference, variants
     from genocl_plugin.errors import input_error
+    from genocl_plugin.models import enformer_head, trusted_checkpoints
 
     # Cheap checks first: a bad option or file fails before the model import (several seconds).
     variants.output_kind(out)
@@ -79,17 +85,22 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         variants.parse_region(region)
     from genocl_plugin.fileio import claim
 
+    device, _ = variants.parse_devices(devices)
+    autocast = hardware.autocast(device, precision)
     with claim(out), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", variants.VariantWarning)
         variants.read_header(vcf)
         reference.open_fasta(fasta)
-        model, label = variants.load_scoring_model(model_spec)
-        summary = variants.score_vcf(
-            vcf, model, fasta, out, tracks=list(tracks) or None, window=window,
-            aggregate=aggregate, scores=[s.strip() for s in scores.split(",") if s.strip()],
-            rc=rc, batch_size=batch_size, devices=devices, region=region, shard=shard,
-            allow_ref_mismatch=allow_ref_mismatch, model_name=name or label, force=force,
-            progress=sys.stderr.isatty() if progress is None else progress,
+        with trusted_checkpoints(trust_checkpoint), enformer_head(head):
+            model, label = variants.load_scoring_model(model_spec)
+        batch_size = batch_size or hardware.default_batch_size(model.model, model.seq_len, training=False)
+        with autocast:
+            summary = variants.score_vcf(
+                vcf, model, fasta, out, tracks=list(tracks) or None, window=window,
+                aggregate=aggregate, scores=[s.strip() for s in scores.split(",") if s.strip()],
+                rc=rc, batch_size=batch_size, devices=devices, region=region, shard=shard,
+                allow_ref_mismatch=allow_ref_mismatch, model_name=name or label, force=force,
+                progress=sys.stderr.isatty() if progress is None else progress,
             command=shlex.join(["genocl", *sys.argv[1:]]))
     for message in dict.fromkeys(str(w.message) for w in caught
                                  if issubclass(w.category, variants.VariantWarning)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genocl_cli.main import user_errors
+from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
 
 ZOO_OPTION = click.option("--zoo", "zoo_dir", default="model_zoo", show_default=True,
                           type=click.Path(), help="Zoo root directory.")
@@ -19,8 +19,10 @@ ZOO_OPTION = click.option("--zoo", "zoo_dir", default="model_zoo", show_default=
 @click.option("--author", "authors", multiple=True, help="info.authors name (repeatable).")
 @click.option("--force", is_flag=True, help="Replace an existing version.")
 @click.option("--no-check", is_flag=True, help="Skip Kipoi's own test of the entry (not recommended).")
+@trust_checkpoint_option
+@head_option
 @user_errors
-def publish(source, zoo_dir, name, authors, force, no_check) -> None:
+def publish(source, zoo_dir, name, authors, force, no_check, trust_checkpoint, head) -> None:
     """Publish a run or checkpoint SOURCE as a Kipoi model-zoo entry.
 
     SOURCE is a run directory (genocl update --out), a genocl model directory, enformer /
@@ -33,9 +35,11 @@ def publish(source, zoo_dir, name, authors, force, no_check) -> None:
       python -c 'import kipoi; kipoi.get_model("model_zoo/enformer-mini/enhancers-v1", source="dir")'
     """
     from genocl_plugin import zoo
+    from genocl_plugin.models import enformer_head, trusted_checkpoints
 
-    entry = zoo.publish(source, zoo_dir, name, force=force, authors=list(authors) or None,
-                        check=not no_check)
+    with trusted_checkpoints(trust_checkpoint), enformer_head(head):
+        entry = zoo.publish(source, zoo_dir, name, force=force, authors=list(authors) or None,
+                            check=not no_check)
     click.echo(f"wrote {entry}/ (model.yaml, dataloader.yaml, model.safetensors, README.md, example_files/)")
     if not no_check:
         click.echo("kipoi test: passed (example intervals -> dataloader -> model; expected outputs match)")

@@ -59,7 +59,7 @@ def predict(model, one_hot: np.ndarray | torch.Tensor, batch_size: int = 32, log
 
         starts = track(starts, description="predicting", transient=True)
     for start in starts:
-        chunks.append(model(x[start : start + batch_size], logits=logits).cpu().numpy())
+        chunks.append(model(x[start : start + batch_size].to(model.device), logits=logits).cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0,))
 
 

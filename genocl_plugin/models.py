@@ -17,6 +17,7 @@ Weight formats read from local files (no hub downloads):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -333,8 +334,6 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
     Path
         The directory.
     """
-    from safetensors.torch import save_file
-
     config = {
         "format": FORMAT,
         "model_params": model.model_params,
@@ -342,14 +341,55 @@ def save_model(model: GenoclLightningModel, path: str | os.PathLike, extra: dict
         "data_params": model.data_params,
         **(extra or {}),
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
     with atomic_dir(path, force=force) as tmp:
-        save_file(state, str(tmp / "model.safetensors"))
+        save_weights(model.model, tmp / "model.safetensors")
         # The checksum lets load_model refuse a tampered or truncated weights file.
         config["weights_sha256"] = sha256sum(tmp / "model.safetensors")
         # ... and the seal lets read_config refuse an edited or damaged config.json.
         (tmp / "config.json").write_text(json.dumps(seal(config), indent=2, default=str))
     return Path(path)
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple:
+    return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
+            tuple(tensor.shape), tuple(tensor.stride()))
+
+
+def save_weights(net: nn.Module, path: str | os.PathLike) -> Path:
+    """Write a network's state dict as safetensors, each shared (tied) tensor once.
+
+    enformer-pytorch registers its stem and towers twice (``stem.*`` and ``_trunk.1.*`` are the
+    same tensors); safetensors refuses shared tensors, so only the first name of each is
+    written and :func:`load_weights` ties the aliases back.
+    """
+    from safetensors.torch import save_file
+
+    state, seen = {}, set()
+    for key, value in net.state_dict().items():
+        ident = _storage_key(value)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        state[key] = value.detach().cpu().contiguous()
+    save_file(state, str(path))
+    return Path(path)
+
+
+def load_weights(net: nn.Module, path: str | os.PathLike) -> None:
+    """Load :func:`save_weights` output (or any full state dict) into ``net``, strictly.
+
+    Keys absent from the file must be aliases of keys present (tied weights); anything else
+    missing or unexpected is an error, as with ``load_state_dict(strict=True)``.
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    own = net.state_dict()
+    loaded = {_storage_key(own[k]) for k in state if k in own}
+    untied = [k for k in missing if _storage_key(own[k]) not in loaded]
+    if untied or unexpected:
+        raise RuntimeError(f"state dict mismatch: missing {untied[:3]}, unexpected {list(unexpected)[:3]}")
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -440,8 +480,6 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
 
 
 def _load_genocl_dir(path: Path) -> GenoclLightningModel:
-    from safetensors.torch import load_file
-
     try:
         config = read_config(path)
         expected = config.get("weights_sha256")
@@ -452,8 +490,7 @@ def _load_genocl_dir(path: Path) -> GenoclLightningModel:
             )
         model = GenoclLightningModel(dict(config["model_params"]), dict(config["train_params"]))
         model.data_params = config["data_params"]
-        state = load_file(str(path / "model.safetensors"))
-        model.model.load_state_dict(state)
+        load_weights(model.model, path / "model.safetensors")
     except FileNotFoundError as err:
         raise input_error(
             path, "model", f"missing {Path(err.filename).name}", "re-run the update or publish"
@@ -469,14 +506,126 @@ def _load_genocl_dir(path: Path) -> GenoclLightningModel:
     return model
 
 
-def load_grelu_checkpoint(path: str | os.PathLike) -> GenoclLightningModel:
-    """Load a gReLU ``LightningModel`` checkpoint (``.ckpt``).
+# What gReLU / Lightning checkpoints really pickle besides tensors (measured on checkpoints
+# written by gReLU 1.1 ``train_on_dataset``: ``performance`` holds numpy arrays; older gReLU
+# versions and hand-made zoo files keep ``data_params["tasks"]`` / intervals as pandas objects).
+_SAFE_GLOBAL_NAMES = (
+    "numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar", "numpy.core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar", "builtins.slice",
+    "pandas.core.frame.DataFrame", "pandas.core.series.Series",
+    "pandas.core.indexes.base.Index", "pandas.core.indexes.base._new_Index",
+    "pandas.core.indexes.range.RangeIndex", "pandas.core.internals.managers.BlockManager",
+    "pandas.core.internals.managers.SingleBlockManager", "pandas._libs.internals._unpickle_block",
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+)
+_TRUST_CHECKPOINTS = False
+_ENFORMER_HEAD: str | None = None
 
-    gReLU checkpoints hold numpy objects, so they need ``weights_only=False`` under torch
-    >= 2.6, i.e. they are pickles: load only checkpoints you trust.
-    """
+
+@contextlib.contextmanager
+def enformer_head(head: str | None):
+    """Within the block, enformer-pytorch directories load with this output head (``--head``)."""
+    global _ENFORMER_HEAD
+    previous, _ENFORMER_HEAD = _ENFORMER_HEAD, head
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        yield
+    finally:
+        _ENFORMER_HEAD = previous
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(enabled: bool = True):
+    """Within the block, pickled checkpoints load with ``weights_only=False`` (``--trust-checkpoint``).
+
+    Off by default: a pickle can run any code when it is loaded.
+    """
+    global _TRUST_CHECKPOINTS
+    previous, _TRUST_CHECKPOINTS = _TRUST_CHECKPOINTS, bool(enabled)
+    try:
+        yield
+    finally:
+        _TRUST_CHECKPOINTS = previous
+
+
+def checkpoint_safe_globals() -> list:
+    """The allow-list for ``torch.load(weights_only=True)``: numpy/pandas/Lightning data types only.
+
+    Only classes that rebuild plain data are listed (arrays, dtypes, data frames, dicts);
+    nothing that calls a function named by the file.
+    """
+    import importlib
+
+    import numpy as np
+
+    allowed = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGOUSV"]
+    for name in _SAFE_GLOBAL_NAMES:
+        module, _, attr = name.rpartition(".")
+        try:
+            allowed.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError):  # other numpy / pandas / Lightning versions
+            continue
+    return allowed
+
+
+def load_pickled_checkpoint(path: str | os.PathLike, extra_globals: list | None = None,
+                            trust: bool | None = None, field: str = "checkpoint",
+                            unreadable: str = "not a readable torch checkpoint",
+                            fix: str = "pass the file as it was written by torch.save / Lightning"):
+    """``torch.load`` a pickled checkpoint without running code from it.
+
+    Parameters
+    ----------
+    path
+        The file.
+    extra_globals
+        Classes allowed besides :func:`checkpoint_safe_globals` (e.g. bpnet-lite's ``BPNet``).
+    trust
+        Load with ``weights_only=False`` (legacy files from a trusted source); default: the
+        :func:`trusted_checkpoints` setting (off).
+    field, unreadable, fix
+        The error message for a file that is not a torch pickle at all.
+
+    Raises
+    ------
+    GenoclInputError
+        The file names a class or function outside the allow-list (nothing of it was run).
+    """
+    trust = _TRUST_CHECKPOINTS if trust is None else trust
+    if trust:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    allowed = checkpoint_safe_globals() + list(extra_globals or [])
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        error = err
+    # weights_only refused before executing anything; name what it refused, if anything.
+    try:
+        names = {f"{g.__module__}.{g.__qualname__}" for g in allowed if hasattr(g, "__qualname__")}
+        unsafe = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in names]
+    except Exception:
+        unsafe = []
+    if not unsafe:
+        raise input_error(path, field, f"{unreadable} ({type(error).__name__})", fix) from None
+    raise input_error(
+        path, field, f"refused to unpickle: it names {', '.join(unsafe[:3])}, which could run code "
+        "when loaded", "if you trust where the file comes from, pass --trust-checkpoint",
+    )
+
+
+def load_grelu_checkpoint(path: str | os.PathLike, trust: bool | None = None) -> GenoclLightningModel:
+    """Load a gReLU ``LightningModel`` checkpoint (``.ckpt``) without running pickled code.
+
+    gReLU checkpoints are Lightning pickles holding numpy arrays (``performance``) and, in
+    some files, pandas tables; they are read with ``torch.load(weights_only=True)`` and the
+    allow-list of :func:`checkpoint_safe_globals`. ``trust=True`` (``--trust-checkpoint``)
+    reads legacy files holding other objects as full pickles.
+    """
+    ckpt = load_pickled_checkpoint(path, trust=trust, unreadable="not a loadable gReLU checkpoint",
+                                   fix="pass a .ckpt written by grelu's LightningModel")
+    try:
         hparams = ckpt["hyper_parameters"]
         model = GenoclLightningModel(dict(hparams["model_params"]),
                                      dict(hparams.get("train_params", {})))
@@ -489,20 +638,46 @@ def load_grelu_checkpoint(path: str | os.PathLike) -> GenoclLightningModel:
             "pass a .ckpt written by grelu's LightningModel",
         ) from None
     data_params = dict(ckpt.get("data_params") or {})
-    tasks = data_params.get("tasks") or {}
-    data_params["tasks"] = {"name": list(tasks.get("name", []))} if tasks else {}
-    data_params["train"] = dict(data_params.get("train") or {})
-    # gReLU records the dataset's bin_size, which is None for unbinned labels.
-    if data_params["train"].get("bin_size") is None and "n_conv" in model.model_params:
-        data_params["train"]["bin_size"] = 2 ** int(model.model_params["n_conv"])
-    data_params["arch"] = "enformer" if "Enformer" in model.model_params["model_type"] else "grelu"
-    model.data_params = data_params
+    model.data_params = grelu_data_params(data_params, model.model_params)
     return model
 
 
-def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
+def grelu_data_params(data_params: dict, model_params: dict) -> dict:
+    """gReLU's ``data_params`` as genocl reads them: task names, train seq_len and bin size.
+
+    gReLU stores ``tasks`` as a dict of lists (``DataFrame.to_dict(orient="list")``); older
+    files hold the DataFrame itself. The bin size is None for unbinned labels; the trunk's
+    own resolution (2 ** n_conv for Enformer, 32 bp for Borzoi) is used then.
+    """
+    import pandas as pd
+
+    data_params = dict(data_params)
+    tasks = data_params.get("tasks")
+    if isinstance(tasks, pd.DataFrame):
+        tasks = tasks.reset_index().to_dict(orient="list") if "name" not in tasks else tasks.to_dict(orient="list")
+    tasks = dict(tasks or {})
+    data_params["tasks"] = {"name": [str(n) for n in tasks.get("name", [])]} if tasks else {}
+    train = dict(data_params.get("train") or {})
+    kind = str(model_params.get("model_type", ""))
+    if train.get("bin_size") is None:
+        if "n_conv" in model_params:
+            train["bin_size"] = 2 ** int(model_params["n_conv"])
+        elif "Borzoi" in kind:
+            train["bin_size"] = 32
+    if train.get("seq_len") is None and "Borzoi" in kind:
+        train["seq_len"] = 524_288
+    data_params["train"] = train
+    data_params["arch"] = ("enformer" if "Enformer" in kind else "borzoi" if "Borzoi" in kind else "grelu")
+    return data_params
+
+
+def load_enformer_pytorch_dir(path: str | os.PathLike, head: str | None = None,
                               seq_len: int | None = None) -> GenoclLightningModel:
-    """Load an enformer-pytorch ``save_pretrained`` / ``from_pretrained`` directory offline."""
+    """Load an enformer-pytorch ``save_pretrained`` / ``from_pretrained`` directory offline.
+
+    ``head``: ``human`` (5,313 tracks) or ``mouse`` (1,643); default the :func:`enformer_head`
+    setting (``--head``), else ``human``.
+    """
     from enformer_pytorch import Enformer
 
     config = Path(path) / "config.json"
@@ -525,6 +700,10 @@ def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
             blamed, field, f"not loadable as enformer-pytorch weights ({type(err).__name__})",
             "pass a directory written by Enformer.save_pretrained",
         ) from None
+    head = head or _ENFORMER_HEAD or "human"
+    heads = dict(enformer.config.output_heads)
+    if head not in heads:
+        raise input_error(path, "--head", f"no output head {head!r}", f"use one of {', '.join(heads)}")
     hparams = enformer.config.to_dict()
     hparams = {k: hparams[k] for k in (
         "dim", "depth", "heads", "output_heads", "target_length", "attn_dim_key", "dropout_rate",
@@ -552,7 +731,8 @@ def load_enformer_pytorch_dir(path: str | os.PathLike, head: str = "human",
     return model
 
 
-def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> GenoclLightningModel:
+def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None,
+                    trust: bool | None = None) -> GenoclLightningModel:
     """Load a bpnet-lite saved model or a ProCapNet fold state dict.
 
     A whole saved ``BPNet`` is unpickled with ``weights_only=True`` and an allow-list of the
@@ -567,8 +747,12 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None) -> Geno
     numpy_scalars += [type(np.dtype(code)) for code in "?bBhHiIlLqQefdFD"]
     allowed = [BPNet, Logger, nn.Conv1d, nn.Linear, nn.ModuleList, nn.ReLU, *numpy_scalars]
     try:
-        with torch.serialization.safe_globals(allowed):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_pickled_checkpoint(
+            path, extra_globals=allowed, trust=trust, field="weights",
+            unreadable="not a bpnet-lite model or state dict",
+            fix="pass a file written by torch.save(bpnet) or torch.save(bpnet.state_dict())")
+    except GenoclInputError:
+        raise
     except Exception as err:
         raise input_error(
             path, "weights", f"not a bpnet-lite model or state dict ({type(err).__name__})",

@@ -113,7 +113,7 @@ def predicted_effects(model, batch: dict, logits_fn=None) -> torch.Tensor:
     if screen:
         # A multi-head model (strategies.multihead) reads its screen head, whatever tracks
         # the dataset was built for.
-        mask = torch.zeros(out.shape[1], dtype=torch.bool)
+        mask = torch.zeros(out.shape[1], dtype=torch.bool, device=out.device)
         mask[screen] = True
     ref_act = activity(ref_out, mask, batch["lo"], batch["hi"])
     alt_act = activity(alt_out, mask, batch["lo"], batch["hi"])

@@ -95,7 +95,8 @@ def output_bins(model: GenoclLightningModel) -> int:
 
 def pretrain(arch: str, max_epochs: int = 6, batch_size: int = 16, lr: float = 5e-4,
              patience: int = 2, seed: int = 0, limit_train_batches: int | float = 1.0,
-             model_params: dict | None = None) -> tuple[GenoclLightningModel, dict]:
+             model_params: dict | None = None, trainer_kwargs: dict | None = None,
+             gradient_checkpointing: bool = False, num_workers: int = 0) -> tuple[GenoclLightningModel, dict]:
     """Train a mini base model from scratch on the bundled windows.
 
     Parameters
@@ -110,6 +111,13 @@ def pretrain(arch: str, max_epochs: int = 6, batch_size: int = 16, lr: float = 5
         Passed to the Trainer (smaller for smoke tests).
     model_params
         Architecture overrides.
+    trainer_kwargs
+        Hardware settings for the Trainer (``hardware.trainer_settings``: accelerator, devices,
+        precision, accumulate_grad_batches); default: one CPU-or-GPU device, 32-bit.
+    gradient_checkpointing
+        Recompute activations in backward (``hardware.enable_gradient_checkpointing``).
+    num_workers
+        DataLoader worker processes.
 
     Returns
     -------
@@ -120,26 +128,30 @@ def pretrain(arch: str, max_epochs: int = 6, batch_size: int = 16, lr: float = 5
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from genocl_plugin.evaluate import reference_metrics
+    from genocl_plugin.hardware import enable_gradient_checkpointing
 
     pl.seed_everything(seed, workers=True)
     names = (reference.track_names() if arch == "enformer"
              else ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"])
     model = build_model(arch, task_names=names, model_params=model_params,
                         train_params={"lr": lr, "batch_size": batch_size, "logger": "csv"})
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model.model)
     bins = output_bins(model)
     train = WindowCropDataset(arch, "train", model.seq_len, bins, jitter=bins * 16, seed=seed)
     valid = WindowCropDataset(arch, "valid", model.seq_len, bins)
     with tempfile.TemporaryDirectory() as tmp:
         best = ModelCheckpoint(dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1)
         trainer = pl.Trainer(
-            max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
+            max_epochs=max_epochs, logger=False, **{"accelerator": "auto", "devices": 1, **(trainer_kwargs or {})},
             callbacks=[best, EarlyStopping(monitor="val_loss", patience=patience, mode="min")],
             enable_progress_bar=True, limit_train_batches=limit_train_batches,
             enable_model_summary=False, default_root_dir=tmp,
         )
         model.train_params["logger"] = "csv"  # gReLU prints metrics when logger is None
-        trainer.fit(model, DataLoader(train, batch_size=batch_size, shuffle=True),
-                    DataLoader(valid, batch_size=batch_size))
+        workers = {"num_workers": num_workers, "persistent_workers": num_workers > 0}
+        trainer.fit(model, DataLoader(train, batch_size=batch_size, shuffle=True, **workers),
+                    DataLoader(valid, batch_size=batch_size, **workers))
         if best.best_model_path:
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
             model.load_state_dict(state)

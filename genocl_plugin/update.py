@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from genocl_plugin import evaluate, objectives, reference, screens
+from genocl_plugin import evaluate, hardware, objectives, reference, resume, screens
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
@@ -45,7 +45,7 @@ class UpdateConfig:
     data: str | None = None
     strategy: str = "auto"
     epochs: int = 1
-    batch_size: int = 16
+    batch_size: int | None = 16  # None: hardware.default_batch_size (from the model's size)
     lr: float = 1e-4
     max_train: int | None = None
     max_eval: int | None = None
@@ -67,6 +67,10 @@ class UpdateConfig:
     targets: str | None = None
     pairwise_alpha: float = 0.5  # personal genomes: MSE weight of the pairwise loss (1 = MSE)
     holdout_by: str = "gene"  # personal genomes: hold out whole genes or whole individuals
+    precision: str = "32"
+    accumulate_grad_batches: int = 1
+    gradient_checkpointing: bool = False
+    num_workers: int = 0
 
 
 def resolve_auto_strategy(strategy: str, model) -> str:
@@ -122,11 +126,17 @@ def predict_screen_effects(model, dataset: objectives.PerturbationDataset, batch
         return np.zeros(0)
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_for(dataset))
-    return np.concatenate([objectives.predict_batch(model, b).cpu().numpy() for b in loader])
+    return np.concatenate([objectives.predict_batch(model, _to_device(b, model.device)).cpu().numpy()
+                           for b in loader])
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
-                    callbacks: list, trainer_kwargs: dict | None = None):
+                    callbacks: list, trainer_kwargs: dict | None = None, checkpoint_dir: Path | None = None,
+                    checkpoint_every: int | None = None, resume_from: Path | None = None):
     """Fit the model on the perturbation objective with a pytorch_lightning Trainer.
 
     Parameters
@@ -142,6 +152,10 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
         Strategy callbacks.
     trainer_kwargs
         Extra ``pytorch_lightning.Trainer`` arguments (devices, strategy, num_nodes, ...).
+    checkpoint_dir, checkpoint_every
+        Save the Trainer state there every N steps (resumable; see genocl_plugin.resume).
+    resume_from
+        A checkpoint of an interrupted run to continue from.
 
     Returns
     -------
@@ -149,31 +163,52 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     """
     import pytorch_lightning as pl
 
+    from genocl_plugin.hardware import enable_gradient_checkpointing
+
     pl.seed_everything(config.seed, workers=True)
     model.train_params["lr"] = config.lr
     model.train_params["logger"] = None
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model.model)
+    callbacks = list(callbacks)
     if isinstance(dataset, objectives.PersonalDataset):  # one gene per batch: same-gene pairs exist
         kw = trainer_kwargs or {}
         if kw.get("strategy") == "ddp" or kw.get("num_nodes", 1) > 1 or kw.get("devices", 1) not in (1, "1"):
             # Lightning cannot shard a custom batch sampler (it injects a DistributedSampler).
             raise input_error("--ddp/--devices", "personal screen", "gene-grouped batches are not sharded across "
                               "devices yet", "train personal screens on one device (drop --ddp/--devices)")
+        if checkpoint_dir is not None or resume_from is not None:
+            raise input_error("--checkpoint-every/--resume", "personal screen", "gene-grouped batches are not "
+                              "resumable yet", "drop --checkpoint-every / --resume for personal screens")
         loader = DataLoader(dataset, collate_fn=objectives.collate_personal, batch_sampler=objectives.GeneBatchSampler(
-            dataset.groups, config.batch_size, seed=config.seed))
+            dataset.groups, config.batch_size, seed=config.seed), num_workers=config.num_workers)
     else:
-        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                            collate_fn=objectives.collate_perturbations)
-    settings = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
+        order = {"shuffle": True}
+        if checkpoint_dir is not None or resume_from is not None:
+            # A resumable run shuffles by (seed, epoch) and restores RNG states (genocl_plugin.resume).
+            sampler = resume.EpochSeededSampler(len(dataset), config.seed, config.batch_size)
+            order = {"sampler": sampler}
+            callbacks.append(resume.ResumeState(sampler))
+            if checkpoint_dir is not None and checkpoint_every:
+                callbacks.append(resume.checkpoint_callback(checkpoint_dir, checkpoint_every))
+        loader = DataLoader(dataset, batch_size=config.batch_size, **order,
+                            collate_fn=objectives.collate_perturbations, num_workers=config.num_workers,
+                            persistent_workers=config.num_workers > 0)
+    # Lightning places the model (accelerator / devices), runs mixed precision and
+    # accumulates gradients; hardware.trainer_settings checked the user's choices.
+    settings = {"accelerator": "auto", "devices": 1, "precision": _lightning_precision(config.precision),
+                "accumulate_grad_batches": config.accumulate_grad_batches, **(trainer_kwargs or {})}
     trainer = pl.Trainer(
-        max_epochs=config.epochs, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks), **settings,
+        max_epochs=config.epochs, logger=False,
+        enable_checkpointing=any(isinstance(cb, pl.callbacks.ModelCheckpoint) for cb in callbacks),
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks, **settings,
     )
     # Under DDP Lightning swaps the shuffling sampler for a DistributedSampler: each rank
     # trains on its own shard of the screen and gradients are averaged across ranks.
     # load_model returns eval-mode models; Lightning keeps the mode it finds, so switch to
     # train mode here (strategies that freeze BatchNorm put those layers back in eval per batch).
     model.train()
-    trainer.fit(model, train_dataloaders=loader)
+    trainer.fit(model, train_dataloaders=loader, ckpt_path=str(resume_from) if resume_from else None)
     model.eval()
     if trainer.world_size > 1 and not trainer.is_global_zero and _launched_by_lightning():
         # Lightning's DDP launcher re-runs the whole command on ranks > 0; their work ends
@@ -183,13 +218,18 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     return trainer
 
 
+def _lightning_precision(precision: str) -> str:
+    return "32-true" if str(precision) == "32" else str(precision)
+
+
 def _launched_by_lightning() -> bool:
     """Whether this process is a rank > 0 started by Lightning's subprocess DDP launcher."""
     return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
 
 
 def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False,
-               trainer_kwargs: dict | None = None) -> dict:
+               trainer_kwargs: dict | None = None, checkpoint_every: int | None = None,
+               resume_run: bool = False) -> dict:
     """Update a model on a screen; write ``model/``, ``metrics.json``, ``report.png``.
 
     Parameters
@@ -202,6 +242,10 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         Replace an existing run directory.
     trainer_kwargs
         Extra Trainer arguments.
+    checkpoint_every
+        Save the training state every N optimiser steps in ``.<out>.partial/`` (resumable).
+    resume_run
+        Continue the interrupted run whose state is in ``.<out>.partial/``.
 
     Returns
     -------
@@ -213,6 +257,9 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     out = Path(out)
     if out.exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise input_error(checkpoint_every, "--checkpoint-every", "must be at least 1", "e.g. --checkpoint-every 100")
+    resume_from = resume.check_partial(out, resume_run)
     # The run's seed also seeds the strategies' sampling (replay draws, Fisher / MAS windows).
     # An explicit strategy is resolved before the (slow) model load so bad flags fail fast;
     # ``auto`` needs the model's architecture first.
@@ -224,12 +271,18 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     if callbacks is None:
         config = replace(config, strategy=resolve_auto_strategy(config.strategy, model))
         callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
+    if config.batch_size is None:
+        config = replace(config, batch_size=hardware.default_batch_size(model.model, model.seq_len))
+    # The passes outside the Trainer (effects before/after, retention) run where it trains.
+    device = hardware.inference_device(trainer_kwargs)
+    eval_batch = hardware.default_batch_size(model.model, model.seq_len, training=False, cap=16)
+    model.to(device)
     parent_dir = resolve_model_dir(config.model)
     parent_config = read_config(parent_dir) if parent_dir is not None else {}
     load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
     if config.targets:
         name_outputs(model, config.targets)
-    ref, ref_problem = build_reference_set(config, model)
+    ref, ref_problem = build_reference_set(config, model, batch_size=eval_batch)
     for cb in callbacks:
         if hasattr(cb, "reference") and cb.reference is None:
             if ref is None:
@@ -248,13 +301,16 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     fit_idx = np.sort(np.random.default_rng(config.seed).choice(
         len(train_set), min(len(train_set), TRAIN_FIT_ROWS), replace=False))
     fit_set = torch.utils.data.Subset(train_set, fit_idx)
-    before_test = predict_screen_effects(base, test_set)
-    before_train = predict_screen_effects(base, fit_set)
+    before_test = predict_screen_effects(base, test_set, eval_batch)
+    before_train = predict_screen_effects(base, fit_set, eval_batch)
 
-    train_on_screen(model, train_set, config, callbacks, trainer_kwargs)
+    partial = resume.partial_dir(out) if (checkpoint_every or resume_from) else None
+    train_on_screen(model, train_set, config, callbacks, trainer_kwargs, checkpoint_dir=partial,
+                    checkpoint_every=checkpoint_every, resume_from=resume_from)
 
-    after_test = predict_screen_effects(model, test_set)
-    after_train = predict_screen_effects(model, fit_set)
+    model.to(device)  # Lightning's teardown leaves it on the CPU
+    after_test = predict_screen_effects(model, test_set, eval_batch)
+    after_train = predict_screen_effects(model, fit_set, eval_batch)
     measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
     if ref is not None:
         retained = evaluate.reference_retention(base, model, ref, "test", max_windows=config.retention_crops)
@@ -309,10 +365,11 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)
         if per_track is not None:
             _write_per_track(tmp / "retention_per_track.tsv", ref.track_names, per_track)
+    resume.remove_partial(out)
     return {"report": report, "run": out, "strategy": config.strategy}
 
 
-def build_reference_set(config: UpdateConfig, model):
+def build_reference_set(config: UpdateConfig, model, batch_size: int = 16):
     """The update's reference set, or ``(None, reason)`` when no reference windows fit the model.
 
     Bad reference files are input errors; a model the bundled windows cannot serve, with no
@@ -322,7 +379,7 @@ def build_reference_set(config: UpdateConfig, model):
     try:
         return reference.reference_set_for(
             model, fasta=config.reference_fasta, regions=config.reference_regions, tracks=config.reference_tracks,
-            holdout_chroms=config.reference_holdout_chroms), None
+            holdout_chroms=config.reference_holdout_chroms, batch_size=batch_size), None
     except reference.ReferenceUnavailable as err:
         return None, str(err)
 

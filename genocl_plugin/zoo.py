@@ -285,15 +285,13 @@ def load_entry_model(config_path: Path, weights_path: Path):
     GenoclLightningModel
         In eval mode, with ``genocl_config`` set.
     """
-    from safetensors.torch import load_file
-
-    from genocl_plugin.models import GenoclLightningModel
+    from genocl_plugin.models import GenoclLightningModel, load_weights
 
     config = check_seal(read_json_object(config_path, "config.json"), config_path)
     try:
         model = GenoclLightningModel(dict(config["model_params"]), dict(config["train_params"]))
         model.data_params = config["data_params"]
-        model.model.load_state_dict(load_file(str(weights_path)))
+        load_weights(model.model, weights_path)
     except Exception as err:
         raise input_error(weights_path, "weights", f"cannot load ({type(err).__name__}: {err})".replace("\n", " "),
                           "re-publish the entry from its run directory") from None
@@ -502,9 +500,9 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
     if model_dir is not None:
         shutil.copyfile(Path(model_dir) / "model.safetensors", weights)
     else:
-        from safetensors.torch import save_file
+        from genocl_plugin.models import save_weights
 
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}, str(weights))
+        save_weights(model.model, weights)  # tied tensors once (enformer-pytorch)
     config = dict(config)
     config["published"] = {
         "name": name, "source": source, "genocl_version": __version__,

@@ -23,10 +23,14 @@ def feature_module(net: nn.Module) -> nn.Module:
     """The module whose input is the trunk features (the model's own head)."""
     if hasattr(net, "bpnet"):
         return net.bpnet.fconv
+    if hasattr(net, "enformer"):
+        # enformer-pytorch: the chosen output head (Linear + Softplus) reads the trunk's
+        # (batch, bins, channels) embeddings.
+        return net.enformer._heads[net.head_name]
     if hasattr(net, "embedding") and hasattr(net, "head"):
         return net.head
     raise input_error("--strategy", "multihead", f"unsupported network {type(net).__name__}",
-                      "multihead supports gReLU and bpnet-lite (ProCapNet) models")
+                      "multihead supports gReLU, enformer-pytorch and bpnet-lite (ProCapNet) models")
 
 
 def feature_channels(net: nn.Module) -> int:
@@ -54,6 +58,7 @@ class ScreenHeads(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict()
         self._features = None
+        self.channels_last = False  # enformer-pytorch features are (batch, length, channels)
         for spec in specs:
             self.add(spec)
 
@@ -62,7 +67,7 @@ class ScreenHeads(nn.Module):
         self.heads[spec["name"]] = nn.Conv1d(int(spec["in_channels"]), len(spec["task_names"]), 1)
 
     def capture(self, module: nn.Module, args: tuple) -> None:
-        self._features = args[0]
+        self._features = args[0].transpose(1, 2) if self.channels_last else args[0]
 
     def extend(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         features, self._features = self._features, None
@@ -92,6 +97,7 @@ def attach_heads(net: nn.Module, specs: list[dict]) -> ScreenHeads:
     heads = getattr(net, SCREEN_HEADS, None)
     if heads is None:
         heads = ScreenHeads([])
+        heads.channels_last = hasattr(net, "enformer")
         setattr(net, SCREEN_HEADS, heads)
         # Bound methods of a submodule: copy.deepcopy re-binds them to the copy's heads.
         feature_module(net).register_forward_pre_hook(heads.capture)

@@ -1,0 +1,159 @@
+"""Resumable updates: Lightning checkpoints in a hidden partial directory next to ``--out``.
+
+``genocl update --checkpoint-every N`` saves the Trainer's state every N optimiser steps into
+``.<out name>.partial/`` (model, optimiser, loop progress, every callback's
+``state_dict()``, and the RNG states); ``--resume`` continues from the newest checkpoint
+there and reaches the same final weights as an uninterrupted run with the same seed. What
+makes the result identical:
+
+- the shuffling order of each epoch comes from ``(seed, epoch)`` alone
+  (:class:`EpochSeededSampler`), not from the global RNG, and the sampler skips the batches
+  already trained in the interrupted epoch;
+- the torch / numpy / python RNG states (dropout, replay draws) are saved and restored
+  (:class:`ResumeState`);
+- strategy callbacks keep their own state through Lightning's ``Callback.state_dict`` /
+  ``load_state_dict``.
+
+A finished run removes its partial directory. The partial directory is genocl's own
+(not ``fileio.atomic_dir``): it is written while training and only read by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import Sampler
+
+from genocl_plugin.errors import input_error
+
+# Test hook: raise after this many optimiser steps, as a killed process would stop.
+FAIL_AT_STEP_ENV = "GENOCL_TEST_FAIL_AT_STEP"
+
+
+def partial_dir(out: str | os.PathLike) -> Path:
+    """``.<name>.partial`` beside the run directory ``out``."""
+    out = Path(out)
+    return out.parent / f".{out.name}.partial"
+
+
+def latest_checkpoint(partial: Path) -> Path | None:
+    """The newest complete checkpoint in a partial directory (by step), or None."""
+    found = []
+    for path in partial.glob("step=*.ckpt"):
+        try:
+            found.append((int(path.stem.split("=")[1]), path))
+        except (IndexError, ValueError):
+            continue
+    return max(found)[1] if found else None
+
+
+def check_partial(out: str | os.PathLike, resume: bool) -> Path | None:
+    """The checkpoint to resume from (``--resume``), after checking the partial directory.
+
+    Raises
+    ------
+    GenoclInputError
+        ``--resume`` with nothing to resume, or a partial directory left by an interrupted
+        run when ``--resume`` was not given (it is never silently deleted).
+    """
+    partial = partial_dir(out)
+    if resume:
+        ckpt = latest_checkpoint(partial) if partial.exists() else None
+        if ckpt is None:
+            raise input_error(partial, "--resume", "no checkpoint of an interrupted run here",
+                              "run without --resume (add --checkpoint-every N to make it resumable)")
+        return ckpt
+    if partial.exists() and any(partial.iterdir()):
+        raise input_error(partial, "--out", "an interrupted run of this --out left its checkpoints here",
+                          "continue it with --resume, or delete the directory to start afresh")
+    return None
+
+
+def remove_partial(out: str | os.PathLike) -> None:
+    """Delete the partial directory of a finished run."""
+    shutil.rmtree(partial_dir(out), ignore_errors=True)
+
+
+class EpochSeededSampler(Sampler):
+    """A shuffling sampler whose order depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` at every epoch start. ``skip`` batches of the current epoch
+    are left out once (those a resumed run already trained on).
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int) -> None:
+        self.n, self.seed, self.batch_size = n, seed, batch_size
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=generator).tolist()
+        start, self.skip = self.skip * self.batch_size, 0
+        return iter(order[start:])
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class ResumeState(pl.Callback):
+    """Saves RNG states and the position in the epoch; restores them on resume.
+
+    Parameters
+    ----------
+    sampler
+        The training loader's :class:`EpochSeededSampler`.
+    """
+
+    def __init__(self, sampler: EpochSeededSampler) -> None:
+        self.sampler = sampler
+        self.fail_at = int(os.environ.get(FAIL_AT_STEP_ENV, "0") or 0)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        # Plain types and tensors only, so the checkpoint loads with weights_only=True.
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        checkpoint["genocl_resume"] = {
+            "batches_in_epoch": int(progress.processed),
+            "epoch": int(trainer.current_epoch),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                          float(cached)],
+            "python_rng": [int(version), list(internal), gauss],
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        state = checkpoint.get("genocl_resume")
+        if not state:
+            return
+        torch.set_rng_state(state["torch_rng"])
+        name, keys, pos, has_gauss, cached = state["numpy_rng"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+        # A checkpoint written after the last batch of an epoch resumes at the next epoch.
+        per_epoch = -(-self.sampler.n // self.sampler.batch_size)
+        self.sampler.skip = state["batches_in_epoch"] % per_epoch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.fail_at and trainer.global_step >= self.fail_at:
+            raise SystemExit(f"{FAIL_AT_STEP_ENV}={self.fail_at}: stopping as a killed run would")
+
+
+def checkpoint_callback(partial: Path, every_n_steps: int) -> pl.callbacks.ModelCheckpoint:
+    """Lightning's ModelCheckpoint writing ``step=<k>.ckpt`` every N steps (the newest two kept)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(dirpath=str(partial), filename="{step}", every_n_train_steps=every_n_steps,
+                           save_top_k=2, monitor="step", mode="max", save_last=False,
+                           enable_version_counter=False, auto_insert_metric_name=True)

@@ -1,0 +1,72 @@
+"""Resumable updates (issue 11): a run stopped at step k and resumed equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from genocl_cli.main import main
+from genocl_plugin import reference
+from genocl_plugin.models import build_model, save_model
+from genocl_plugin.resume import FAIL_AT_STEP_ENV, partial_dir
+
+PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
+
+
+@pytest.fixture()
+def base_dir(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
+                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
+    return save_model(model, tmp_path / "base")
+
+
+class Result:
+    def __init__(self, result) -> None:
+        self.returncode, self.stderr = result.exit_code, result.output
+
+
+def _update(base, out, *extra, fail_at=None):
+    args = ["update", "--model", str(base), "--data", str(PROMOTERS), "--max-train", "24", "--max-eval", "8",
+            "--retention-crops", "2", "--batch-size", "4", "--epochs", "2", "--lr", "1e-2",
+            "--accelerator", "cpu", "--out", str(out), *extra]
+    env = {FAIL_AT_STEP_ENV: str(fail_at) if fail_at else None}
+    return Result(CliRunner().invoke(main, args, env=env))
+
+
+@pytest.mark.parametrize(("strategy", "fail_at", "saved"), [
+    ("finetune", 5, ["step=3.ckpt"]),  # resumes mid-epoch 1 (3 of 6 batches done)
+    ("lora", 8, ["step=3.ckpt", "step=6.ckpt"]),  # resumes at the start of epoch 2
+])
+def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, fail_at, saved):
+    """24 examples / batch 4 = 6 steps per epoch, 2 epochs, a checkpoint every 3 steps."""
+    whole = _update(base_dir, tmp_path / "whole", "--strategy", strategy, "--checkpoint-every", "3")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert not partial_dir(tmp_path / "whole").exists()  # a finished run removes its state
+
+    out = tmp_path / "resumed"
+    killed = _update(base_dir, out, "--strategy", strategy, "--checkpoint-every", "3", fail_at=fail_at)
+    assert killed.returncode != 0 and not out.exists()
+    assert sorted(p.name for p in partial_dir(out).glob("*.ckpt")) == saved
+    # without --resume the partial state is neither reused nor deleted
+    again = _update(base_dir, out, "--strategy", strategy, "--checkpoint-every", "3")
+    assert again.returncode == 2 and "--resume" in again.stderr and partial_dir(out).exists()
+    resumed = _update(base_dir, out, "--strategy", strategy, "--checkpoint-every", "3", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not partial_dir(out).exists()
+
+    a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    b = load_file(str(out / "model" / "model.safetensors"))
+    base = load_file(str(base_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert any(k not in base or not torch.equal(a[k], base[k]) for k in a)  # it trained (or added adapters)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_resume_without_partial_state(base_dir, tmp_path):
+    result = _update(base_dir, tmp_path / "run", "--strategy", "finetune", "--resume")
+    assert result.returncode == 2
+    assert ".run.partial: --resume: no checkpoint of an interrupted run" in result.stderr
