@@ -37,9 +37,9 @@ def tiny_procapnet_dir(tmp_path):
     (["--devices", "0"], "--devices: 0 devices"),
     (["--devices", "two"], "--devices: not a count"),
     (["--accelerator", "cpu", "--devices", "0,1"], "GPU indices, but training runs on the CPU"),
-    (["--accumulate-grad-batches", "0"], "--accumulate-grad-batches: must be at least 1"),
-    (["--batch-size", "0"], "--batch-size: must be at least 1"),
-    (["--num-workers", "-1"], "--num-workers: must be >= 0"),
+    (["--accumulate-grad-batches", "0"], "--accumulate-grad-batches: '0' is not an integer >= 1"),
+    (["--batch-size", "0"], "--batch-size: '0' is not an integer >= 1"),
+    (["--num-workers", "-1"], "--num-workers: '-1' is not an integer >= 0"),
 ])
 def test_bad_hardware_flags_one_line(args, needle, tmp_path):
     result = CliRunner().invoke(main, ["update", "--out", str(tmp_path / "run"), *args])
