@@ -76,6 +76,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, log
               help="Subsample held-out perturbations to this many (default: 192 on the bundled screen).")
 @click.option("--holdout", type=float, default=0.25, show_default=True,
               help="Fraction of elements held out for evaluation.")
+@click.option("--id-holdout", type=float, default=0.2, show_default=True,
+              help="Fraction of each training element's 50-bp position blocks held out (in-distribution check; 0: off).")
 @click.option("--silencing", type=click.Choice(["shuffle", "mask"]), default="shuffle", show_default=True,
               help="CRISPRi: how silenced elements are replaced.")
 @click.option("--retention-crops", type=int, default=96, show_default=True,
@@ -102,7 +104,7 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, log
 @click.option("--zoo", default="model_zoo", show_default=True, type=click.Path(), help="Zoo for --publish.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @user_errors
-def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
+def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout, id_holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, force) -> None:
@@ -132,7 +134,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
     }
     config = UpdateConfig(
         model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
-        lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
+        lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, id_holdout=id_holdout,
+        silencing=silencing,
         retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
     )
     trainer_kwargs = {"devices": int(devices) if str(devices).isdigit() else devices, "num_nodes": num_nodes}

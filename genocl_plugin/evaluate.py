@@ -176,6 +176,11 @@ def format_table(report: dict) -> str:
         ("new task: effect Spearman (held-out elements)", nt["before"]["spearman"], nt["after"]["spearman"]),
         ("new task: effect Pearson (training elements)", nt.get("train_before", {}).get("pearson", float("nan")),
          nt.get("train_after", {}).get("pearson", float("nan"))),
+    ]
+    if "in_distribution" in nt:
+        rows.append(("new task: effect Pearson (held-out blocks, in distribution)",
+                     nt["in_distribution"]["before"]["pearson"], nt["in_distribution"]["after"]["pearson"]))
+    rows += [
         ("retention: track Pearson (test windows)", rt["pearson_before"], rt["pearson_after"]),
         ("drift from base: Pearson of predictions", 1.0, rt["drift_pearson"]),
     ]

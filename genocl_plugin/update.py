@@ -53,6 +53,9 @@ class UpdateConfig:
     silencing: str = "shuffle"
     retention_crops: int = 96
     seed: int = 0
+    # In-distribution check: fraction of each training element's 50-bp position blocks held out
+    # (screens.split_by_position_blocks); 0 turns it off.
+    id_holdout: float = 0.2
     strategy_params: dict = field(default_factory=dict)
 
 
@@ -68,26 +71,30 @@ def default_screen(model) -> Path:
     return BUNDLED_SCREENS.get(model.data_params.get("arch", "enformer"), BUNDLED_SCREENS["enformer"])
 
 
-def prepare_screen(config: UpdateConfig, model):
-    """Read, split (by element) and subsample the screen.
+def prepare_screen(config: UpdateConfig, model, in_distribution: bool = False):
+    """Read, split (by element, then by position blocks) and subsample the screen.
 
     Returns
     -------
     tuple
-        ``(path, train, test)`` AnnData screens.
+        ``(path, train, test)`` AnnData screens (``test``: held-out elements, the
+        out-of-distribution check), and with ``in_distribution`` also ``test_id``: held-out
+        position blocks of the training elements (``config.id_holdout``).
     """
     path = Path(config.data) if config.data else default_screen(model)
     screen = screens.read_screen(path)
     train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
+    train, test_id = screens.split_by_position_blocks(train, config.id_holdout, seed=config.seed)
     bundled = config.data is None
     max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
     max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
     train = _subsample(train, max_train, config.seed)
     test = _subsample(test, max_eval, config.seed + 1)
+    test_id = _subsample(test_id, max_eval, config.seed + 2)
     if train.n_obs == 0:
         raise input_error(path, "obs", "no training rows after the element hold-out",
                           "use a screen with more elements or --holdout 0")
-    return path, train, test
+    return (path, train, test, test_id) if in_distribution else (path, train, test)
 
 
 def _subsample(adata, n: int | None, seed: int):
@@ -202,9 +209,11 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
     base = copy.deepcopy(model).eval()
 
-    screen_path, train, test = prepare_screen(config, model)
+    screen_path, train, test, test_id = prepare_screen(config, model, in_distribution=True)
     train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path))
     test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path))
+    id_set = (objectives.screen_dataset(test_id, model, config.silencing, config.seed, path=str(screen_path))
+              if test_id.n_obs else None)
     can_retain = _has_reference_tracks(model)
 
     # The fit on training elements is a sanity check, so a fixed subset keeps it cheap.
@@ -213,12 +222,14 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     fit_set = torch.utils.data.Subset(train_set, fit_idx)
     before_test = predict_screen_effects(base, test_set)
     before_train = predict_screen_effects(base, fit_set)
+    before_id = predict_screen_effects(base, id_set) if id_set is not None else None
     ref_base = evaluate.reference_predictions(base, "test", max_crops=config.retention_crops) if can_retain else None
 
     train_on_screen(model, train_set, config, callbacks, trainer_kwargs)
 
     after_test = predict_screen_effects(model, test_set)
     after_train = predict_screen_effects(model, fit_set)
+    after_id = predict_screen_effects(model, id_set) if id_set is not None else None
     measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
     if can_retain:
         ref_new, target = evaluate.reference_predictions(model, "test", max_crops=config.retention_crops)
@@ -232,11 +243,18 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     )
     report["new_task"]["train_before"] = evaluate.effect_metrics(before_train, measured_train)
     report["new_task"]["train_after"] = evaluate.effect_metrics(after_train, measured_train)
+    if id_set is not None:
+        # in distribution: held-out position blocks of the training elements
+        id_before, id_after = (evaluate.effect_metrics(p, id_set.effect) for p in (before_id, after_id))
+        report["new_task"]["in_distribution"] = {
+            "before": id_before, "after": id_after,
+            "pearson_gain": evaluate._sub(id_after["pearson"], id_before["pearson"])}
     # What each strategy did (frozen parts, heads, adapters, forgetting-budget checks).
     report["strategies"] = {type(cb).__name__: cb.summary() for cb in callbacks if hasattr(cb, "summary")}
     report["split"] = {
         "train_elements": sorted(set(train_set.groups)), "test_elements": sorted(set(test_set.groups)),
         "n_train": len(train_set), "n_test": len(test_set),
+        "n_test_in_distribution": len(id_set) if id_set is not None else 0,
     }
 
     screen_hash = sha256sum(screen_path)
