@@ -10,21 +10,25 @@ from genocl_cli.main import user_errors
 @click.command()
 @click.option("--model", "arch", type=click.Choice(["enformer", "procapnet"]), required=True)
 @click.option("--out", required=True, type=click.Path(), help="Output model directory.")
-@click.option("--max-epochs", type=int, default=None, help="Default: the recipe's (enformer 4, procapnet 5).")
+@click.option("--max-epochs", type=int, default=None, help="Default: the recipe's (enformer 6, procapnet 5).")
 @click.option("--batch-size", type=int, default=None, help="Default: the recipe's (enformer 8, procapnet 16).")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (default: enformer 7e-4, procapnet 1e-3).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default: 1e-3).")
 @click.option("--seq-len", type=int, default=None, help="Input length in bp (default: enformer 4096, procapnet 2176).")
 @click.option("--loss", type=click.Choice(["poisson", "poisson_multinomial", "procapnet"]), default=None,
               help="Default: poisson (enformer), procapnet (procapnet).")
 @click.option("--patience", type=int, default=3, show_default=True, help="Early stopping on valid loss.")
+@click.option("--init", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Start from this genocl model directory's weights (same architecture).")
+@click.option("--limit-val-batches", type=float, default=1.0, show_default=True,
+              help="Fraction (<=1) or number (>1) of valid batches per epoch.")
 @click.option("--log", "log_path", default=None, type=click.Path(), help="Append per-epoch JSON lines here.")
 @click.option("--limit-train-batches", type=float, default=1.0, show_default=True,
               help="Fraction (<=1) or number (>1) of training batches per epoch.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @user_errors
-def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, log_path, limit_train_batches,
-             seed, force) -> None:
+def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, init, limit_val_batches, log_path,
+             limit_train_batches, seed, force) -> None:
     """Train a mini base model on the bundled real hg38 windows (reproduces the shipped ones).
 
     \b
@@ -34,22 +38,32 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, log
     from pathlib import Path
 
     from genocl_plugin.errors import input_error
-    from genocl_plugin.pretrain import RECIPES
+    from genocl_plugin.pretrain import RECIPES, write_pretrained
     from genocl_plugin.pretrain import pretrain as run
-    from genocl_plugin.pretrain import write_pretrained
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
+    limit_val = int(limit_val_batches) if limit_val_batches > 1 else limit_val_batches
+    init_lineage = []
+    if init:
+        from genocl_plugin.fileio import sha256sum
+        from genocl_plugin.models import read_config
+
+        parent = read_config(init)
+        init_lineage = [*parent.get("lineage", []), {
+            "step": "init", "from": str(init), "weights_sha256": sha256sum(Path(init) / "model.safetensors"),
+            "command": parent.get("command"), "test_metrics": parent.get("test_metrics")}]
     model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
                          limit_train_batches=limit, seq_len=seq_len, loss=loss, patience=patience,
-                         log_path=log_path)
+                         log_path=log_path, init=init, limit_val_batches=limit_val)
     recipe = RECIPES[arch]
     command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs or recipe['max_epochs']} "
                f"--batch-size {batch_size or recipe['batch_size']} --lr {lr or recipe['lr']} "
                f"--seq-len {model.seq_len} --loss {loss or recipe['loss']} --patience {patience} "
-               f"--limit-train-batches {limit_train_batches} --seed {seed}")
-    write_pretrained(model, metrics, out, force=force, command=command)
+               f"--limit-train-batches {limit_train_batches} --limit-val-batches {limit_val_batches} --seed {seed}"
+               + (f" --init {init}" if init else ""))
+    write_pretrained(model, metrics, out, force=force, command=command, init_lineage=init_lineage)
     click.echo(f"wrote {out}")
     for key, value in metrics.items():
         if key == "history":
@@ -77,7 +91,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, log
 @click.option("--holdout", type=float, default=0.25, show_default=True,
               help="Fraction of elements held out for evaluation.")
 @click.option("--id-holdout", type=float, default=0.2, show_default=True,
-              help="Fraction of each training element's 50-bp position blocks held out (in-distribution check; 0: off).")
+              help="Fraction of each training element's 50-bp position blocks held out "
+                   "(in-distribution check; 0: off).")
 @click.option("--silencing", type=click.Choice(["shuffle", "mask"]), default="shuffle", show_default=True,
               help="CRISPRi: how silenced elements are replaced.")
 @click.option("--retention-crops", type=int, default=96, show_default=True,

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from genocl_plugin import reference
-from genocl_plugin.models import GenoclLightningModel, build_model, save_model
+from genocl_plugin.models import GenoclLightningModel, build_model, load_model, save_model
 
 
 def reference_targets(arch: str, targets: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def pool_to_bins(pred: torch.Tensor, bin_size: int) -> torch.Tensor:
 # this CPU (measured: batch 8 forward+backward 3.2 s at 4,096 bp vs 8.1 s at 8,192 bp / 128 bins).
 RECIPES = {
     "enformer": {"seq_len": 4_096, "model_params": {"crop_len": 16}, "loss": "poisson",
-                 "batch_size": 8, "lr": 7e-4, "max_epochs": 4},
+                 "batch_size": 8, "lr": 1e-3, "max_epochs": 6},
     "procapnet": {"seq_len": None, "model_params": {}, "loss": "procapnet",
                   "batch_size": 16, "lr": 1e-3, "max_epochs": 5},
 }
@@ -261,6 +261,7 @@ def pretrain(arch: str, max_epochs: int | None = None, batch_size: int | None = 
              patience: int = 3, seed: int = 0, limit_train_batches: int | float = 1.0,
              model_params: dict | None = None, seq_len: int | None = None, loss: str | None = None,
              warmup_steps: int = 100, augment: bool = True, log_path: str | Path | None = None,
+             init: str | Path | None = None, limit_val_batches: int | float = 1.0,
              ) -> tuple[GenoclLightningModel, dict]:
     """Train a mini base model from scratch on the bundled windows.
 
@@ -293,6 +294,11 @@ def pretrain(arch: str, max_epochs: int | None = None, batch_size: int | None = 
         Reverse-complement and shift augmentation.
     log_path
         Append one JSON line per epoch (the learning curve) to this file.
+    init
+        Start from this model's weights (a genocl model directory of the same architecture;
+        input length and output crop may differ) instead of a random initialisation.
+    limit_val_batches
+        Passed to the Trainer (fraction or number of valid batches per epoch).
 
     Returns
     -------
@@ -319,6 +325,9 @@ def pretrain(arch: str, max_epochs: int | None = None, batch_size: int | None = 
     model = build_model(arch, task_names=names, seq_len=seq_len or recipe["seq_len"],
                         model_params={**recipe["model_params"], **(model_params or {})},
                         train_params=train_params)
+    if init is not None:
+        # Conv and transformer weights do not depend on the input length or the output crop.
+        model.model.load_state_dict(load_model(init).model.state_dict())
     bins = output_bins(model)
     train = WindowCropDataset(arch, "train", model.seq_len, bins, jitter=bins * 16, seed=seed, augment=augment)
     valid = WindowCropDataset(arch, "valid", model.seq_len, bins)
@@ -334,6 +343,7 @@ def pretrain(arch: str, max_epochs: int | None = None, batch_size: int | None = 
             callbacks=[best, EarlyStopping(monitor="val_loss", patience=patience, mode="min"),
                        WarmupCosine(lr, min(warmup_steps, n_batches), n_batches * max_epochs), curve],
             enable_progress_bar=True, limit_train_batches=limit_train_batches, gradient_clip_val=1.0,
+            limit_val_batches=limit_val_batches,
             enable_model_summary=False, default_root_dir=tmp,
         )
         model.train_params["logger"] = "csv"  # gReLU prints metrics when logger is None
@@ -355,8 +365,12 @@ def pretrain(arch: str, max_epochs: int | None = None, batch_size: int | None = 
 
 
 def write_pretrained(model: GenoclLightningModel, metrics: dict, out: str | Path, force: bool = False,
-                     command: str | None = None) -> Path:
-    """Save a pretrained model with its test metrics, the command that made it and a model card."""
+                     command: str | None = None, init_lineage: list | None = None) -> Path:
+    """Save a pretrained model with its test metrics, the command that made it and a model card.
+
+    ``init_lineage``: the lineage of the model training started from (``pretrain(init=...)``).
+    """
+    init_lineage = list(init_lineage or [])
     arch = model.data_params["arch"]
     command = command or f"genocl pretrain --model {arch} --out DIR"
     metrics = dict(metrics)
@@ -365,7 +379,8 @@ def write_pretrained(model: GenoclLightningModel, metrics: dict, out: str | Path
         "command": command,
         "name": f"{arch}-mini",
         "test_metrics": metrics,
-        "lineage": [{"step": "pretrain", "data": "bundled basenji_tiny_hg38 (45 train / 10 valid windows)"}],
+        "lineage": [*init_lineage,
+                    {"step": "pretrain", "data": "bundled basenji_tiny_hg38 (45 train / 10 valid windows)"}],
         "screens_seen": [],
     }
     path = save_model(model, out, extra=extra, force=force)

@@ -20,16 +20,17 @@ from genocl_plugin import evaluate, objectives, screens
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
+from genocl_plugin.stats import load_auto_strategy
 
 BUNDLED_SCREENS = {
     "enformer": Path(__file__).parent / "bundled" / "mpra_enhancers.h5ad",
     "procapnet": Path(__file__).parent / "bundled" / "mpra_promoters.h5ad",
 }
-# What ``--strategy auto`` (the default) means for each base architecture: the strategy
-# benchmarks/forgetting.py recommends for it (best reference-track retention among the
-# strategies keeping >= 95% of fine-tuning's held-out gain; docs/results.md). Other
-# architectures fall back to plain fine-tuning.
-AUTO_STRATEGY = {"enformer": "replay,ewc", "procapnet": "multihead"}
+# What ``--strategy auto`` (the default) means for each base architecture: fine-tuning, unless
+# benchmarks/forgetting.py found a strategy whose retention advantage over fine-tuning has a 95%
+# interval above zero while its in-distribution gain stays within 5% of fine-tuning's
+# (stats.choose_auto_strategy; the benchmark writes bundled/auto_strategy.json; docs/results.md).
+AUTO_STRATEGY = {"enformer": "finetune", "procapnet": "finetune", **load_auto_strategy()}
 
 # Subsampling of the bundled screens so the default update finishes in < 3 min on 2 cores.
 BUNDLED_MAX_TRAIN = 256
