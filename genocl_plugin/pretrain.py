@@ -188,6 +188,29 @@ def resolution_metrics(pred: np.ndarray, target: np.ndarray, arch: str, split: s
     return out
 
 
+def cross_sample_agreement(split: str = "test", resolutions: tuple[int, ...] = (32, 128)) -> dict:
+    """How well each bundled track is predicted by the mean of the other samples of its assay.
+
+    A data-only reference point for the test-window Pearson of a model (no sequence involved):
+    Pearson of each track with the leave-one-out mean of the other tracks of its group
+    (CAGE / DNASE / RNA), averaged per group. It measures how much of a track is signal shared
+    across samples; a sequence model predicting that shared signal would score about this.
+    """
+    from genocl_plugin.evaluate import pearson
+
+    names = reference.track_names()
+    targets = reference.load_windows()[f"{split}_targets"].astype(np.float32)
+    out = {}
+    for res in resolutions:
+        k = res // reference.BIN_SIZE
+        x = targets.reshape(targets.shape[0], -1, k, targets.shape[-1]).sum(2).reshape(-1, targets.shape[-1])
+        for prefix in ("CAGE", "DNASE", "RNA"):
+            idx = [i for i, n in enumerate(names) if n.split(":")[0] == prefix]
+            rs = [pearson(x[:, i], x[:, [j for j in idx if j != i]].mean(1)) for i in idx]
+            out[f"{split}_{prefix.lower()}_{res}bp"] = float(np.nanmean(rs))
+    return out
+
+
 class WarmupCosine(Callback):
     """Linear warm-up then cosine decay of the learning rate, per optimiser step."""
 
@@ -422,6 +445,13 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: s
     ]
     for key, value in metrics.items():
         lines.append(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}")
+    if arch == "enformer":
+        agree = cross_sample_agreement("test")
+        lines += ["", "Data-only reference (no model): Pearson of each test track with the mean of the other "
+                  "samples of its assay, per group: " + ", ".join(f"{k.replace('test_', '')} {v:.3f}"
+                                                                 for k, v in agree.items()) + ". "
+                  "Tracks share this much signal across samples, so these numbers are not the ceiling of the data; "
+                  "the model is limited by its CPU training budget."]
     if curve:
         lines += ["", "Learning curve (valid windows): `learning_curve.png`, `learning_curve.json`."]
     lines += ["", "These are small models trained on 45 windows on a CPU; they are far weaker than the "
