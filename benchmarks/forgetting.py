@@ -274,7 +274,7 @@ def render_summary(summary: dict) -> list[str]:
     lines += ["", "## Main table: mean [95% CI] over seeds", "",
               f"Seeds: {summary['seeds']}. Gains are effect-Pearson after − before the update; *in distribution*: "
               "held-out 50-bp position blocks of the training elements; *OOD*: held-out elements. Retention: "
-              "track Pearson on the test windows (the parent's value in brackets in the header row). Drift: "
+              "track Pearson on the test windows (the parent's value is in each heading). Drift: "
               "1 − Pearson of updated vs parent predictions there. Δ columns: paired difference from fine-tuning "
               "(same seeds). Intervals: Student t over seeds.", ""]
     for key, sc in summary["scenarios"].items():
@@ -622,7 +622,9 @@ def render(report: dict) -> str:
                 lines.append(f"| {label} | {fmt(v['jsd_before'])} | {fmt(v['jsd_after'])} | "
                              f"{fmt(v['counts_before'])} | {fmt(v['counts_after'])} |")
             lines.append("")
-        lines += [f"Recommended for {b['name']}: **{b['recommended']}** ({b['why']}).", "",
+        auto = (report.get("summary") or {}).get("auto", {}).get(base)
+        lines += [(f"`--strategy auto` for {b['name']} (evidence rule, see above): **{auto['strategy']}**."
+                   if auto else f"Point-estimate pick for {b['name']}: **{b['recommended']}** ({b['why']})."), "",
                   f"![trade-off]({'results/' + base + '/tradeoff.png'})",
                   f"![per-track retention]({'results/' + base + '/per_track_retention.png'})", ""]
     for base, seq in report["sequential"].items():
