@@ -21,13 +21,15 @@ from genocl_cli.main import user_errors
               help="Start from this genocl model directory's weights (same architecture).")
 @click.option("--limit-val-batches", type=float, default=1.0, show_default=True,
               help="Fraction (<=1) or number (>1) of valid batches per epoch.")
+@click.option("--select", type=click.Choice(["score", "loss"]), default="score", show_default=True,
+              help="Keep the epoch with the best valid Pearson (score) or the lowest valid loss.")
 @click.option("--log", "log_path", default=None, type=click.Path(), help="Append per-epoch JSON lines here.")
 @click.option("--limit-train-batches", type=float, default=1.0, show_default=True,
               help="Fraction (<=1) or number (>1) of training batches per epoch.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @user_errors
-def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, init, limit_val_batches, log_path,
+def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, init, limit_val_batches, select, log_path,
              limit_train_batches, seed, force) -> None:
     """Train a mini base model on the bundled real hg38 windows (reproduces the shipped ones).
 
@@ -56,12 +58,14 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
             "command": parent.get("command"), "test_metrics": parent.get("test_metrics")}]
     model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
                          limit_train_batches=limit, seq_len=seq_len, loss=loss, patience=patience,
-                         log_path=log_path, init=init, limit_val_batches=limit_val)
+                         log_path=log_path, init=init, limit_val_batches=limit_val,
+                         select=select)
     recipe = RECIPES[arch]
     command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs or recipe['max_epochs']} "
                f"--batch-size {batch_size or recipe['batch_size']} --lr {lr or recipe['lr']} "
                f"--seq-len {model.seq_len} --loss {loss or recipe['loss']} --patience {patience} "
-               f"--limit-train-batches {limit_train_batches} --limit-val-batches {limit_val_batches} --seed {seed}"
+               f"--limit-train-batches {limit_train_batches} --limit-val-batches {limit_val_batches} "
+               f"--select {select} --seed {seed}"
                + (f" --init {init}" if init else ""))
     write_pretrained(model, metrics, out, force=force, command=command, init_lineage=init_lineage)
     click.echo(f"wrote {out}")
