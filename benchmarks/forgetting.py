@@ -335,6 +335,7 @@ def main() -> None:
     parser.add_argument("--reevaluate", action="store_true",
                         help="Re-score the runs of a finished study in --workdir with the current settings' "
                              "eval_crops (no training), then run the VCF check.")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine).")
     parser.add_argument("--wait", type=float, default=0,
                         help="Minutes to wait for a bundled base model that is still being trained.")
     args = parser.parse_args()
@@ -344,7 +345,7 @@ def main() -> None:
     from genocl_plugin import evaluate as ev
     from genocl_plugin import reference
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     mode = "quick" if args.quick else "full"
     settings = dict(SETTINGS[mode])
     if args.seeds:
