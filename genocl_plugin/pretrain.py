@@ -425,7 +425,8 @@ def write_pretrained(model: GenoclLightningModel, metrics: dict, out: str | Path
         "screens_seen": [],
     }
     path = save_model(model, out, extra=extra, force=force)
-    (Path(path) / "MODEL_CARD.md").write_text(model_card(arch, model, metrics, command, bool(history)))
+    (Path(path) / "MODEL_CARD.md").write_text(model_card(arch, model, metrics, command, bool(history),
+                                                         extra["lineage"]))
     if history:
         (Path(path) / "learning_curve.json").write_text(json.dumps(history, indent=1) + "\n")
         plot_learning_curve(history, Path(path) / "learning_curve.png", f"{arch}-mini pretraining")
@@ -433,7 +434,7 @@ def write_pretrained(model: GenoclLightningModel, metrics: dict, out: str | Path
 
 
 def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: str,
-               curve: bool = False) -> str:
+               curve: bool = False, lineage: list | None = None) -> str:
     """A short, honest model card."""
     n_params = sum(p.numel() for p in model.model.parameters())
     what = {
@@ -453,6 +454,9 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: s
         "- data: 65 real hg38 windows (calico/baskerville tiny hg38, Apache-2.0): "
         "45 train, 10 valid (early stopping), 10 test",
         f"- reproduce: `{command}`",
+        *[f"- `--init` weights: sha256 `{step['weights_sha256']}`, made by `{step.get('command')}`"
+          + (" (the previous bundled model; `git log -- genocl_plugin/bundled` finds it)") for step in (lineage or [])
+          if step.get("step") == "init"],
         "- recipe: reverse-complement (strand pairs swapped) and +/-3 bp shift augmentation, whole-bin "
         "crop jitter, " + ("Poisson loss on the Basenji-transformed (soft-clipped sqrt) targets"
                            if arch == "enformer" else "ProCapNet's loss") +
