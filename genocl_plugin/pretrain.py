@@ -460,7 +460,12 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: s
         "- recipe: reverse-complement (strand pairs swapped) and +/-3 bp shift augmentation, whole-bin "
         "crop jitter, " + ("Poisson loss on the Basenji-transformed (soft-clipped sqrt) targets"
                            if arch == "enformer" else "ProCapNet's loss") +
-        ", linear warm-up + cosine learning-rate decay, gradient clipping 1.0, best epoch by valid loss",
+        ", linear warm-up + cosine learning-rate decay, gradient clipping 1.0, best epoch by "
+        + ("valid loss" if "--select loss" in command else f"valid-window `{SCORE_KEY[arch]}`"),
+        *["- the `--init` weights scored on the test windows: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in step["test_metrics"].items() if k.startswith("test_pearson")
+                      or k.endswith("counts_pearson"))
+          for step in (lineage or []) if step.get("step") == "init" and step.get("test_metrics")],
         "", "## Held-out test windows", "",
         "Pearson per track over all test crops and bins, averaged per assay group; 128-bp values sum "
         "four 32-bp bins.", "",
