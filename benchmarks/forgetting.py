@@ -337,6 +337,8 @@ def main() -> None:
                         help="Re-score the runs of a finished study in --workdir with the current settings' "
                              "eval_crops (no training), then run the VCF check.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine).")
+    parser.add_argument("--lr", type=float, default=None, help="Override the update learning rate.")
+    parser.add_argument("--epochs", type=int, default=None, help="Override the update epochs.")
     parser.add_argument("--wait", type=float, default=0,
                         help="Minutes to wait for a bundled base model that is still being trained.")
     args = parser.parse_args()
@@ -351,6 +353,9 @@ def main() -> None:
     settings = dict(SETTINGS[mode])
     if args.seeds:
         settings["seeds"] = list(range(args.seeds))
+    for key in ("lr", "epochs"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
     work = Path(args.workdir)
     results_dir = Path(args.results)
     plots = results_dir / "results"
@@ -423,8 +428,8 @@ def main() -> None:
         report["summary"] = build_summary(report, model_spec)
         ev.write_json(report, plots / f"forgetting_{mode}.json")
         ev.write_json(report["summary"], plots / "summary.json")
-        if final:
-            write_auto_strategy(report["summary"])
+        if final and results_dir.resolve() == (ROOT / "docs").resolve():
+            write_auto_strategy(report["summary"])  # only a study written to docs/ sets the defaults
         (results_dir / "results.md").write_text(render(report))
 
     def extras() -> None:
@@ -505,7 +510,8 @@ def ood_vcf_check(report: dict, work: Path, shared: Path, sites_per_element: int
     the element was in the update's training screen, held out, or not in the screen at all.
     """
     if not sites_per_element or not (shared / "kircher2019_satmut").exists():
-        log(f"Kircher VCF check skipped (no {shared / 'kircher2019_satmut'})")
+        log("Kircher VCF check skipped" + (" (kircher_sites 0)" if not sites_per_element
+                                           else f" (no {shared / 'kircher2019_satmut'})"))
         return None
     sys.path.insert(0, str(Path(__file__).parent))
     import score_vcf as score_bench
