@@ -56,14 +56,17 @@ SETTINGS = {
     # With 8 in-run crops and 128 evaluation crops the estimate is ~58 min; not yet timed end to end.
     # retention_crops: the reference crops each update scores for its own metrics.json (not used
     # here); eval_crops: the crops every model is re-scored on for the tables (same crops for all).
-    "full": {"seeds": [0, 1, 2], "max_train": 64, "max_eval": 96, "retention_crops": 8, "eval_crops": 128,
+    "full": {"seeds": [0, 1, 2, 3, 4], "max_train": 64, "max_eval": 96, "retention_crops": 8, "eval_crops": 128,
              "epochs": 2,
              "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp", "replay+ewc"],
              "sequential_seeds": [0, 1], "sequential_bases": ["procapnet"], "kircher_sites": 5},
-    "quick": {"seeds": [0, 1], "max_train": 32, "max_eval": 48, "retention_crops": 8, "eval_crops": 16,
-              "epochs": 2,
-              "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp"], "sequential_seeds": [0],
-              "sequential_bases": ["procapnet"], "kircher_sites": 2},
+    # quick: 5 seeds (enough for a t-interval), fine-tuning and L2-SP (the cheapest
+    # regulariser), no sequential scenario and no VCF check: 10 updates of procapnet-mini
+    # (--bases procapnet), ~8 CPU-minutes.
+    "quick": {"seeds": [0, 1, 2, 3, 4], "max_train": 128, "max_eval": 64, "retention_crops": 8,
+              "eval_crops": 16, "epochs": 2, "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": [],
+              "only": ["finetune", "l2sp"], "sequential_seeds": [0], "sequential_bases": [],
+              "kircher_sites": 0},
 }
 BASES = {"enformer": ("enformer-mini", "mpra_enhancers.h5ad"), "procapnet": ("procapnet-mini", "mpra_promoters.h5ad")}
 
@@ -131,7 +134,7 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
     """Per strategy: lists over seeds of every reported quantity."""
     out: dict[str, dict] = {}
     for row in rows:
-        s = out.setdefault(row["label"], {k: [] for k in row if k not in ("label", "seed", "run")})
+        s = out.setdefault(row["label"], {k: [] for k in row if k not in ("label", "seed", "run", "spec")})
         for key in s:
             s[key].append(row[key])
     return out
@@ -188,6 +191,117 @@ def base_report(base: str, rows: list[dict], evaluated: list[dict], labels: list
             "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
 
 
+SCENARIOS = {"enformer": "a_enformer_mini_enhancer_mpra", "procapnet": "b_procapnet_mini_promoter_mpra"}
+
+
+def build_summary(report: dict, model_spec: dict | None = None) -> dict:
+    """The machine-readable summary (``docs/results/summary.json``) of a (possibly partial) study.
+
+    Per scenario and strategy: mean and 95% t-interval over seeds of the in-distribution gain
+    (held-out position blocks of training elements), the OOD gain (held-out elements), retention
+    (track Pearson on the test windows) and drift (1 - Pearson of updated vs parent predictions),
+    the parent's retention, and each quantity's paired difference from fine-tuning. Per base
+    model: its held-out test-window Pearson. ``auto``: the evidence rule's pick per architecture.
+    """
+    from genocl_plugin.models import BUNDLED_MODELS, read_config, resolve_model_dir
+    from genocl_plugin.stats import choose_auto_strategy, mean_ci, paired_diff_ci
+
+    out = {"mode": report["mode"], "command": report.get("command"), "commit": report.get("commit"),
+           "date": report.get("date"), "seeds": report["settings"]["seeds"], "base_models": {}, "scenarios": {},
+           "auto": {}}
+    for base, b in report["bases"].items():
+        spec = (model_spec or {}).get(base, base)
+        model_dir = BUNDLED_MODELS.get(spec) or resolve_model_dir(spec)
+        tm = read_config(model_dir).get("test_metrics", {}) if model_dir else {}
+        keys = {"dnase_128bp": "test_pearson_dnase_128bp", "cage_128bp": "test_pearson_cage_128bp",
+                "counts": "test_counts_pearson"}
+        out["base_models"][b["name"]] = {"test_pearson": {k: tm[v] for k, v in keys.items() if v in tm}}
+        per = {}
+        for row in b["rows"]:
+            entry = per.setdefault(row["label"], {"spec": row.get("spec", row["label"]), "by_seed": {}})
+            entry["by_seed"][row["seed"]] = {
+                "gain_in_distribution": row.get("gain_id"), "gain_ood": row.get("gain"),
+                "retention": row.get("retention_after"), "retention_base": row.get("retention_before"),
+                "drift": None if row.get("drift_pearson") is None else 1.0 - row["drift_pearson"]}
+        ft = per.get("finetune", {}).get("by_seed", {})
+        strategies = {}
+        for label, entry in per.items():
+            seeds = entry["by_seed"]
+            item = {"strategy": entry["spec"], "n_seeds": len(seeds)}
+            for key in ("gain_in_distribution", "gain_ood", "retention", "drift"):
+                item[key] = mean_ci([v[key] for v in seeds.values()])
+                if label != "finetune" and ft:
+                    item[f"{key}_vs_finetune"] = paired_diff_ci(
+                        {sd: v[key] for sd, v in seeds.items()}, {sd: v[key] for sd, v in ft.items()})
+            base_ret = [v["retention_base"] for v in seeds.values() if v["retention_base"] is not None]
+            item["retention_base"] = float(np.mean(base_ret)) if base_ret else None
+            strategies[label] = item
+        out["scenarios"][SCENARIOS.get(base, base)] = {"model": b["name"], "screen": b["screen"],
+                                                       "strategies": strategies}
+        by_spec = {v["strategy"]: v for v in strategies.values()}
+        pick, why = choose_auto_strategy(by_spec)
+        out["auto"][base] = {"strategy": pick, "reason": why, "mode": report["mode"], "commit": report.get("commit")}
+    return out
+
+
+def write_auto_strategy(summary: dict, path: Path | None = None) -> Path:
+    """Write the evidence rule's picks to ``genocl_plugin/bundled/auto_strategy.json`` (what auto runs)."""
+    from genocl_plugin.stats import AUTO_FILE
+
+    path = Path(path or AUTO_FILE)
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(summary["auto"])
+    path.write_text(json.dumps(current, indent=1) + "\n")
+    return path
+
+
+def _ci(c: dict | None, digits: int = 3) -> str:
+    """``mean [low, high]`` of a mean_ci dict."""
+    if not c or c.get("mean") is None or not np.isfinite(c["mean"]):
+        return "n/a"
+    if not np.isfinite(c.get("ci_low", float("nan"))):
+        return f"{c['mean']:+.{digits}f}"
+    return f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
+
+
+def render_summary(summary: dict) -> list[str]:
+    """The main tables of results.md, from summary.json only."""
+    lines = ["## Base models (held-out test windows)", "",
+             "| model | DNase Pearson, 128 bp | CAGE Pearson, 128 bp | counts Pearson |", "|---|---|---|---|"]
+    for name, m in summary["base_models"].items():
+        tp = m["test_pearson"]
+        lines.append(f"| {name} | " + " | ".join(f"{tp[k]:.3f}" if k in tp else "—"
+                                                 for k in ("dnase_128bp", "cage_128bp", "counts")) + " |")
+    lines += ["", "## Main table: mean [95% CI] over seeds", "",
+              f"Seeds: {summary['seeds']}. Gains are effect-Pearson after − before the update; *in distribution*: "
+              "held-out 50-bp position blocks of the training elements; *OOD*: held-out elements. Retention: "
+              "track Pearson on the test windows (the parent's value is in each heading). Drift: "
+              "1 − Pearson of updated vs parent predictions there. Δ columns: paired difference from fine-tuning "
+              "(same seeds). Intervals: Student t over seeds.", ""]
+    for key, sc in summary["scenarios"].items():
+        strategies = sc["strategies"]
+        base_ret = next((v["retention_base"] for v in strategies.values() if v.get("retention_base") is not None),
+                        float("nan"))
+        lines += [f"### {key}: {sc['model']} on `{sc['screen']}` (parent retention {base_ret:.3f})", "",
+                  "| strategy | gain, in distribution | gain, OOD | retention | drift | Δ gain in distr. vs FT | "
+                  "Δ retention vs FT |", "|---|---|---|---|---|---|---|"]
+        for label, v in strategies.items():
+            lines.append(f"| {label} | {_ci(v['gain_in_distribution'])} | {_ci(v['gain_ood'])} | "
+                         f"{_ci(v['retention'])} | {_ci(v['drift'])} | "
+                         f"{_ci(v.get('gain_in_distribution_vs_finetune'))} | "
+                         f"{_ci(v.get('retention_vs_finetune'))} |")
+        lines.append("")
+    lines += ["## `--strategy auto` from this summary", "",
+              "Rule (`genocl_plugin.stats.choose_auto_strategy`): among strategies whose mean in-distribution gain "
+              "is within 5% of fine-tuning's, the best mean retention — only if its retention advantage over "
+              "fine-tuning has a 95% interval above zero; otherwise fine-tuning. The benchmark writes the picks "
+              "to `genocl_plugin/bundled/auto_strategy.json`, which `genocl update --strategy auto` reads.", ""]
+    for arch, a in summary["auto"].items():
+        lines.append(f"- {arch}: **{a['strategy']}** — {a['reason']}")
+    lines.append("")
+    return lines
+
+
 def score_sequential(finals: list, labels: list[str], crops: int, plot_dir: Path) -> list[dict]:
     """Evaluate the sequential scenario's final runs (3x3 matrices) and plot them."""
     from genocl_plugin import evaluate as ev
@@ -222,6 +336,9 @@ def main() -> None:
     parser.add_argument("--reevaluate", action="store_true",
                         help="Re-score the runs of a finished study in --workdir with the current settings' "
                              "eval_crops (no training), then run the VCF check.")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine).")
+    parser.add_argument("--lr", type=float, default=None, help="Override the update learning rate.")
+    parser.add_argument("--epochs", type=int, default=None, help="Override the update epochs.")
     parser.add_argument("--wait", type=float, default=0,
                         help="Minutes to wait for a bundled base model that is still being trained.")
     args = parser.parse_args()
@@ -231,11 +348,14 @@ def main() -> None:
     from genocl_plugin import evaluate as ev
     from genocl_plugin import reference
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     mode = "quick" if args.quick else "full"
     settings = dict(SETTINGS[mode])
     if args.seeds:
         settings["seeds"] = list(range(args.seeds))
+    for key in ("lr", "epochs"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
     work = Path(args.workdir)
     results_dir = Path(args.results)
     plots = results_dir / "results"
@@ -254,7 +374,8 @@ def main() -> None:
             for base, b in report["bases"].items():
                 rows, evaluated, labels = [], [], []
                 for seed in b["seeds_done"]:
-                    seed_rows = [{k: r[k] for k in ("label", "seed", "run", "seconds", "train_after")}
+                    seed_rows = [{k: r.get(k) for k in ("label", "spec", "seed", "run", "seconds", "train_after",
+                                                         "gain_id")}
                                  for r in b["rows"] if r["seed"] == seed]
                     log(f"{b['name']}: re-scoring the {len(seed_rows)} runs of seed {seed} on "
                         f"{settings['eval_crops']} crops")
@@ -284,8 +405,9 @@ def main() -> None:
     combos, skipped_combos = available_strategies({k: COMBOS[k] for k in settings["combos"]})
     skipped.update(skipped_combos)
     strategies = {**singles, **combos}
-    if args.only:
-        strategies = {k: v for k, v in strategies.items() if k in args.only.split(",")}
+    only = args.only.split(",") if args.only else settings.get("only")
+    if only:
+        strategies = {k: v for k, v in strategies.items() if k in only}
     log(f"strategies: {', '.join(strategies)}; skipped: {', '.join(skipped) or 'none'}")
     bases = [b for b in args.bases.split(",") if b]
     model_spec = {"enformer": args.enformer, "procapnet": args.procapnet}
@@ -303,8 +425,13 @@ def main() -> None:
         report["commit"] = _commit()
         report["platform"] = f"{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
         report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        report["summary"] = build_summary(report, model_spec)
         ev.write_json(report, plots / f"forgetting_{mode}.json")
+        ev.write_json(report["summary"], plots / "summary.json")
+        if final and results_dir.resolve() == (ROOT / "docs").resolve():
+            write_auto_strategy(report["summary"])  # only a study written to docs/ sets the defaults
         (results_dir / "results.md").write_text(render(report))
+
     def extras() -> None:
         """The sequential scenario and the CRISPRi smoke check (run once, after the first seed)."""
         # Two-screen sequential scenario: half of the elements, then the other half.
@@ -355,8 +482,9 @@ def main() -> None:
                 log(f"{name}: {label} seed {seed}")
                 res = update(model_spec[base], screen, spec, seed, out, settings)
                 m = res["metrics"]
-                seed_rows.append({"label": label, "seed": seed, "run": str(out), "seconds": res["seconds"],
-                                  "train_after": m["new_task"]["train_after"]["pearson"]})
+                seed_rows.append({"label": label, "spec": spec, "seed": seed, "run": str(out),
+                                  "seconds": res["seconds"], "train_after": m["new_task"]["train_after"]["pearson"],
+                                  "gain_id": m["new_task"].get("in_distribution", {}).get("pearson_gain")})
                 seed_dirs.append(out)
             # Evaluated (and written) seed by seed, so a stopped study keeps its finished seeds.
             log(f"{name}: evaluating the {len(seed_dirs)} runs of seed {seed}")
@@ -382,7 +510,8 @@ def ood_vcf_check(report: dict, work: Path, shared: Path, sites_per_element: int
     the element was in the update's training screen, held out, or not in the screen at all.
     """
     if not sites_per_element or not (shared / "kircher2019_satmut").exists():
-        log(f"Kircher VCF check skipped (no {shared / 'kircher2019_satmut'})")
+        log("Kircher VCF check skipped" + (" (kircher_sites 0)" if not sites_per_element
+                                           else f" (no {shared / 'kircher2019_satmut'})"))
         return None
     sys.path.insert(0, str(Path(__file__).parent))
     import score_vcf as score_bench
@@ -476,6 +605,9 @@ def render(report: dict) -> str:
         "Pearson in place of accuracy).",
         "",
     ]
+    if report.get("summary"):
+        lines += render_summary(report["summary"])
+        lines += ["## Per-strategy detail (mean ± sd over seeds)", ""]
     for base, b in report["bases"].items():
         summary = b["summary"]
         lines += [f"## {b['name']} on `{b['screen']}`", "", f"Seeds: {b.get('seeds_done')}.", "",
@@ -498,7 +630,9 @@ def render(report: dict) -> str:
                 lines.append(f"| {label} | {fmt(v['jsd_before'])} | {fmt(v['jsd_after'])} | "
                              f"{fmt(v['counts_before'])} | {fmt(v['counts_after'])} |")
             lines.append("")
-        lines += [f"Recommended for {b['name']}: **{b['recommended']}** ({b['why']}).", "",
+        auto = (report.get("summary") or {}).get("auto", {}).get(base)
+        lines += [(f"`--strategy auto` for {b['name']} (evidence rule, see above): **{auto['strategy']}**."
+                   if auto else f"Point-estimate pick for {b['name']}: **{b['recommended']}** ({b['why']})."), "",
                   f"![trade-off]({'results/' + base + '/tradeoff.png'})",
                   f"![per-track retention]({'results/' + base + '/per_track_retention.png'})", ""]
     for base, seq in report["sequential"].items():
@@ -546,8 +680,8 @@ def render(report: dict) -> str:
               "crops and bins. Sparse CAGE signal makes it sensitive to a few peaks; the same metric on a handful "
               "of crops can change sign. Compare strategies on the same crops (as here) and read the per-track "
               "plots and, for procapnet-mini, JSD and counts Pearson alongside it.",
-              "- The minis are weak (test Pearson 0.03-0.16) and each update sees 64 perturbations for 2 epochs: "
-              "differences smaller than one sd are noise.",
+              f"- Each update sees {s['max_train']} perturbations for {s['epochs']} epochs; read a difference only "
+              "where its 95% interval (main table) excludes zero.",
               *([] if report.get("strategies_seeded") else [
                   "- This study ran before `--seed` reached the strategies' own sampling: replay and distillation "
                   "drew their windows, and EWC its Fisher windows, with seed 0 in every run. Their sd across seeds "
@@ -594,28 +728,14 @@ def _findings(report: dict) -> list[str]:
 
 
 def _recommendation_text(report: dict) -> str:
-    """Overall recommendation: the criterion's winner, with what the data shows against it."""
-    picks = {b["name"]: b["recommended"] for b in report["bases"].values()}
-    lines = ["Criterion: best mean retention among strategies whose mean new-task gain is at least 95% of "
-             "fine-tuning's."]
-    lines += [f"- {name}: **{pick}**" for name, pick in picks.items()]
-    from genocl_plugin.update import AUTO_STRATEGY
-
-    labels = {**SINGLE, **COMBOS}
-    archs = {b["name"]: base for base, b in report["bases"].items()}
-    agree = all(AUTO_STRATEGY.get(archs[name]) == labels.get(pick) for name, pick in picks.items())
-    lines.append("\n`genocl update`'s default, `--strategy auto`, runs the pick for the model's architecture: "
-                 + ", ".join(f"{arch} -> `{spec}`" for arch, spec in AUTO_STRATEGY.items())
-                 + (" (`AUTO_STRATEGY` in `genocl_plugin/update.py`), which matches this study."
-                    if agree else " (`AUTO_STRATEGY` in `genocl_plugin/update.py`), which does NOT match this study: "
-                    "update it or explain why.")
-                 + " Hyperparameters benchmarked: the strategy defaults only.")
-    for b in report["bases"].values():
-        ft = b["summary"].get("finetune")
-        if ft and mean_sd(ft["gain"])[0] <= 0:
-            lines.append(f"\nOn {b['name']}, fine-tuning does not improve held-out elements (mean gain "
-                         f"{mean_sd(ft['gain'])[0]:+.3f}): there is no new-task gain for continual learning to "
-                         "preserve, and the choice rests on retention alone.")
+    """What ``--strategy auto`` runs, from the summary's evidence rule (never from point estimates)."""
+    summary = report.get("summary") or {}
+    lines = ["`genocl update --strategy auto` (the default) runs, per architecture, the pick of the evidence "
+             "rule above (`genocl_plugin/bundled/auto_strategy.json`, written by this benchmark):"]
+    for arch, a in summary.get("auto", {}).items():
+        lines.append(f"- {arch}: `{a['strategy']}` ({a['reason']})")
+    lines.append("\nWhere no strategy's retention advantage has an interval above zero, auto is plain "
+                 "fine-tuning: this study does not show that continual learning helps there.")
     return "\n".join(lines)
 
 

@@ -33,10 +33,26 @@ def hardware_options(func):
 @click.command()
 @click.option("--model", "arch", type=click.Choice(["enformer", "procapnet"]), required=True)
 @click.option("--out", required=True, type=click.Path(), help="Output model directory.")
-@click.option("--max-epochs", type=P.positive_int("pass a number of epochs >= 1"), default=4, show_default=True)
-@click.option("--batch-size", type=P.positive_int("pass a batch size >= 1, e.g. 16"), default=16, show_default=True)
-@click.option("--lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 5e-4"), default=5e-4,
-              show_default=True)
+@click.option("--max-epochs", type=P.positive_int("pass a number of epochs >= 1"), default=None,
+              help="Default: the recipe's (enformer 6, procapnet 5).")
+@click.option("--batch-size", type=P.positive_int("pass a batch size >= 1, e.g. 16"), default=None,
+              help="Default: the recipe's (enformer 8, procapnet 16).")
+@click.option("--lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 1e-3"), default=None,
+              help="Peak learning rate (default: 1e-3).")
+@click.option("--seq-len", type=P.positive_int("pass an input length in bp, e.g. 4096"), default=None,
+              help="Input length in bp (default: enformer 4096, procapnet 2176).")
+@click.option("--loss", type=click.Choice(["poisson", "poisson_multinomial", "procapnet"]), default=None,
+              help="Default: poisson (enformer), procapnet (procapnet).")
+@click.option("--patience", type=P.positive_int("pass a number of epochs >= 1"), default=3, show_default=True,
+              help="Early stopping on the selection quantity (see --select).")
+@click.option("--init", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Start from this genocl model directory's weights (same architecture).")
+@click.option("--limit-val-batches",
+              type=P.positive_float("pass a fraction in (0, 1] or a whole number of batches"), default=1.0,
+              show_default=True, help="Fraction (<=1) or number (>1) of valid batches per epoch.")
+@click.option("--select", type=click.Choice(["score", "loss"]), default="score", show_default=True,
+              help="Keep the epoch with the best valid Pearson (score) or the lowest valid loss.")
+@click.option("--log", "log_path", default=None, type=click.Path(), help="Append per-epoch JSON lines here.")
 @click.option("--limit-train-batches",
               type=P.positive_float("pass a fraction in (0, 1] or a whole number of batches"),
               default=1.0, show_default=True,
@@ -46,8 +62,9 @@ def hardware_options(func):
 @click.option("--devices", default="1", show_default=True, help="Device count, auto, or GPU indices (0,1).")
 @hardware_options
 @user_errors
-def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, force, devices, accelerator,
-             precision, accumulate_grad_batches, gradient_checkpointing, num_workers) -> None:
+def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, init, limit_val_batches, select, log_path,
+             limit_train_batches, seed, force, devices, accelerator, precision, accumulate_grad_batches,
+             gradient_checkpointing, num_workers) -> None:
     """Train a mini base model on the bundled real hg38 windows (reproduces the shipped ones).
 
     \b
@@ -59,8 +76,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
     from genocl_plugin.errors import input_error
     from genocl_plugin.fileio import claim
     from genocl_plugin.hardware import trainer_settings
+    from genocl_plugin.pretrain import RECIPES, write_pretrained
     from genocl_plugin.pretrain import pretrain as run
-    from genocl_plugin.pretrain import write_pretrained
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
@@ -72,14 +89,33 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
     settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches)
     with claim(out):  # a second pretrain into the same --out fails at once
         limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
+        limit_val = int(limit_val_batches) if limit_val_batches > 1 else limit_val_batches
+        init_lineage = []
+        if init:
+            from genocl_plugin.fileio import sha256sum
+            from genocl_plugin.models import read_config
+
+            parent = read_config(init)
+            init_lineage = [*parent.get("lineage", []), {
+                "step": "init", "from": str(init), "weights_sha256": sha256sum(Path(init) / "model.safetensors"),
+                "command": parent.get("command"), "test_metrics": parent.get("test_metrics")}]
         model, metrics = run(arch, max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             limit_train_batches=limit, trainer_kwargs=settings,
+                             limit_train_batches=limit, seq_len=seq_len, loss=loss, patience=patience,
+                             log_path=log_path, init=init, limit_val_batches=limit_val,
+                             select=select, trainer_kwargs=settings,
                              gradient_checkpointing=gradient_checkpointing, num_workers=num_workers)
-        command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs} --batch-size {batch_size} "
-                   f"--lr {lr} --limit-train-batches {limit_train_batches} --seed {seed}")
-        write_pretrained(model, metrics, out, force=force, command=command)
+        recipe = RECIPES[arch]
+        command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs or recipe['max_epochs']} "
+                   f"--batch-size {batch_size or recipe['batch_size']} --lr {lr or recipe['lr']} "
+                   f"--seq-len {model.seq_len} --loss {loss or recipe['loss']} --patience {patience} "
+                   f"--limit-train-batches {limit_train_batches} --limit-val-batches {limit_val_batches} "
+                   f"--select {select} --seed {seed}"
+                   + (f" --init {init}" if init else ""))
+        write_pretrained(model, metrics, out, force=force, command=command, init_lineage=init_lineage)
         click.echo(f"wrote {out}")
         for key, value in metrics.items():
+            if key == "history":
+                continue
             click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
 
 
@@ -106,6 +142,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
               type=P.Fraction("pass a fraction of elements strictly between 0 and 1, e.g. 0.25"),
               default=0.25, show_default=True,
               help="Fraction of elements held out for evaluation.")
+@click.option("--id-holdout", type=float, default=0.2, show_default=True,
+              help="Fraction of each training element's 50-bp position blocks held out "
+                   "(in-distribution check; 0: off).")
 @click.option("--silencing", type=click.Choice(["shuffle", "mask"]), default="shuffle", show_default=True,
               help="CRISPRi: how silenced elements are replaced.")
 @click.option("--retention-crops",
@@ -183,7 +222,7 @@ def pretrain(arch, out, max_epochs, batch_size, lr, limit_train_batches, seed, f
 @click.option("--holdout-by", type=click.Choice(["gene", "individual"]), default="gene", show_default=True,
               help="Personal genomes: hold out whole genes or whole individuals.")
 @user_errors
-def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout,
+def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout, id_holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
@@ -234,8 +273,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
         settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches, num_nodes, ddp)
         config = UpdateConfig(
             model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
-            lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, silencing=silencing,
-            retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
+            lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, id_holdout=id_holdout,
+            silencing=silencing, retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
             reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
             reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
             if reference_holdout_chroms else None,

@@ -295,6 +295,11 @@ def format_table(report: dict) -> str:
         ("new task: effect Spearman (held-out elements)", nt["before"]["spearman"], nt["after"]["spearman"]),
         ("new task: effect Pearson (training elements)", nt.get("train_before", {}).get("pearson", nan),
          nt.get("train_after", {}).get("pearson", nan)),
+    ]
+    if "in_distribution" in nt:
+        rows.append(("new task: effect Pearson (held-out blocks, in distribution)",
+                     nt["in_distribution"]["before"]["pearson"], nt["in_distribution"]["after"]["pearson"]))
+    rows += [
         ("retention: track Pearson vs real tracks (test windows)", rt["pearson_before"], rt["pearson_after"]),
         ("drift from base: Pearson of predictions", 1.0, rt["drift_pearson"]),
     ]

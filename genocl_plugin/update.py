@@ -20,16 +20,17 @@ from genocl_plugin import evaluate, hardware, objectives, reference, resume, scr
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
+from genocl_plugin.stats import load_auto_strategy
 
 BUNDLED_SCREENS = {
     "enformer": Path(__file__).parent / "bundled" / "mpra_enhancers.h5ad",
     "procapnet": Path(__file__).parent / "bundled" / "mpra_promoters.h5ad",
 }
-# What ``--strategy auto`` (the default) means for each base architecture: the strategy
-# benchmarks/forgetting.py recommends for it (best reference-track retention among the
-# strategies keeping >= 95% of fine-tuning's held-out gain; docs/results.md). Other
-# architectures fall back to plain fine-tuning.
-AUTO_STRATEGY = {"enformer": "replay,ewc", "procapnet": "multihead"}
+# What ``--strategy auto`` (the default) means for each base architecture: fine-tuning, unless
+# benchmarks/forgetting.py found a strategy whose retention advantage over fine-tuning has a 95%
+# interval above zero while its in-distribution gain stays within 5% of fine-tuning's
+# (stats.choose_auto_strategy; the benchmark writes bundled/auto_strategy.json; docs/results.md).
+AUTO_STRATEGY = {"enformer": "finetune", "procapnet": "finetune", **load_auto_strategy()}
 
 # Subsampling of the bundled screens so the default update finishes in < 3 min on 2 cores.
 BUNDLED_MAX_TRAIN = 256
@@ -53,6 +54,9 @@ class UpdateConfig:
     silencing: str = "shuffle"
     retention_crops: int = 96
     seed: int = 0
+    # In-distribution check: fraction of each training element's 50-bp position blocks held out
+    # (screens.split_by_position_blocks); 0 turns it off.
+    id_holdout: float = 0.2
     strategy_params: dict = field(default_factory=dict)
     # The reference set (what the model already knows): the user's genome + regions [+ tracks],
     # else the bundled hg38 windows. See genocl_plugin/reference.py.
@@ -85,13 +89,15 @@ def default_screen(model) -> Path:
     return BUNDLED_SCREENS.get(model.data_params.get("arch", "enformer"), BUNDLED_SCREENS["enformer"])
 
 
-def prepare_screen(config: UpdateConfig, model):
-    """Read, split (by element) and subsample the screen.
+def prepare_screen(config: UpdateConfig, model, in_distribution: bool = False):
+    """Read, split (by element, then by position blocks) and subsample the screen.
 
     Returns
     -------
     tuple
-        ``(path, train, test)`` AnnData screens.
+        ``(path, train, test)`` AnnData screens (``test``: held-out elements, the
+        out-of-distribution check), and with ``in_distribution`` also ``test_id``: held-out
+        position blocks of the training elements (``config.id_holdout``).
     """
     path = Path(config.data) if config.data else default_screen(model)
     screen = screens.read_screen(path)
@@ -99,17 +105,20 @@ def prepare_screen(config: UpdateConfig, model):
         from genocl_plugin.personal import split_personal
 
         train, test = split_personal(screen, config.holdout_by, config.holdout, config.seed)
+        test_id = train[:0].copy()  # personal screens hold out genes or people, not position blocks
     else:
         train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
+        train, test_id = screens.split_by_position_blocks(train, config.id_holdout, seed=config.seed)
     bundled = config.data is None
     max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
     max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
     train = _subsample(train, max_train, config.seed)
     test = _subsample(test, max_eval, config.seed + 1)
+    test_id = _subsample(test_id, max_eval, config.seed + 2)
     if train.n_obs == 0:
         raise input_error(path, "obs", "no training rows after the element hold-out",
                           "use a screen with more elements or --holdout 0")
-    return path, train, test
+    return (path, train, test, test_id) if in_distribution else (path, train, test)
 
 
 def _subsample(adata, n: int | None, seed: int):
@@ -291,11 +300,11 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             cb.reference = ref
     base = copy.deepcopy(model).eval()
 
-    screen_path, train, test = prepare_screen(config, model)
-    train_set = objectives.screen_dataset(train, model, config.silencing, config.seed, path=str(screen_path),
-                                          readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
-    test_set = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(screen_path),
-                                         readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
+    screen_path, train, test, test_id = prepare_screen(config, model, in_distribution=True)
+    datasets = {key: objectives.screen_dataset(part, model, config.silencing, config.seed, path=str(screen_path),
+                                               readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
+                for key, part in (("train", train), ("test", test), ("id", test_id)) if key != "id" or part.n_obs}
+    train_set, test_set, id_set = datasets["train"], datasets["test"], datasets.get("id")
 
     # The fit on training elements is a sanity check, so a fixed subset keeps it cheap.
     fit_idx = np.sort(np.random.default_rng(config.seed).choice(
@@ -303,6 +312,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     fit_set = torch.utils.data.Subset(train_set, fit_idx)
     before_test = predict_screen_effects(base, test_set, eval_batch)
     before_train = predict_screen_effects(base, fit_set, eval_batch)
+    before_id = predict_screen_effects(base, id_set, eval_batch) if id_set is not None else None
 
     partial = resume.partial_dir(out) if (checkpoint_every or resume_from) else None
     train_on_screen(model, train_set, config, callbacks, trainer_kwargs, checkpoint_dir=partial,
@@ -311,6 +321,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     model.to(device)  # Lightning's teardown leaves it on the CPU
     after_test = predict_screen_effects(model, test_set, eval_batch)
     after_train = predict_screen_effects(model, fit_set, eval_batch)
+    after_id = predict_screen_effects(model, id_set, eval_batch) if id_set is not None else None
     measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
     if ref is not None:
         retained = evaluate.reference_retention(base, model, ref, "test", max_windows=config.retention_crops)
@@ -331,11 +342,18 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             "before": evaluate.cross_individual_metrics(before_test, measured_test, test_set.groups),
             "after": evaluate.cross_individual_metrics(after_test, measured_test, test_set.groups),
             "holdout_by": config.holdout_by, "pairwise_alpha": config.pairwise_alpha}
+    if id_set is not None:
+        # in distribution: held-out position blocks of the training elements
+        id_before, id_after = (evaluate.effect_metrics(p, id_set.effect) for p in (before_id, after_id))
+        report["new_task"]["in_distribution"] = {
+            "before": id_before, "after": id_after,
+            "pearson_gain": evaluate._sub(id_after["pearson"], id_before["pearson"])}
     # What each strategy did (frozen parts, heads, adapters, forgetting-budget checks).
     report["strategies"] = {type(cb).__name__: cb.summary() for cb in callbacks if hasattr(cb, "summary")}
     report["split"] = {
         "train_elements": sorted(set(train_set.groups)), "test_elements": sorted(set(test_set.groups)),
         "n_train": len(train_set), "n_test": len(test_set),
+        "n_test_in_distribution": len(id_set) if id_set is not None else 0,
     }
 
     screen_hash = sha256sum(screen_path)

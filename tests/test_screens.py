@@ -411,3 +411,35 @@ def test_fixture_tables_are_the_published_format(data_dir):
             "Element", "Release"]
     with gzip.open(data_dir / ENGREITZ, "rt") as handle:
         assert len(handle.readline().split("\t")) == 42
+
+
+# --------------------------------------------------------------------------- in-distribution split
+
+
+def test_split_by_position_blocks_holds_out_blocks_inside_every_element(mpra_screen):
+    train, test = screens.split_by_position_blocks(mpra_screen, test_fraction=0.25, block_bp=20, gap_bp=5, seed=1)
+    assert test.n_obs > 0 and train.n_obs > 0
+    assert not set(train.obs_names) & set(test.obs_names)
+    for element in mpra_screen.obs["element"].unique():
+        tr = train.obs[train.obs["element"] == element]
+        te = test.obs[test.obs["element"] == element]
+        # every element with >= 2 blocks keeps training rows and loses at least one block
+        if mpra_screen.obs.loc[mpra_screen.obs["element"] == element, "pos"].floordiv(20).nunique() >= 2:
+            assert len(tr) and len(te)
+        # held-out rows are whole blocks: no training row shares a block with a held-out row
+        assert not set(tr["pos"] // 20) & set(te["pos"] // 20)
+        # and no training row is within the guard band of a held-out position
+        if len(tr) and len(te):
+            gap = np.abs(tr["pos"].to_numpy()[:, None] - te["pos"].to_numpy()[None, :]).min()
+            assert gap >= 5
+    # the rows dropped are only guard-band rows
+    assert train.n_obs + test.n_obs <= mpra_screen.n_obs
+    again = screens.split_by_position_blocks(mpra_screen, test_fraction=0.25, block_bp=20, gap_bp=5, seed=1)[1]
+    assert list(again.obs_names) == list(test.obs_names)
+
+
+def test_split_by_position_blocks_off_for_crispri_and_zero_fraction(crispri_screen, mpra_screen):
+    train, test = screens.split_by_position_blocks(crispri_screen)
+    assert test.n_obs == 0 and train.n_obs == crispri_screen.n_obs
+    train, test = screens.split_by_position_blocks(mpra_screen, test_fraction=0)
+    assert test.n_obs == 0 and train.n_obs == mpra_screen.n_obs

@@ -48,6 +48,11 @@ def test_update_writes_run_and_changes_weights(tiny_procapnet_dir, tmp_path):
     # held-out elements never appear in training
     assert not set(metrics["split"]["train_elements"]) & set(metrics["split"]["test_elements"])
     assert metrics["split"]["n_train"] == 32 and metrics["split"]["n_test"] == 16
+    # in distribution: held-out position blocks of the training elements, scored before/after
+    assert metrics["split"]["n_test_in_distribution"] == 16
+    ind = metrics["new_task"]["in_distribution"]
+    assert ind["before"]["n"] == ind["after"]["n"] == 16
+    assert ind["pearson_gain"] == pytest.approx(ind["after"]["pearson"] - ind["before"]["pearson"])
     for key in ("pearson_before", "pearson_after", "drift_pearson"):
         assert np.isfinite(metrics["retention"][key])
     # the update moved the model away from the base

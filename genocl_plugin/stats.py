@@ -1,0 +1,100 @@
+"""Confidence intervals over seeds and the evidence rule behind ``--strategy auto``.
+
+The forgetting benchmark (``benchmarks/forgetting.py``) reports every quantity as a mean over
+seeds with a 95% t-interval, and each strategy's difference from fine-tuning as a paired
+difference (same seed = same screen split, same training order) with its own interval.
+``choose_auto_strategy`` turns that summary into the default strategy per architecture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+AUTO_FILE = Path(__file__).parent / "bundled" / "auto_strategy.json"
+GAIN_TOLERANCE = 0.05  # a strategy is eligible when its gain is within 5% of fine-tuning's
+
+
+def mean_ci(values, level: float = 0.95) -> dict:
+    """Mean with a two-sided Student-t confidence interval (NaN / None values dropped).
+
+    Returns
+    -------
+    dict
+        ``mean``, ``ci_low``, ``ci_high``, ``sd`` and ``n`` (interval NaN for n < 2).
+    """
+    from scipy.stats import t
+
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    n = len(v)
+    if n == 0:
+        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "sd": float("nan"), "n": 0}
+    mean = float(v.mean())
+    if n < 2:
+        return {"mean": mean, "ci_low": float("nan"), "ci_high": float("nan"), "sd": float("nan"), "n": 1}
+    sd = float(v.std(ddof=1))
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "sd": sd, "n": int(n)}
+
+
+def paired_diff_ci(a: dict, b: dict, level: float = 0.95) -> dict:
+    """Mean and interval of ``a[seed] - b[seed]`` over the seeds both have (paired by seed)."""
+    seeds = sorted(set(a) & set(b))
+    return mean_ci([a[s] - b[s] for s in seeds if a[s] is not None and b[s] is not None], level)
+
+
+def excludes_zero(ci: dict) -> bool:
+    """Whether a finite interval lies entirely on one side of zero."""
+    lo, hi = ci.get("ci_low"), ci.get("ci_high")
+    return lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0)
+
+
+def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
+    """The evidence rule for ``--strategy auto`` on one architecture.
+
+    Among the strategies whose mean in-distribution gain is within 5% of fine-tuning's, take
+    the one with the best mean retention; keep it only if its retention advantage over
+    fine-tuning (paired by seed) has a 95% interval entirely above zero. Otherwise: fine-tuning.
+
+    Parameters
+    ----------
+    strategies
+        ``{strategy spec: {"gain_in_distribution": ci, "retention": ci,
+        "retention_vs_finetune": paired ci}}`` (``benchmarks/forgetting.py``'s summary), with a
+        ``finetune`` entry.
+
+    Returns
+    -------
+    tuple
+        ``(strategy spec, reason)``.
+    """
+    if "finetune" not in strategies:
+        return "finetune", "fine-tuning was not benchmarked: no evidence for anything else"
+    ft_gain = strategies["finetune"]["gain_in_distribution"]["mean"]
+    if not np.isfinite(ft_gain):
+        return "finetune", "no in-distribution gain measured"
+    threshold = ft_gain - GAIN_TOLERANCE * abs(ft_gain)
+    eligible = {k: v for k, v in strategies.items() if k != "finetune"
+                and np.isfinite(v["gain_in_distribution"]["mean"]) and v["gain_in_distribution"]["mean"] >= threshold}
+    if not eligible:
+        return "finetune", (f"no strategy keeps in-distribution gain within 5% of fine-tuning's "
+                            f"({ft_gain:+.3f}; threshold {threshold:+.3f})")
+    best = max(eligible, key=lambda k: eligible[k]["retention"]["mean"])
+    diff = eligible[best].get("retention_vs_finetune", {})
+    if diff and excludes_zero(diff) and diff["ci_low"] > 0:
+        return best, (f"{best}: retention {diff['mean']:+.3f} vs fine-tuning, 95% CI "
+                      f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}] above zero, with gain within 5%")
+    return "finetune", (f"best eligible strategy {best} retains {diff.get('mean', float('nan')):+.3f} more than "
+                        f"fine-tuning but its 95% CI [{diff.get('ci_low', float('nan')):+.3f}, "
+                        f"{diff.get('ci_high', float('nan')):+.3f}] does not exclude zero")
+
+
+def load_auto_strategy(path: str | Path = AUTO_FILE) -> dict[str, str]:
+    """``{architecture: strategy}`` as last written by the forgetting benchmark (empty if none)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return {arch: entry["strategy"] for arch, entry in json.loads(path.read_text()).items()}

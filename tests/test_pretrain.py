@@ -1,0 +1,71 @@
+"""The pretraining recipe: augmentation, per-group metrics at 32/128 bp, the LR schedule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genocl_plugin import pretrain, reference
+from genocl_plugin.evaluate import pearson
+
+
+def test_strand_permutation_swaps_stranded_pairs_only():
+    perm = pretrain.strand_permutation("enformer")
+    names = reference.track_names()
+    assert sorted(perm) == list(range(len(names)))
+    assert (perm[perm] == np.arange(len(names))).all()  # an involution
+    plus, minus = reference.cage_strand_indices()
+    assert all(perm[p] in minus for p in plus)
+    dnase = reference.track_indices("DNASE")
+    assert all(perm[i] == i for i in dnase)  # unstranded tracks stay
+    assert list(pretrain.strand_permutation("procapnet")) == [1, 0]
+
+
+def test_reverse_complement_of_input_and_targets():
+    codes = reference.seq_to_codes("AACGTN")
+    x = reference.codes_to_one_hot(codes)
+    y = np.arange(12, dtype=np.float32).reshape(2, 6)
+    rx, ry = pretrain.reverse_complement(x, y, np.array([1, 0]))
+    # reverse complement of AACGTN is NACGTT (N stays all-zero)
+    assert np.array_equal(rx, reference.codes_to_one_hot(reference.seq_to_codes("NACGTT")))
+    assert np.array_equal(ry, y[::-1, ::-1])
+    back = pretrain.reverse_complement(rx, ry, np.array([1, 0]))
+    assert np.array_equal(back[0], x) and np.array_equal(back[1], y)
+
+
+def test_window_crops_are_aligned_and_augmented():
+    plain = pretrain.WindowCropDataset("enformer", "valid", seq_len=1024, out_bins=16)
+    x, y = plain[0]
+    assert x.shape == (4, 1024) and y.shape == (74, 16)
+    # the first crop's targets are the first 16 bins of the first valid window
+    data = reference.load_windows()
+    assert np.allclose(y.numpy(), data["valid_targets"][0][:16].T.astype(np.float32))
+    aug = pretrain.WindowCropDataset("enformer", "valid", seq_len=1024, out_bins=16, augment=True, seed=3)
+    flipped = 0
+    for _ in range(20):
+        xa, ya = aug[0]
+        assert xa.shape == x.shape and ya.shape == y.shape
+        flipped += bool(np.allclose(ya.numpy(), y.numpy()[pretrain.strand_permutation("enformer"), ::-1]))
+    assert 0 < flipped < 20  # about half the draws are reverse complements
+
+
+def test_resolution_metrics_pool_32bp_bins():
+    rng = np.random.default_rng(0)
+    pred, target = rng.random((3, 74, 8)), rng.random((3, 74, 8))
+    out = pretrain.resolution_metrics(pred, target, "enformer", "test")
+    dnase = reference.track_indices("DNASE")
+    p128, t128 = pred.reshape(3, 74, 2, 4).sum(-1), target.reshape(3, 74, 2, 4).sum(-1)
+    expected = np.mean([pearson(p128[:, i], t128[:, i]) for i in dnase])
+    assert out["test_pearson_dnase_128bp"] == pytest.approx(expected)
+    assert {"test_pearson_cage_32bp", "test_pearson_rna_128bp"} <= set(out)
+    counts = pretrain.resolution_metrics(pred[:, :2], target[:, :2], "procapnet")
+    assert counts["test_counts_pearson"] == pytest.approx(
+        pearson(np.log1p(pred[:, :2].sum((1, 2))), np.log1p(target[:, :2].sum((1, 2)))))
+
+
+def test_warmup_cosine_schedule():
+    sched = pretrain.WarmupCosine(1e-3, warmup_steps=10, total_steps=110)
+    assert sched.lr_at(0) == pytest.approx(1e-4)
+    assert sched.lr_at(9) == pytest.approx(1e-3)
+    assert sched.lr_at(60) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+    assert sched.lr_at(500) == pytest.approx(5e-5)

@@ -1,0 +1,62 @@
+"""Intervals over seeds and the evidence rule behind ``--strategy auto``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from genocl_plugin import stats
+
+
+def test_mean_ci_matches_scipy_t_interval():
+    values = [0.1, 0.3, 0.2, 0.5, 0.4]
+    ci = stats.mean_ci(values)
+    lo, hi = sps.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=sps.sem(values))
+    assert ci["mean"] == pytest.approx(0.3) and ci["n"] == 5
+    assert ci["ci_low"] == pytest.approx(lo) and ci["ci_high"] == pytest.approx(hi)
+
+
+def test_mean_ci_drops_missing_and_has_no_interval_for_one_value():
+    ci = stats.mean_ci([0.2, None, float("nan")])
+    assert ci["mean"] == 0.2 and ci["n"] == 1 and math.isnan(ci["ci_low"])
+    assert stats.mean_ci([])["n"] == 0
+
+
+def test_paired_difference_uses_common_seeds_only():
+    a = {0: 1.0, 1: 2.0, 2: 3.5, 3: 9.0}
+    b = {0: 0.5, 1: 1.0, 2: 2.0}
+    ci = stats.paired_diff_ci(a, b)
+    assert ci["n"] == 3 and ci["mean"] == pytest.approx(np.mean([0.5, 1.0, 1.5]))
+
+
+def _entry(gain, retention, diff_low, diff_high):
+    return {"gain_in_distribution": {"mean": gain}, "retention": {"mean": retention},
+            "retention_vs_finetune": {"mean": (diff_low + diff_high) / 2, "ci_low": diff_low, "ci_high": diff_high}}
+
+
+def test_auto_rule_needs_an_interval_above_zero():
+    ft = {"gain_in_distribution": {"mean": 0.20}, "retention": {"mean": 0.30}}
+    # better retention, same gain, interval above zero -> chosen
+    pick, why = stats.choose_auto_strategy({"finetune": ft, "l2sp": _entry(0.195, 0.35, 0.01, 0.09)})
+    assert pick == "l2sp" and "above zero" in why
+    # same point estimate but the interval includes zero -> fine-tuning
+    pick, why = stats.choose_auto_strategy({"finetune": ft, "l2sp": _entry(0.195, 0.35, -0.01, 0.11)})
+    assert pick == "finetune" and "does not exclude zero" in why
+    # a strategy that gives up more than 5% of the gain is not eligible, however well it retains
+    pick, why = stats.choose_auto_strategy({"finetune": ft, "lora": _entry(0.10, 0.40, 0.05, 0.15)})
+    assert pick == "finetune" and "within 5%" in why
+    # among eligible strategies the best retention is the candidate
+    pick, _ = stats.choose_auto_strategy({"finetune": ft, "l2sp": _entry(0.2, 0.33, 0.01, 0.05),
+                                          "ewc": _entry(0.21, 0.36, 0.02, 0.10)})
+    assert pick == "ewc"
+
+
+def test_load_auto_strategy(tmp_path):
+    path = tmp_path / "auto.json"
+    assert stats.load_auto_strategy(path) == {}
+    path.write_text(json.dumps({"procapnet": {"strategy": "l2sp", "reason": "x"}}))
+    assert stats.load_auto_strategy(path) == {"procapnet": "l2sp"}
