@@ -584,7 +584,7 @@ def lineage_chain(run_dir: str | Path) -> list[str]:
 def screen_task(run_dir: str | Path, model):
     """The held-out perturbations a run was evaluated on, reproduced from its stored config.
 
-    Uses the same element split and subsampling as :func:`genocl_plugin.update.prepare_screen`
+    Uses the same element split and subsampling as :func:`genocl_plugin.screens.prepare_screen`
     and checks the held-out elements against the run's ``metrics.json``.
 
     Returns
@@ -592,8 +592,9 @@ def screen_task(run_dir: str | Path, model):
     objectives.PerturbationDataset
     """
     from genocl_plugin import objectives
+    from genocl_plugin.config import UpdateConfig
     from genocl_plugin.errors import input_error
-    from genocl_plugin.update import UpdateConfig, prepare_screen
+    from genocl_plugin.screens import prepare_screen
 
     metrics = read_run_metrics(run_dir)
     fields = UpdateConfig.__dataclass_fields__
@@ -647,7 +648,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         else as agreement with the base model's predictions (drift Pearson; 1 for the base).
     """
     from genocl_plugin.models import load_model
-    from genocl_plugin.update import predict_screen_effects
+    from genocl_plugin.objectives import predict_screen_effects
 
     say = progress or (lambda _msg: None)
     models: dict[str, object] = {}

@@ -540,3 +540,18 @@ def batch_loss(model, batch: dict) -> torch.Tensor:
     if batch.get("kind") == "personal":
         return pairwise_loss(predicted_expression(model, batch), batch["effect"], batch["gene"], batch["alpha"])
     return effect_loss(predicted_effects(model, batch), batch["effect"])
+
+
+@torch.no_grad()
+def predict_screen_effects(model, dataset: PerturbationDataset, batch_size: int = 16) -> np.ndarray:
+    """Predicted log2 effects for every row of a perturbation dataset."""
+    if len(dataset) == 0:
+        return np.zeros(0)
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_for(dataset))
+    return np.concatenate([predict_batch(model, _to_device(b, model.device)).cpu().numpy()
+                           for b in loader])
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

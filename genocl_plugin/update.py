@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,64 +17,26 @@ import torch
 from torch.utils.data import DataLoader
 
 from genocl_plugin import evaluate, hardware, objectives, reference, resume, screens
+from genocl_plugin.config import UpdateConfig
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
+from genocl_plugin.objectives import predict_screen_effects
+from genocl_plugin.screens import BUNDLED_MAX_EVAL, BUNDLED_MAX_TRAIN, BUNDLED_SCREENS, default_screen, prepare_screen
 from genocl_plugin.stats import load_auto_strategy
 
-BUNDLED_SCREENS = {
-    "enformer": Path(__file__).parent / "bundled" / "mpra_enhancers.h5ad",
-    "procapnet": Path(__file__).parent / "bundled" / "mpra_promoters.h5ad",
-}
+# Re-exported: the update's settings, its screen split and effect predictions live below the
+# command so that evaluate (metrics) does not import it.
+__all__ = ["UpdateConfig", "prepare_screen", "predict_screen_effects", "default_screen", "run_update",
+           "BUNDLED_SCREENS", "BUNDLED_MAX_TRAIN", "BUNDLED_MAX_EVAL"]
+
 # What ``--strategy auto`` (the default) means for each base architecture: fine-tuning, unless
 # benchmarks/forgetting.py found a strategy whose retention advantage over fine-tuning has a 95%
 # interval above zero while its in-distribution gain stays within 5% of fine-tuning's
 # (stats.choose_auto_strategy; the benchmark writes bundled/auto_strategy.json; docs/results.md).
 AUTO_STRATEGY = {"enformer": "finetune", "procapnet": "finetune", **load_auto_strategy()}
 
-# Subsampling of the bundled screens so the default update finishes in < 3 min on 2 cores.
-BUNDLED_MAX_TRAIN = 256
-BUNDLED_MAX_EVAL = 192
 TRAIN_FIT_ROWS = 64
-
-
-@dataclass
-class UpdateConfig:
-    """Everything an update needs; stored with the run as its hyperparameters."""
-
-    model: str = "enformer"
-    data: str | None = None
-    strategy: str = "auto"
-    epochs: int = 1
-    batch_size: int | None = 16  # None: hardware.default_batch_size (from the model's size)
-    lr: float = 1e-4
-    max_train: int | None = None
-    max_eval: int | None = None
-    holdout: float = 0.25
-    silencing: str = "shuffle"
-    retention_crops: int = 96
-    seed: int = 0
-    # In-distribution check: fraction of each training element's 50-bp position blocks held out
-    # (screens.split_by_position_blocks); 0 turns it off.
-    id_holdout: float = 0.2
-    strategy_params: dict = field(default_factory=dict)
-    # The reference set (what the model already knows): the user's genome + regions [+ tracks],
-    # else the bundled hg38 windows. See genocl_plugin/reference.py.
-    reference_fasta: str | None = None
-    reference_regions: str | None = None
-    reference_tracks: str | None = None
-    reference_holdout_chroms: list[str] | None = None
-    # Which tracks the perturbation objective reads (indices, names, globs, re:regex); None:
-    # the assay's default (the screen's cell type's CAGE tracks when uns["cell_type"] is set).
-    readout_tracks: str | None = None
-    # A Basenji-style targets file naming the model's outputs (stored with the updated model).
-    targets: str | None = None
-    pairwise_alpha: float = 0.5  # personal genomes: MSE weight of the pairwise loss (1 = MSE)
-    holdout_by: str = "gene"  # personal genomes: hold out whole genes or whole individuals
-    precision: str = "32"
-    accumulate_grad_batches: int = 1
-    gradient_checkpointing: bool = False
-    num_workers: int = 0
 
 
 def resolve_auto_strategy(strategy: str, model) -> str:
@@ -82,65 +44,6 @@ def resolve_auto_strategy(strategy: str, model) -> str:
     if strategy.strip() != "auto":
         return strategy
     return AUTO_STRATEGY.get(model.data_params.get("arch", ""), "finetune")
-
-
-def default_screen(model) -> Path:
-    """The bundled screen that goes with a model's architecture."""
-    return BUNDLED_SCREENS.get(model.data_params.get("arch", "enformer"), BUNDLED_SCREENS["enformer"])
-
-
-def prepare_screen(config: UpdateConfig, model, in_distribution: bool = False):
-    """Read, split (by element, then by position blocks) and subsample the screen.
-
-    Returns
-    -------
-    tuple
-        ``(path, train, test)`` AnnData screens (``test``: held-out elements, the
-        out-of-distribution check), and with ``in_distribution`` also ``test_id``: held-out
-        position blocks of the training elements (``config.id_holdout``).
-    """
-    path = Path(config.data) if config.data else default_screen(model)
-    screen = screens.read_screen(path)
-    if screen.uns["assay"] == "personal":
-        from genocl_plugin.personal import split_personal
-
-        train, test = split_personal(screen, config.holdout_by, config.holdout, config.seed)
-        test_id = train[:0].copy()  # personal screens hold out genes or people, not position blocks
-    else:
-        train, test = screens.split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
-        train, test_id = screens.split_by_position_blocks(train, config.id_holdout, seed=config.seed)
-    bundled = config.data is None
-    max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
-    max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
-    train = _subsample(train, max_train, config.seed)
-    test = _subsample(test, max_eval, config.seed + 1)
-    test_id = _subsample(test_id, max_eval, config.seed + 2)
-    if train.n_obs == 0:
-        raise input_error(path, "obs", "no training rows after the element hold-out",
-                          "use a screen with more elements or --holdout 0")
-    return (path, train, test, test_id) if in_distribution else (path, train, test)
-
-
-def _subsample(adata, n: int | None, seed: int):
-    if not n or adata.n_obs <= n:
-        return adata
-    idx = np.sort(np.random.default_rng(seed).choice(adata.n_obs, n, replace=False))
-    return adata[idx].copy()
-
-
-@torch.no_grad()
-def predict_screen_effects(model, dataset: objectives.PerturbationDataset, batch_size: int = 16) -> np.ndarray:
-    """Predicted log2 effects for every row of a perturbation dataset."""
-    if len(dataset) == 0:
-        return np.zeros(0)
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=objectives.collate_for(dataset))
-    return np.concatenate([objectives.predict_batch(model, _to_device(b, model.device)).cpu().numpy()
-                           for b in loader])
-
-
-def _to_device(batch: dict, device) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,

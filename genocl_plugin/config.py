@@ -1,0 +1,48 @@
+"""The settings of one update (``genocl update``), stored with each run as its hyperparameters.
+
+A plain dataclass below every command, so ``evaluate`` can rebuild a run's screen split from its
+``metrics.json`` without importing the training command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class UpdateConfig:
+    """Everything an update needs; stored with the run as its hyperparameters."""
+
+    model: str = "enformer"
+    data: str | None = None
+    strategy: str = "auto"
+    epochs: int = 1
+    batch_size: int | None = 16  # None: hardware.default_batch_size (from the model's size)
+    lr: float = 1e-4
+    max_train: int | None = None
+    max_eval: int | None = None
+    holdout: float = 0.25
+    silencing: str = "shuffle"
+    retention_crops: int = 96
+    seed: int = 0
+    # In-distribution check: fraction of each training element's 50-bp position blocks held out
+    # (screens.split_by_position_blocks); 0 turns it off.
+    id_holdout: float = 0.2
+    strategy_params: dict = field(default_factory=dict)
+    # The reference set (what the model already knows): the user's genome + regions [+ tracks],
+    # else the bundled hg38 windows. See genocl_plugin/reference.py.
+    reference_fasta: str | None = None
+    reference_regions: str | None = None
+    reference_tracks: str | None = None
+    reference_holdout_chroms: list[str] | None = None
+    # Which tracks the perturbation objective reads (indices, names, globs, re:regex); None:
+    # the assay's default (the screen's cell type's CAGE tracks when uns["cell_type"] is set).
+    readout_tracks: str | None = None
+    # A Basenji-style targets file naming the model's outputs (stored with the updated model).
+    targets: str | None = None
+    pairwise_alpha: float = 0.5  # personal genomes: MSE weight of the pairwise loss (1 = MSE)
+    holdout_by: str = "gene"  # personal genomes: hold out whole genes or whole individuals
+    precision: str = "32"
+    accumulate_grad_batches: int = 1
+    gradient_checkpointing: bool = False
+    num_workers: int = 0
