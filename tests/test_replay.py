@@ -148,20 +148,26 @@ def test_distillation_callback_zero_at_parent(tiny):
     assert cb.loss_term(tiny, None).item() > 1e-3
 
 
-def test_grelu_model_with_ewc_and_replay_trains():
-    """The docs/strategies.md example: a plain gReLU LightningModel + EWCCallback + ReplayCallback."""
-    import pytorch_lightning as pl
+def grelu_conv_model():
+    """A plain gReLU LightningModel (2 tracks at base resolution), as a gReLU user builds one."""
     from grelu.lightning import LightningModel
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from genocl_plugin.strategies.ewc import EWCCallback
 
     torch.manual_seed(0)
-    model = LightningModel(
+    return LightningModel(
         model_params={"model_type": "ConvModel", "n_tasks": 2, "stem_channels": 8, "channel_init": 8,
                       "n_conv": 2, "final_pool_func": None},
         train_params={"task": "regression", "loss": "poisson", "lr": 1e-3, "logger": None},
     )
+
+
+def test_grelu_model_with_ewc_and_replay_trains():
+    """The docs/strategies.md example: a plain gReLU LightningModel + EWCCallback + ReplayCallback."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from genocl_plugin.strategies.ewc import EWCCallback
+
+    model = grelu_conv_model()
     x = torch.eye(4)[torch.randint(0, 4, (16, 512))].transpose(1, 2)
     my_dataset = TensorDataset(x, torch.rand(16, 2, 512))
     ewc = EWCCallback(lambda_=10.0, data=my_dataset, n_samples=4)
@@ -189,18 +195,12 @@ def test_run_seed_reaches_the_sampling_strategies():
 def test_replay_datamodule_feeds_an_unmodified_grelu_model():
     """The reference set as a datamodule: gReLU's own LightningModel trains on new + replayed windows."""
     import pytorch_lightning as pl
-    from grelu.lightning import LightningModel
     from torch.utils.data import TensorDataset
 
     from genocl_plugin.reference import bundled_reference_set
     from genocl_plugin.strategies.replay import ReferenceDataModule, ReplayDataModule
 
-    torch.manual_seed(0)
-    model = LightningModel(
-        model_params={"model_type": "ConvModel", "n_tasks": 2, "stem_channels": 8, "channel_init": 8,
-                      "n_conv": 2, "final_pool_func": None},
-        train_params={"task": "regression", "loss": "poisson", "lr": 1e-3, "logger": None},
-    )
+    model = grelu_conv_model()
     ref = bundled_reference_set(model, seq_len=512)
     x = torch.eye(4)[torch.randint(0, 4, (12, 512))].transpose(1, 2)
     new_data = TensorDataset(x, torch.rand(12, 2, 512))
