@@ -294,8 +294,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
             click.echo(f"note: retention not measured: {retained['not_measured']}")
         elif "reference" in retained:
             ref = retained["reference"]
-            click.echo(f"reference set: {ref['name']} ({ref['n_test']} held-out windows of {ref['seq_len']:,} bp; "
-                       f"targets: {ref['tracks']})")
+            click.echo(f"reference set: {ref['name']} (retention on {retained.get('n_windows', ref['n_test'])} of "
+                       f"{ref['n_test']} held-out windows of {ref['seq_len']:,} bp; targets: {ref['tracks']})")
         click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
         if publish_name:
             from genocl_plugin.zoo import publish
