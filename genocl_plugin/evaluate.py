@@ -378,8 +378,8 @@ def plot_report(report: dict, scatter: dict, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_json(data: dict, path: str | Path) -> Path:
-    """Write JSON with NaN as null."""
+def write_json(data: dict, path: str | Path, sealed: bool = False) -> Path:
+    """Write JSON with NaN as null; ``sealed`` adds the ``config_sha256`` checked on read (:func:`read_run_metrics`)."""
     def clean(v):
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
@@ -390,7 +390,12 @@ def write_json(data: dict, path: str | Path) -> Path:
         if isinstance(v, np.generic):
             return clean(v.item())
         return v
-    Path(path).write_text(json.dumps(clean(data), indent=2))
+    data = clean(data)
+    if sealed:
+        from genocl_plugin.fileio import seal
+
+        data = seal(data)
+    Path(path).write_text(json.dumps(data, indent=2))
     return Path(path)
 
 
@@ -544,10 +549,10 @@ def _resolve_parent(spec: str, child: Path) -> str:
 def read_run_metrics(run_dir: str | Path) -> dict:
     """A run's ``metrics.json`` (one-line error when it is not JSON or lacks ``config.model``)."""
     from genocl_plugin.errors import input_error
-    from genocl_plugin.fileio import read_json_object, recover_replaced
+    from genocl_plugin.fileio import check_seal, read_json_object, recover_replaced
 
     path = recover_replaced(Path(run_dir)) / "metrics.json"
-    metrics = read_json_object(path, "metrics.json")
+    metrics = check_seal(read_json_object(path, "metrics.json"), path)
     if not isinstance(metrics.get("config"), dict) or not isinstance(metrics["config"].get("model"), str):
         raise input_error(path, "config", "missing or without its 'model' entry",
                           "pass a run directory written by genocl update (or restore its metrics.json)")
@@ -611,7 +616,7 @@ def screen_task(run_dir: str | Path, model):
 
 def run_reference_set(run_dir: str | Path, model):
     """The reference set a run was measured on (its ``--reference-*`` settings), or None if none fits."""
-    config = json.loads((Path(run_dir) / "metrics.json").read_text()).get("config", {})
+    config = read_run_metrics(run_dir).get("config", {})
     try:
         return reference.reference_set_for(
             model, fasta=config.get("reference_fasta"), regions=config.get("reference_regions"),

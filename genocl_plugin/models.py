@@ -604,7 +604,7 @@ def load_pickled_checkpoint(path: str | os.PathLike, extra_globals: list | None 
     # weights_only refused before executing anything; name what it refused, if anything.
     try:
         names = {f"{g.__module__}.{g.__qualname__}" for g in allowed if hasattr(g, "__qualname__")}
-        unsafe = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in names]
+        unsafe = sorted(g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in names)
     except Exception:
         unsafe = []
     if not unsafe:

@@ -280,7 +280,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             "strategy_state": sorted({cb.state_name for cb in callbacks if hasattr(cb, "state_dict_for_run")}),
         })
         save_strategy_state(callbacks, tmp / "model")
-        evaluate.write_json({"config": asdict(config), **report, "lineage": lineage}, tmp / "metrics.json")
+        evaluate.write_json({"config": asdict(config), **report, "lineage": lineage}, tmp / "metrics.json",
+                            sealed=True)
         evaluate.plot_report(report, {"measured": measured_test, "pred_before": before_test,
                                       "pred_after": after_test}, tmp / "report.png")
         _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)

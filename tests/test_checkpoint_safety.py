@@ -96,7 +96,7 @@ def evil_ckpt(grelu_ckpt, tmp_path) -> tuple[pathlib.Path, pathlib.Path]:
 
 def test_malicious_checkpoint_refused(evil_ckpt):
     path, marker = evil_ckpt
-    with pytest.raises(GenoclInputError, match=r"refused to unpickle: it names pathlib.*--trust-checkpoint"):
+    with pytest.raises(GenoclInputError, match=r"refused to unpickle: it names .*pathlib.*--trust-checkpoint"):
         models.load_model(path)
     assert not marker.exists()
     # the payload is real: trusting the file runs it

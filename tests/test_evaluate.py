@@ -122,3 +122,17 @@ def test_evaluate_rejects_non_run(tmp_path):
 
     res = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
     assert res.exit_code == 2 and "metrics.json" in res.output
+
+
+def test_metrics_json_is_sealed_and_an_edit_is_refused(tmp_path):
+    from genocl_plugin.errors import GenoclInputError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ev.write_json({"config": {"model": "procapnet"}, "retention": {"drift_pearson": float("nan")}},
+                  run / "metrics.json", sealed=True)
+    assert ev.read_run_metrics(run)["retention"]["drift_pearson"] is None
+    text = (run / "metrics.json").read_text().replace('"procapnet"', '"enformer"')
+    (run / "metrics.json").write_text(text)
+    with pytest.raises(GenoclInputError, match="config_sha256: does not match"):
+        ev.read_run_metrics(run)
