@@ -290,9 +290,7 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         os.close(fd)
         tmp_path = Path(tmp)
         # mkstemp creates 0600 files; give the output the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
+        os.chmod(tmp_path, 0o666 & ~_umask())
         try:
             yield tmp_path
             crash_point(f"atomic_path:{path.name}")
@@ -300,6 +298,13 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         finally:
             if tmp_path.exists():
                 tmp_path.unlink()
+
+
+def _umask() -> int:
+    """The process umask (it can only be read by setting it, so it is set back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 @contextlib.contextmanager
@@ -327,9 +332,7 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     with claim(path):
         clean_stale(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 directories
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 directories
         try:
             yield tmp
             crash_point(f"atomic_dir:{path.name}")

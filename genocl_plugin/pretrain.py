@@ -34,14 +34,6 @@ def reference_targets(arch: str, targets: np.ndarray) -> np.ndarray:
     return np.moveaxis(targets, -1, 1)
 
 
-def pool_to_bins(pred: torch.Tensor, bin_size: int) -> torch.Tensor:
-    """Sum base-resolution predictions (n, tracks, L) into bins (n, tracks, L // bin_size)."""
-    if bin_size == 1:
-        return pred
-    n, t, length = pred.shape
-    return pred.reshape(n, t, length // bin_size, bin_size).sum(-1)
-
-
 # The recipe of the shipped minis (``genocl pretrain`` defaults). enformer-mini sees 4,096 bp and
 # predicts the central 96 bins (3,072 bp), so every output bin has >= 512 bp of context on each
 # side (Basenji/Enformer crop the output the same way); 8,192 bp cost 1.9x more per output bin on

@@ -78,15 +78,7 @@ def _sequence_span(coord) -> str:
 @functools.lru_cache(maxsize=1)
 def track_names() -> list[str]:
     """Descriptions of the 74 bundled tracks (``CAGE:...``, ``DNASE:...``, ``RNA:...``)."""
-    names = []
-    with open(BUNDLED / "targets.txt") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        col = header.index("description")
-        ident = header.index("identifier")
-        for line in handle:
-            fields = line.rstrip("\n").split("\t")
-            names.append(f"{fields[col]} [{fields[ident]}]")
-    return names
+    return names_from_targets(read_targets_file(BUNDLED / "targets.txt"))
 
 
 def track_indices(prefix: str) -> list[int]:
@@ -548,6 +540,10 @@ class ReferenceSet:
             out[row] = self.read_tracks(str(table["chrom"].iat[i]), int(table["start"].iat[i]) + self.geometry.offset,
                                         self.track_bins)
         return out
+
+    def item_nbytes(self, pseudo: bool) -> int:
+        """Memory one buffered window takes: its sequence and its targets (fp16 pseudo-targets, fp32 tracks)."""
+        return self.geometry.seq_len + len(self.track_names) * self.geometry.n_out * (2 if pseudo else 4)
 
     def to_track_bins(self, pred: np.ndarray) -> np.ndarray:
         """Model outputs (k, tracks, n_out) pooled (summed) to the real tracks' bins."""

@@ -143,3 +143,17 @@ def fill_buffer(n_items: int, item_nbytes: int, groups: np.ndarray, budget_mb: f
     for i in order:
         buffer.add(int(i), (), group=int(groups[i]))
     return buffer
+
+
+def fill_reference_buffer(reference_set, budget_mb: float, policy: str = "reservoir", seed: int = 0,
+                          keys: list[int] | None = None, pseudo: bool = True):
+    """A buffer of the ``train`` windows of a :class:`~genocl_plugin.reference.ReferenceSet`.
+
+    Returns
+    -------
+    tuple
+        The buffer and the kept window indices (int64, in buffer order).
+    """
+    buffer = fill_buffer(reference_set.size("train"), reference_set.item_nbytes(pseudo),
+                         reference_set.groups("train"), budget_mb, policy, seed, keys)
+    return buffer, np.asarray(buffer.keys, dtype=np.int64)

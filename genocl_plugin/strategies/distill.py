@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from genocl_plugin import reference
-from genocl_plugin.replay import fill_buffer
+from genocl_plugin.replay import fill_reference_buffer
 from genocl_plugin.strategies.base import LossTermCallback, resolve_reference
 
 
@@ -70,10 +70,7 @@ class DistillationCallback(LossTermCallback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.codes is None:
             ref = self.reference = resolve_reference(self.reference, pl_module, self.seq_len, "distill")
-            item_nbytes = ref.geometry.seq_len + len(ref.track_names) * ref.geometry.n_out * 2
-            buffer = fill_buffer(ref.size("train"), item_nbytes, ref.groups("train"), self.budget_mb,
-                                 self.policy, self.seed)
-            keys = np.asarray(buffer.keys, dtype=np.int64)
+            _, keys = fill_reference_buffer(ref, self.budget_mb, self.policy, self.seed)
             self.codes = ref.codes("train", keys)
             self.teacher = ref.teacher_logits("train", keys, pl_module)
 

@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 
 from genocl_plugin import reference
-from genocl_plugin.replay import fill_buffer
+from genocl_plugin.replay import fill_reference_buffer
 from genocl_plugin.strategies.base import LossTermCallback, resolve_reference
 
 
@@ -79,12 +79,8 @@ class ReplayCallback(LossTermCallback):
         """Fill the buffer from the reference set; targets are real tracks or the parent's predictions."""
         ref = self.reference = resolve_reference(self.reference, pl_module, self.seq_len, "replay")
         pseudo = (not ref.trainable_tracks) if self.pseudo is None else self.pseudo
-        geometry = ref.geometry
         # the buffer holds sequences and targets (real, or the teacher's cached rows)
-        item_nbytes = geometry.seq_len + len(ref.track_names) * geometry.n_out * (2 if pseudo else 4)
-        self.buffer = fill_buffer(ref.size("train"), item_nbytes, ref.groups("train"), self.budget_mb,
-                                  self.policy, self.seed, self.keys)
-        keys = np.asarray(self.buffer.keys, dtype=np.int64)
+        self.buffer, keys = fill_reference_buffer(ref, self.budget_mb, self.policy, self.seed, self.keys, pseudo)
         self.codes = ref.codes("train", keys)
         self.targets = ref.targets("train", keys, pl_module, pseudo=pseudo)
         self.pseudo_used = bool(pseudo)
@@ -216,10 +212,7 @@ class ReplayDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         ref = self.reference
         pseudo = not ref.trainable_tracks
-        item_nbytes = ref.geometry.seq_len + len(ref.track_names) * ref.geometry.n_out * (2 if pseudo else 4)
-        buffer = fill_buffer(ref.size("train"), item_nbytes, ref.groups("train"), self.budget_mb, self.policy,
-                             self.seed)
-        keys = np.asarray(buffer.keys, dtype=np.int64)
+        _, keys = fill_reference_buffer(ref, self.budget_mb, self.policy, self.seed, pseudo=pseudo)
         self.replay_data = torch.utils.data.TensorDataset(
             ref.one_hot("train", keys), torch.from_numpy(ref.targets("train", keys, self.model)))
 
