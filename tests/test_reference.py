@@ -267,3 +267,16 @@ def test_update_reference_options_bad_input_exit_2(extra, expected, tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_real_tracks_spread_evenly_over_finer_outputs():
+    """A base-resolution model (ProCapNet layout) trains on each 32-bp track bin spread over its
+    32 positions, so summing the targets back into bins gives the real tracks exactly."""
+    model = GeometryOnly(800, 704, 1, 2)
+    model.task_names = ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"]
+    ref = reference.bundled_reference_set(model)
+    idx = np.arange(5)
+    targets = ref.targets("train", idx)
+    assert ref.trainable_tracks and targets.shape == (5, 2, 704)
+    np.testing.assert_allclose(ref.to_track_bins(targets), ref.tracks("train", idx), rtol=1e-5)
+    assert (ref.tracks("train", idx) > 0).any()
