@@ -56,10 +56,16 @@ SETTINGS = {
     # With 8 in-run crops and 128 evaluation crops the estimate is ~58 min; not yet timed end to end.
     # retention_crops: the reference crops each update scores for its own metrics.json (not used
     # here); eval_crops: the crops every model is re-scored on for the tables (same crops for all).
-    "full": {"seeds": [0, 1, 2, 3, 4], "max_train": 64, "max_eval": 96, "retention_crops": 8, "eval_crops": 128,
-             "epochs": 2,
-             "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": ["replay+l2sp", "replay+ewc"],
-             "sequential_seeds": [0, 1], "sequential_bases": ["procapnet"], "kircher_sites": 5},
+    # full: sized from what this 2-core CPU can do in about an hour (measured 2026-11-30): an
+    # enformer-mini update on 256 perturbations (1 epoch, lr 1e-4: the quick start's settings, the
+    # only ones where fine-tuning's in-distribution gain was positive in every seed) costs ~3 min,
+    # so 5 seeds x 3 strategies + a 5-run grid. procapnet-mini did not learn the promoter screen
+    # even from 2,000 perturbations x 3 epochs (in-distribution Pearson 0.054 -> 0.008), so it is
+    # not in the full study; --bases procapnet runs it with the same settings.
+    "full": {"seeds": [0, 1, 2, 3, 4], "max_train": 256, "max_eval": 192, "retention_crops": 8, "eval_crops": 48,
+             "epochs": 1, "lr": 1e-4, "batch_size": 16, "holdout": 0.3, "combos": [],
+             "only": ["finetune", "replay", "l2sp"], "grid": True, "bases": "enformer",
+             "sequential_seeds": [0], "sequential_bases": [], "kircher_sites": 0},
     # quick: 5 seeds (enough for a t-interval), fine-tuning and L2-SP (the cheapest
     # regulariser), no sequential scenario and no VCF check: 10 updates of procapnet-mini
     # (--bases procapnet), ~8 CPU-minutes.
@@ -103,14 +109,23 @@ def split_screen(path: Path, out_dir: Path) -> list[Path]:
     return paths
 
 
-def update(model: str, data: Path, strategy: str, seed: int, out: Path, settings: dict) -> dict:
-    """One ``genocl update`` run; returns its wall time and metrics.json."""
+def base_settings(settings: dict, base: str | None) -> dict:
+    """The study settings with one base model's overrides (``settings["per_base"][base]``) applied."""
+    return {**settings, **settings.get("per_base", {}).get(base or "", {})}
+
+
+def update(model: str, data: Path, strategy: str, seed: int, out: Path, settings: dict,
+           params: dict | None = None) -> dict:
+    """One ``genocl update`` run; returns its wall time and metrics.json.
+
+    ``params``: strategy hyperparameters (``UpdateConfig.strategy_params``), from the grid.
+    """
     from genocl_plugin.update import UpdateConfig, run_update
 
     config = UpdateConfig(model=model, data=str(data), strategy=strategy, seed=seed, epochs=settings["epochs"],
                           lr=settings["lr"], batch_size=settings["batch_size"], max_train=settings["max_train"],
                           max_eval=settings["max_eval"], holdout=settings["holdout"],
-                          retention_crops=settings["retention_crops"])
+                          retention_crops=settings["retention_crops"], strategy_params=dict(params or {}))
     start = time.perf_counter()
     run_update(config, out, force=True)
     return {"seconds": time.perf_counter() - start, "metrics": json.loads((out / "metrics.json").read_text())}
@@ -134,7 +149,7 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
     """Per strategy: lists over seeds of every reported quantity."""
     out: dict[str, dict] = {}
     for row in rows:
-        s = out.setdefault(row["label"], {k: [] for k in row if k not in ("label", "seed", "run", "spec")})
+        s = out.setdefault(row["label"], {k: [] for k in row if k not in ("label", "seed", "run", "spec", "params")})
         for key in s:
             s[key].append(row[key])
     return out
@@ -189,6 +204,69 @@ def base_report(base: str, rows: list[dict], evaluated: list[dict], labels: list
     return {"name": name, "screen": screen_file, "rows": rows, "summary": summary, "recommended": best,
             "why": why, "seeds_done": sorted({r["seed"] for r in rows}),
             "per_track_change": {k: v.tolist() for k, v in per_track.items()}}
+
+
+# The small hyperparameter grid (strength of each regulariser / replay share), tuned per base model
+# on the validation seed's split: its held-out elements and position blocks and the reference
+# *valid* windows -- never the test windows, and never the test seeds' runs.
+GRID = {"l2sp": {"l2sp_alpha": [0.01, 1.0]}, "ewc": {"ewc_lambda": [1.0, 10.0, 100.0]},
+        "si": {"si_c": [1.0, 10.0]}, "replay": {"replay_ratio": [0.25, 0.5]},
+        "distill": {"distill_weight": [1.0, 10.0]}}
+VALIDATION_SEED = 100
+
+
+def grid_score(run: Path, crops: int) -> dict:
+    """Validation numbers of one grid run: in-distribution and OOD gain, valid-window retention."""
+    from genocl_plugin import evaluate as ev
+    from genocl_plugin.models import load_model
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    nt = metrics["new_task"]
+    model = load_model(run / "model")
+    retention = ev.reference_metrics(model, "valid", max_crops=crops)["valid_pearson_mean"]
+    return {"gain_id": nt.get("in_distribution", {}).get("pearson_gain"),
+            "gain_ood": nt["after"]["pearson"] - nt["before"]["pearson"], "retention_valid": retention}
+
+
+def choose_from_grid(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per strategy: the grid value with the best valid retention among those whose validation
+    in-distribution gain is within 5% of fine-tuning's (else the best in-distribution gain)."""
+    ft = results.get("finetune", [{}])[0].get("gain_id")
+    chosen = {}
+    for label, rows in results.items():
+        if label == "finetune":
+            continue
+        ok = [r for r in rows if ft is None or (r["gain_id"] is not None and r["gain_id"] >= ft - 0.05 * abs(ft))]
+        pick = (max(ok, key=lambda r: r["retention_valid"]) if ok
+                else max(rows, key=lambda r: r["gain_id"] if r["gain_id"] is not None else -np.inf))
+        chosen[label] = pick["params"]
+    return chosen
+
+
+def run_grid(base: str, model: str, screen: Path, strategies: dict[str, str], settings: dict, work: Path,
+             log) -> dict:
+    """Tune each strategy of ``GRID`` on the validation seed; returns the grid table and the picks."""
+    results: dict[str, list[dict]] = {}
+    todo = [("finetune", {})] + [(label, {key: value}) for label in GRID if label in strategies
+                                 for key, values in GRID[label].items() for value in values]
+    for label, params in todo:
+        tag = "_".join([label] + [f"{k}{v:g}" for k, v in params.items()])
+        out = work / f"grid_{base}" / tag
+        log(f"grid {base}: {label} {params or ''} (validation seed {VALIDATION_SEED})")
+        res = update(model, screen, strategies.get(label, label), VALIDATION_SEED, out, settings, params)
+        row = {"params": params, "seconds": res["seconds"], **grid_score(out, settings["eval_crops"])}
+        results.setdefault(label, []).append(row)
+        shutil.rmtree(out, ignore_errors=True)
+    return {"results": results, "chosen": choose_from_grid(results)}
+
+
+def params_for(spec: str, chosen: dict[str, dict]) -> dict:
+    """Strategy hyperparameters of a (possibly combined) strategy from the grid's picks."""
+    labels = {v: k for k, v in SINGLE.items()}
+    out: dict = {}
+    for name in spec.split(","):
+        out.update(chosen.get(labels.get(name, name), {}))
+    return out
 
 
 SCENARIOS = {"enformer": "a_enformer_mini_enhancer_mpra", "procapnet": "b_procapnet_mini_promoter_mpra"}
@@ -325,7 +403,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(ROOT / "docs"), help="Where results.md and results/ go.")
     parser.add_argument("--enformer", default="enformer", help="Base model for the enhancer screen.")
     parser.add_argument("--procapnet", default="procapnet", help="Base model for the promoter screen.")
-    parser.add_argument("--bases", default="enformer,procapnet", help="Which bases to run.")
+    parser.add_argument("--bases", default=None, help="Which bases to run (default: the mode's).")
     parser.add_argument("--seeds", type=int, default=None, help="Override the number of seeds.")
     parser.add_argument("--only", default=None, help="Comma-separated strategy labels to run (default: all).")
     parser.add_argument("--shared", default=str(SHARED), help="The shared real-data folder (for the VCF check).")
@@ -409,7 +487,7 @@ def main() -> None:
     if only:
         strategies = {k: v for k, v in strategies.items() if k in only}
     log(f"strategies: {', '.join(strategies)}; skipped: {', '.join(skipped) or 'none'}")
-    bases = [b for b in args.bases.split(",") if b]
+    bases = [b for b in (args.bases or settings.get("bases", "enformer,procapnet")).split(",") if b]
     model_spec = {"enformer": args.enformer, "procapnet": args.procapnet}
 
     # strategies_seeded: the run seed reaches replay / distillation draws and EWC / MAS windows
@@ -469,6 +547,15 @@ def main() -> None:
 
 
     state = {base: ([], [], []) for base in bases}
+    report["grid"] = {}
+    chosen: dict[str, dict] = {base: {} for base in bases}
+    if settings.get("grid"):
+        for base in bases:
+            _wait_for(model_spec[base], args.wait, log)
+            report["grid"][base] = run_grid(base, model_spec[base], reference.BUNDLED / BASES[base][1], strategies,
+                                            base_settings(settings, base), work, log)
+            chosen[base] = report["grid"][base]["chosen"]
+            flush()
     # Seeds outermost: a study stopped early still has every base at the finished seeds.
     for seed in settings["seeds"]:
         for base in bases:
@@ -480,9 +567,10 @@ def main() -> None:
             for label, spec in strategies.items():
                 out = work / base / label.replace(" ", "_").replace("+", "_") / f"seed{seed}"
                 log(f"{name}: {label} seed {seed}")
-                res = update(model_spec[base], screen, spec, seed, out, settings)
+                params = params_for(spec, chosen[base])
+                res = update(model_spec[base], screen, spec, seed, out, base_settings(settings, base), params)
                 m = res["metrics"]
-                seed_rows.append({"label": label, "spec": spec, "seed": seed, "run": str(out),
+                seed_rows.append({"label": label, "spec": spec, "seed": seed, "run": str(out), "params": params,
                                   "seconds": res["seconds"], "train_after": m["new_task"]["train_after"]["pearson"],
                                   "gain_id": m["new_task"].get("in_distribution", {}).get("pearson_gain")})
                 seed_dirs.append(out)
@@ -582,7 +670,10 @@ def render(report: dict) -> str:
         f"- settings: seeds {s['seeds']}, {s['max_train']} training / {s['max_eval']} held-out perturbations per "
         f"update, {s['epochs']} epochs, lr {s['lr']}, batch {s['batch_size']}, {s['holdout']:.0%} of elements held "
         f"out, {s.get('eval_crops', s['retention_crops'])} reference test-window crops (the same for every model); "
-        "strategy hyperparameters are the defaults of `genocl_plugin.strategies` (no tuning).",
+        + ("strategy hyperparameters chosen on a validation split (grid below)." if report.get("grid") else
+           "strategy hyperparameters are the defaults of `genocl_plugin.strategies` (no tuning)."),
+        *[f"- {base} overrides: " + ", ".join(f"{k} {v}" for k, v in o.items())
+          for base, o in s.get("per_base", {}).items()],
         *([f"- re-scored after training (no retraining) by `{report['reevaluation']['command']}` in "
            f"{report['reevaluation']['seconds'] / 60:.1f} min"] if report.get("reevaluation") else []),
         "- skipped strategies (did not resolve in this checkout): "
@@ -607,6 +698,8 @@ def render(report: dict) -> str:
     ]
     if report.get("summary"):
         lines += render_summary(report["summary"])
+    lines += render_grid(report.get("grid") or {})
+    if report.get("summary"):
         lines += ["## Per-strategy detail (mean ± sd over seeds)", ""]
     for base, b in report["bases"].items():
         summary = b["summary"]
@@ -689,6 +782,30 @@ def render(report: dict) -> str:
               "", "## What the data shows", "", *_findings(report), "", "## Recommendation", "",
               _recommendation_text(report), ""]
     return "\n".join(lines)
+
+
+def render_grid(grid: dict) -> list[str]:
+    """The hyperparameter grid (validation seed) and the values the test seeds then used."""
+    if not grid:
+        return []
+    lines = ["## Hyperparameter grid (validation split)", "",
+             f"One update per value with seed {VALIDATION_SEED} (its own element split; not a test seed), scored on "
+             "its held-out position blocks (*gain ID*) and held-out elements (*gain OOD*) and on the reference "
+             "**valid** windows (*retention*). Pick: the best valid retention among values whose in-distribution "
+             "gain is within 5% of fine-tuning's (else the best in-distribution gain). The test seeds use the picks.",
+             ""]
+    for base, g in grid.items():
+        lines += [f"### {base}", "", "| strategy | value | gain ID | gain OOD | retention (valid) | picked |",
+                  "|---|---|---|---|---|---|"]
+        for label, rows in g["results"].items():
+            for r in rows:
+                value = ", ".join(f"{k}={v:g}" for k, v in r["params"].items()) or "—"
+                picked = "yes" if label in g["chosen"] and g["chosen"][label] == r["params"] else ""
+                gid = "n/a" if r["gain_id"] is None else f"{r['gain_id']:+.3f}"
+                lines.append(f"| {label} | {value} | {gid} | {r['gain_ood']:+.3f} | {r['retention_valid']:.3f} | "
+                             f"{picked} |")
+        lines.append("")
+    return lines
 
 
 def _findings(report: dict) -> list[str]:
