@@ -362,12 +362,12 @@ def render_summary(summary: dict) -> list[str]:
                         float("nan"))
         lines += [f"### {key}: {sc['model']} on `{sc['screen']}` (parent retention {base_ret:.3f})", "",
                   "| strategy | gain, in distribution | gain, OOD | retention | drift | Δ gain in distr. vs FT | "
-                  "Δ retention vs FT |", "|---|---|---|---|---|---|---|"]
+                  "Δ retention vs FT | Δ drift vs FT |", "|---|---|---|---|---|---|---|---|"]
         for label, v in strategies.items():
             lines.append(f"| {label} | {_ci(v['gain_in_distribution'])} | {_ci(v['gain_ood'])} | "
                          f"{_ci(v['retention'])} | {_ci(v['drift'])} | "
                          f"{_ci(v.get('gain_in_distribution_vs_finetune'))} | "
-                         f"{_ci(v.get('retention_vs_finetune'))} |")
+                         f"{_ci(v.get('retention_vs_finetune'))} | {_ci(v.get('drift_vs_finetune'))} |")
         lines.append("")
     lines += ["## `--strategy auto` from this summary", "",
               "Rule (`genocl_plugin.stats.choose_auto_strategy`): among strategies whose mean in-distribution gain "
@@ -829,11 +829,27 @@ def _findings(report: dict) -> list[str]:
                    "after fine-tuning.")
         better = [k for k, v in summary.items() if k != "finetune" and mean_sd(v["retention_after"])[0] > ret_ft]
         keeps = [k for k in better if mean_sd(summary[k]["gain"])[0] >= gain - 0.05 * abs(gain)]
-        out.append(f"  Retain more than fine-tuning: {', '.join(better) or 'none'}; of these, keep >= 95% of its "
+        out.append("  Retain more than fine-tuning (point estimates; the intervals below decide): "
+                   f"{', '.join(better) or 'none'}; of these, keep >= 95% of its "
                    f"new-task gain: {', '.join(keeps) or 'none'}.")
         worse = [k for k, v in summary.items() if k != "finetune" and mean_sd(v["retention_after"])[0] <= ret_ft]
         if worse:
             out.append(f"  Continual learning does not help retention here for: {', '.join(worse)}.")
+    for key, sc in (report.get("summary") or {}).get("scenarios", {}).items():
+        ft = sc["strategies"].get("finetune", {})
+        gid = ft.get("gain_in_distribution") or {}
+        if gid.get("mean") is not None:
+            above = gid.get("ci_low") is not None and gid["ci_low"] > 0
+            out.append(f"- {key}: fine-tuning's in-distribution gain is {_ci(gid)}; "
+                       + ("its 95% interval is above zero." if above else
+                          "its 95% interval includes zero, so this study does not show the update learning the "
+                          "held-out positions of the screen."))
+        for label, v in sc["strategies"].items():
+            for q, name in (("gain_in_distribution", "in-distribution gain"), ("gain_ood", "OOD gain"),
+                            ("retention", "retention"), ("drift", "drift")):
+                d = v.get(f"{q}_vs_finetune") or {}
+                if d.get("ci_low") is not None and np.isfinite(d["ci_low"]) and (d["ci_low"] > 0 or d["ci_high"] < 0):
+                    out.append(f"  {label} vs fine-tuning, {name}: {_ci(d)} (paired, 95% interval excludes zero).")
     for seq in report["sequential"].values():
         bwt = {lab: mean_sd([r["metrics"]["bwt"] for r, l2 in zip(seq["runs"], seq["labels"], strict=True)
                              if l2 == lab])[0] for lab in dict.fromkeys(seq["labels"])}
