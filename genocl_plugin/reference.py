@@ -41,6 +41,9 @@ TARGET_CROP = 32_768  # bp of sequence on each side of the 65,536-bp target regi
 BIN_SIZE = 32
 N_BINS = 2_048
 SPLITS = ("train", "valid", "test")
+# 524,288 bp of real hg38 chr2 (chr2:10,001-534,288), 2-bit packed: the example sequence of
+# published models of any input length up to Borzoi's (bundled/SOURCE.md).
+BUNDLED_PIECE = BUNDLED / "hg38_chr2_piece.npz"
 # uint8 codes of the bundled sequences: 0=A 1=C 2=G 3=T 4=N
 _CODE = np.full(256, 4, dtype=np.uint8)
 for _i, _b in enumerate(b"ACGT"):
@@ -111,6 +114,26 @@ def find_window(chrom: str, start: int, end: int) -> tuple[str, int, int] | None
         if w_chrom == chrom and w_start <= start and end <= w_end:
             return split, i, w_start
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def load_bundled_piece() -> tuple[str, int, np.ndarray]:
+    """The bundled real hg38 piece: ``(chrom, start, codes)`` (0-based start, uint8 codes).
+
+    Stored 2-bit packed (no N in the piece); the unpacked sequence is checked against the
+    SHA-256 recorded when it was written (``scripts/make_bundled_piece.py``).
+    """
+    import hashlib
+
+    with np.load(BUNDLED_PIECE) as data:
+        bits = np.unpackbits(data["packed"]).reshape(-1, 2)
+        codes = (bits[:, 0] * 2 + bits[:, 1]).astype(np.uint8)[: int(data["length"])]
+        chrom, start, digest = str(data["chrom"]), int(data["start"]), str(data["sha256"])
+    if hashlib.sha256(codes_to_seq(codes).encode("ascii")).hexdigest() != digest:
+        raise input_error(BUNDLED_PIECE, "packed", "sequence differs from its recorded SHA-256",
+                          "reinstall genocl (the bundled file is damaged)")
+    codes.setflags(write=False)
+    return chrom, start, codes
 
 
 def codes_to_one_hot(codes: np.ndarray) -> np.ndarray:
