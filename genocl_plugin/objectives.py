@@ -136,14 +136,22 @@ def apply_variant(seq: str, pos: int, ref: str, alt: str) -> str:
 def dinuc_shuffle_codes(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Dinucleotide-preserving shuffle of a uint8 code sequence (Altschul-Erickson).
 
-    Uses gReLU's implementation on the one-hot sequence; N positions stay where they are.
+    Uses gReLU's implementation on each run of A/C/G/T; N positions stay where they are
+    (gReLU's shuffle, tangermeme's underneath, refuses N, and an element window can reach into
+    an assembly gap or past a contig end).
     """
     from grelu.sequence.utils import dinuc_shuffle
 
-    seq = reference.codes_to_seq(codes)
-    shuffled = dinuc_shuffle(seq, n_shuffles=1, seed=int(rng.integers(0, 2**31 - 1)))
-    shuffled = shuffled[0] if isinstance(shuffled, list) else shuffled
-    return reference.seq_to_codes(shuffled)
+    out = np.array(codes, dtype=np.uint8, copy=True)
+    known = np.concatenate([[False], out < 4, [False]])
+    edges = np.flatnonzero(np.diff(known.astype(np.int8)))
+    for lo, hi in zip(edges[::2], edges[1::2], strict=True):
+        if hi - lo < 3:  # nothing to shuffle while keeping the dinucleotides
+            continue
+        seed = int(rng.integers(0, 2**31 - 1))
+        shuffled = dinuc_shuffle(reference.codes_to_seq(out[lo:hi]), n_shuffles=1, seed=seed)
+        out[lo:hi] = reference.seq_to_codes(shuffled[0] if isinstance(shuffled, list) else shuffled)
+    return out
 
 
 def silence(codes: np.ndarray, start: int, end: int, method: str, rng: np.random.Generator) -> np.ndarray:

@@ -187,13 +187,12 @@ def fetch_codes(chrom: str, start: int, end: int, fasta=None) -> np.ndarray:
         if hi > lo:
             out[lo - start : hi - start] = seq_to_codes(str(fasta[chrom][lo:hi]))
         return out
-    hit = find_window(chrom, max(start, 0), max(start, 0) + 1) or find_window(chrom, end - 1, end)
-    if hit is None:
-        return out
-    split, i, w_start = hit
-    seq = load_windows()[f"{split}_seq"][i]
-    lo, hi = max(start, w_start), min(end, w_start + WINDOW_LEN)
-    out[lo - start : hi - start] = seq[lo - w_start : hi - w_start]
+    # Every bundled window overlapping the interval contributes (an input longer than a
+    # 131-kb window, e.g. Enformer's 196,608 bp, contains a window without either end in it).
+    for split, w_chrom, w_start, w_end, i in window_table():
+        lo, hi = max(start, w_start), min(end, w_end)
+        if w_chrom == chrom and hi > lo:
+            out[lo - start : hi - start] = load_windows()[f"{split}_seq"][i][lo - w_start : hi - w_start]
     return out
 
 

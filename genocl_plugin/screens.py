@@ -791,10 +791,10 @@ def drop_unfit_crispri(screen, model, path: str | os.PathLike = "<screen>", tss_
     Raises
     ------
     GenoclInputError
-        No row fits.
+        The screen has rows and none fits.
     """
     fits, message = crispri_fit(screen, model, tss_bins)
-    if not fits.any():
+    if len(fits) and not fits.any():  # (an empty split is not an error here)
         raise input_error(path, "obs['elements']", f"no element-TSS pair fits the model: {message}",
                           "use a model with a longer input, or pairs whose element lies closer to the TSS")
     return (screen if fits.all() else screen[fits].copy()), message

@@ -239,3 +239,27 @@ def test_update_skips_and_counts_at_procapnet_geometry(procapnet_geometry, chr2_
     assert split["n_train"] == 1 and split["n_test"] == 1 and split["crispri_fit"].startswith("kept 2 pairs")
     for key in ("before", "after"):
         assert np.isfinite(result["report"]["new_task"][key]["mse"])
+
+
+def test_shuffle_keeps_n_in_place_and_dinucleotides_of_each_run():
+    rng = np.random.default_rng(0)
+    seq = "NN" + "ACGTTGCAAGGCTTACGATCGGATTACA" + "NNN" + "GGATCCATTGACCGTAGCAT" + "N"
+    codes = reference.seq_to_codes(seq)
+    out = reference.codes_to_seq(objectives.dinuc_shuffle_codes(codes, rng))
+    assert [i for i, b in enumerate(out) if b == "N"] == [i for i, b in enumerate(seq) if b == "N"]
+    pairs = lambda s: sorted(s[i : i + 2] for i in range(len(s) - 1))  # noqa: E731
+    for run_in, run_out in zip(seq.split("N"), out.split("N"), strict=True):
+        assert pairs(run_in) == pairs(run_out)
+    assert out != seq
+    # silencing an element that reaches into N (a gap, a contig end) works
+    silenced = objectives.silence(codes, 20, 40, "shuffle", rng)
+    assert (silenced[:20] == codes[:20]).all() and (silenced[30:33] == 4).all()
+
+
+def test_bundled_sequence_for_an_input_longer_than_a_window():
+    # an Enformer-length input around a 131-kb bundled window: the window's bases, N outside
+    split, chrom, w_start, w_end, i = reference.window_table()[0]
+    codes = reference.fetch_codes(chrom, w_start - 40_000, w_end + 25_536)
+    assert len(codes) == 196_608
+    assert (codes[40_000 : 40_000 + reference.WINDOW_LEN] == reference.load_windows()[f"{split}_seq"][i]).all()
+    assert (codes[:40_000] == 4).all() and (codes[40_000 + reference.WINDOW_LEN :] == 4).all()
