@@ -84,7 +84,7 @@ def from_crispri(table, fasta, out, dataset, model_spec, force, trust_checkpoint
     adata = screens.from_crispri(table, sequence_source=fasta or "bundled",
                                  datasets=list(dataset) or None)
     if model is not None:
-        adata, message = screens.drop_unfit_crispri(adata, model, table)
+        adata, message = screens.drop_unfit_crispri(adata, model, table, field="--model")
         click.echo(message)
     screens.write_screen(adata, out, force=force)
     click.echo(f"wrote {out}: {adata.n_obs} element-gene pairs")

@@ -780,8 +780,9 @@ def _fit_message(model, half: int, kept: int, skipped: int) -> str:
             "inside the output)")
 
 
-def drop_unfit_crispri(screen, model, path: str | os.PathLike = "<screen>", tss_bins: int = 1):
-    """Keep the CRISPRi rows the model's geometry can hold.
+def drop_unfit_crispri(screen, model, path: str | os.PathLike = "<screen>", tss_bins: int = 1,
+                       field: str = "obs['elements']"):
+    """Keep the CRISPRi rows the model's geometry can hold (``field`` is named in the error).
 
     Returns
     -------
@@ -795,7 +796,7 @@ def drop_unfit_crispri(screen, model, path: str | os.PathLike = "<screen>", tss_
     """
     fits, message = crispri_fit(screen, model, tss_bins)
     if len(fits) and not fits.any():  # (an empty split is not an error here)
-        raise input_error(path, "obs['elements']", f"no element-TSS pair fits the model: {message}",
+        raise input_error(path, field, f"no element-TSS pair fits the model: {message}",
                           "use a model with a longer input, or pairs whose element lies closer to the TSS")
     return (screen if fits.all() else screen[fits].copy()), message
 

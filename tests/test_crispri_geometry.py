@@ -221,7 +221,8 @@ def test_converter_nothing_fits_is_one_line(procapnet_geometry, chr2_fasta, tmp_
                   "--out", out)
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "far.tsv" in lines[0] and "kept 0 pairs; skipped 2" in lines[0]
+    assert len(lines) == 1 and "far.tsv: --model: no element-TSS pair fits" in lines[0]
+    assert "kept 0 pairs; skipped 2" in lines[0]
     assert not out.exists()
 
 
