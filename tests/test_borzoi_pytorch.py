@@ -184,9 +184,11 @@ def test_borzoi_pytorch_wrapper_is_log_of_borzoi_output(short_borzoi_dir, head):
     x = one_hot(SHORT_SEQ_LEN, seed=2)
     with torch.no_grad():
         own = model.model.borzoi(x, is_human=head == "human")
-        out = model(x)
+        log_coverage = model(x, logits=True)
+        coverage = model(x)
     assert own.shape == (1, {"human": 7611, "mouse": 2608}[head], SHORT_BINS)
-    torch.testing.assert_close(out, torch.log(own.clamp_min(1e-8)))
+    torch.testing.assert_close(log_coverage, torch.log(own.clamp_min(1e-8)))
+    torch.testing.assert_close(coverage, own.clamp_min(1e-8))
 
 
 @pytest.mark.parametrize("strategy", ["finetune", "lora", "multihead"])
