@@ -150,7 +150,7 @@ class BorzoiPytorchTracks(nn.Module):
 
 
 class GenoclLightningModel(LightningModel):
-    """gReLU's ``LightningModel`` with two extra architectures and the ProCapNet loss.
+    """gReLU's ``LightningModel`` with extra architectures and the ProCapNet loss.
 
     gReLU builds models only from ``grelu.model.models``; ``build_model`` adds
     ``ProCapNetBPNet`` (bpnet-lite), ``EnformerPytorchTracks`` (enformer-pytorch) and
