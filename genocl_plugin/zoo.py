@@ -107,6 +107,8 @@ _CITATIONS = {
     "procapnet": "Cochran K. et al. Dissecting the cis-regulatory syntax of transcription initiation "
                  "with deep learning. bioRxiv (2024). https://doi.org/10.1101/2024.05.28.596138 ; "
                  "architecture and losses from bpnet-lite (J. Schreiber)",
+    "borzoi": "Linder J. et al. Predicting RNA-seq coverage from DNA sequence as a unifying model of "
+              "gene regulation. Nat Genet 57, 949-961 (2025). https://doi.org/10.1038/s41588-024-02053-6",
 }
 
 
@@ -704,6 +706,12 @@ def _authors(authors: list[str] | None) -> list[dict]:
     return [{"name": a} for a in (authors or ["genocl"])]
 
 
+def _genocl_requirement(model) -> str:
+    # borzoi-pytorch models need the optional dependency (the `borzoi` extra).
+    extra = "[borzoi]" if model.model_params.get("model_type") == "BorzoiPytorchTracks" else ""
+    return f"genocl{extra}=={__version__}"
+
+
 def model_yaml(model, config: dict, name: str, checksums: dict, preds: np.ndarray,
                authors: list[str] | None = None) -> dict:
     """The ``model.yaml`` content (Kipoi 0.8.6 ``ModelDescription``)."""
@@ -730,7 +738,7 @@ def model_yaml(model, config: dict, name: str, checksums: dict, preds: np.ndarra
             "license": "MIT",
             "tags": ["genocl", "continual-learning", arch, "DNA", "coverage"],
         },
-        "dependencies": {"pip": [f"genocl=={__version__}", "kipoi==0.8.6", "torch", "safetensors", "pyfaidx"]},
+        "dependencies": {"pip": [_genocl_requirement(model), "kipoi==0.8.6", "torch", "safetensors", "pyfaidx"]},
         "schema": {
             "inputs": {"name": "seq", "shape": _shape(4, model.seq_len), "special_type": "DNASeq",
                        "doc": f"one-hot DNA, rows A, C, G, T (N = all zeros), {model.seq_len} bp"},

@@ -26,9 +26,15 @@ DEFAULT_RANK = 8
 
 
 def lora_targets(net: nn.Module) -> list[str]:
-    """Full names of the trunk's ``Conv1d`` / ``Linear`` layers (the adapter targets)."""
+    """Full names of the trunk's ``Conv1d`` / ``Linear`` layers (the adapter targets).
+
+    Grouped (depthwise) convolutions are left out: peft refuses them unless the rank is a
+    multiple of the groups, and a depthwise kernel (one filter per channel, as in Borzoi's
+    separable U-net convolutions) has no cross-channel matrix to update at low rank.
+    """
     return [name for name, module in net.named_modules()
-            if isinstance(module, nn.Conv1d | nn.Linear) and not is_head(name + ".", net)]
+            if isinstance(module, nn.Conv1d | nn.Linear) and not is_head(name + ".", net)
+            and getattr(module, "groups", 1) == 1]
 
 
 def apply_lora(net: nn.Module, spec: dict) -> nn.Module:
