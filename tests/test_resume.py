@@ -39,6 +39,8 @@ def _update(base, out, *extra, fail_at=None):
 @pytest.mark.parametrize(("strategy", "fail_at", "saved"), [
     ("finetune", 5, ["step=3.ckpt"]),  # resumes mid-epoch 1 (3 of 6 batches done)
     ("lora", 8, ["step=3.ckpt", "step=6.ckpt"]),  # resumes at the start of epoch 2
+    # replay's draws continue where they stopped; EWC's importances and anchor stay the parent's
+    ("replay,ewc", 5, ["step=3.ckpt"]),
 ])
 def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, fail_at, saved):
     """24 examples / batch 4 = 6 steps per epoch, 2 epochs, a checkpoint every 3 steps."""
@@ -64,6 +66,12 @@ def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, f
     assert any(k not in base or not torch.equal(a[k], base[k]) for k in a)  # it trained (or added adapters)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    state = tmp_path / "whole" / "model" / "strategy_state.safetensors"
+    if "ewc" in strategy:  # the importances the next update continues from are the same too
+        a, b = load_file(str(state)), load_file(str(out / "model" / "strategy_state.safetensors"))
+        assert a.keys() == b.keys() and any(k.startswith("ewc/importance.") for k in a)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
 def test_resume_without_partial_state(base_dir, tmp_path):
