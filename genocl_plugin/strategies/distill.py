@@ -75,6 +75,12 @@ class DistillationCallback(LossTermCallback):
             self.codes = ref.codes("train", keys)
             self.teacher = ref.teacher_logits("train", keys, pl_module)
 
+    def summary(self) -> dict:
+        """What was distilled (recorded in metrics.json)."""
+        return {"reference": self.reference.name if self.reference is not None else None,
+                "windows": 0 if self.codes is None else int(len(self.codes)), "loss": self.loss,
+                "weight": self.weight, "windows_per_step": self.n_per_step}
+
     def state_dict(self) -> dict:
         """Where the window draws are (for ``--resume``)."""
         return {"rng": rng_state(self.rng)}
