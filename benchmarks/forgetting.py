@@ -534,10 +534,19 @@ def main() -> None:
 
         # CRISPRi smoke check: only 3 real pairs fit the bundled windows.
         if "procapnet" in bases:
+            from genocl_plugin.errors import GenoclInputError
+
             log("CRISPRi smoke check")
             settings_c = {**settings, "holdout": 0.34}
-            res = update(model_spec["procapnet"], reference.BUNDLED / "crispri_example.h5ad", "finetune", 0,
-                         work / "crispri", settings_c)
+            try:
+                res = update(model_spec["procapnet"], reference.BUNDLED / "crispri_example.h5ad", "finetune", 0,
+                             work / "crispri", settings_c)
+            except GenoclInputError as err:
+                # Each pair is read at the model's own input length; procapnet-mini's 2,176 bp
+                # cannot hold the bundled pairs' 21-54 kb element-TSS spans.
+                res = None
+                report["crispri"] = {"skipped": str(err)}
+        if "procapnet" in bases and res is not None:
             m = res["metrics"]
             report["crispri"] = {"n_train": m["split"]["n_train"], "n_test": m["split"]["n_test"],
                                  "train_mse_before": m["new_task"]["train_before"]["mse"],
@@ -741,7 +750,9 @@ def render(report: dict) -> str:
                          f"{fmt([r['metrics']['fwt'] for r in runs])} | "
                          f"{fmt([r['metrics']['mean_forgetting'] for r in runs])} |")
         lines += ["", f"![accuracy matrices](results/sequential_{base}/accuracy_matrix.png)", ""]
-    if report["crispri"]:
+    if report["crispri"] and "skipped" in report["crispri"]:
+        lines += ["## CRISPRi smoke check", "", f"Not run: {report['crispri']['skipped']}", ""]
+    elif report["crispri"]:
         c = report["crispri"]
         lines += ["## CRISPRi smoke check", "",
                   f"procapnet-mini fine-tuned on the {c['n_train'] + c['n_test']} bundled real CRISPRi pairs "

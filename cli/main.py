@@ -48,10 +48,11 @@ def trust_checkpoint_option(func):
 
 
 def head_option(func):
-    """``--head``: which output head of an enformer-pytorch directory to use."""
+    """``--head``: which output head of an enformer-pytorch / borzoi-pytorch directory to use."""
     return click.option(
         "--head", default=None,
-        help="enformer-pytorch directories: output head, human (5,313 tracks, default) or mouse (1,643).")(func)
+        help="enformer-pytorch / borzoi-pytorch directories: output head, human (default; 5,313 / 7,611 "
+             "tracks) or mouse (1,643 / 2,608).")(func)
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from genocl_cli import params as P
-from genocl_cli.main import user_errors
+from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
 
 
 @click.group()
@@ -53,22 +53,39 @@ def from_satmut(table, fasta, out, elements, release, max_per_element, seed, for
               help="hg38 FASTA (default: bundled windows).")
 @click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
 @click.option("--dataset", multiple=True, help="Keep only these Dataset values.")
+@click.option("--model", "model_spec", default=None,
+              help="Keep only the pairs this model's geometry can hold (its input length and output), "
+                   "as `genocl update --model` would read them.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
+@trust_checkpoint_option
+@head_option
 @user_errors
-def from_crispri(table, fasta, out, dataset, force) -> None:
+def from_crispri(table, fasta, out, dataset, model_spec, force, trust_checkpoint, head) -> None:
     """EngreitzLab CRISPRi benchmark -> CRISPRi screen.
+
+    With --model, each element-gene pair must fit one input window of the model's input length
+    (element inside the input, TSS inside the output); the others are skipped and counted.
 
     \b
     Example:
       genocl screen from-crispri \\
         --table EPCrisprBenchmark_combined_data.training_K562.GRCh38.tsv.gz \\
-        --fasta hg38.fa --out crispri.h5ad
+        --fasta hg38.fa --model enformer_dir --out crispri.h5ad
     """
     from genocl_plugin import screens
 
     _refuse_existing(out, force)
+    model = None
+    if model_spec is not None:
+        from genocl_plugin.models import enformer_head, load_model, trusted_checkpoints
+
+        with trusted_checkpoints(trust_checkpoint), enformer_head(head):
+            model = load_model(model_spec)
     adata = screens.from_crispri(table, sequence_source=fasta or "bundled",
                                  datasets=list(dataset) or None)
+    if model is not None:
+        adata, message = screens.drop_unfit_crispri(adata, model, table, field="--model")
+        click.echo(message)
     screens.write_screen(adata, out, force=force)
     click.echo(f"wrote {out}: {adata.n_obs} element-gene pairs")
 

@@ -122,7 +122,7 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
 @click.command()
 @click.option("--model", "model_spec", default="enformer", show_default=True,
               help="enformer | procapnet (bundled minis), a run dir, a genocl model dir, "
-                   "a gReLU .ckpt, an enformer-pytorch dir or a bpnet-lite .pt/.torch.")
+                   "a gReLU .ckpt, an enformer-pytorch or borzoi-pytorch dir or a bpnet-lite .pt/.torch.")
 @click.option("--data", default=None, type=click.Path(),
               help="Screen .h5ad (default: the bundled Kircher MPRA screen for the model).")
 @click.option("--strategy", default="auto", show_default=True,
@@ -172,7 +172,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
               default=None, help="Replay windows per screen example.")
 @click.option("--replay-budget-mb",
               type=P.positive_float("pass a memory budget in MB > 0"),
-              default=None, help="Replay buffer memory budget (MB).")
+              default=None,
+              help="Replay buffer memory budget (MB; default 2, but at least one reference window and at most all).")
 @click.option("--replay-policy", type=click.Choice(["reservoir", "balanced"]), default=None)
 @click.option("--distill-weight",
               type=P.non_negative_float("pass a loss weight >= 0"),

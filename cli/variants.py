@@ -15,7 +15,7 @@ from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
 @click.command("score-vcf")
 @click.option("--model", "model_spec", required=True,
               help="enformer | procapnet (bundled minis), a zoo entry, a run dir, a genocl model "
-                   "dir, a gReLU .ckpt, an enformer-pytorch dir or a bpnet-lite .pt/.torch.")
+                   "dir, a gReLU .ckpt, an enformer-pytorch or borzoi-pytorch dir or a bpnet-lite .pt/.torch.")
 @click.option("--vcf", required=True, type=click.Path(), help="Variants: .vcf, .vcf.gz or .bcf.")
 @click.option("--fasta", required=True, type=click.Path(),
               help="Genome FASTA of the VCF's assembly (plain or bgzip; index built if missing).")

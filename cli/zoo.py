@@ -19,10 +19,18 @@ ZOO_OPTION = click.option("--zoo", "zoo_dir", default="model_zoo", show_default=
 @click.option("--author", "authors", multiple=True, help="info.authors name (repeatable).")
 @click.option("--force", is_flag=True, help="Replace an existing version.")
 @click.option("--no-check", is_flag=True, help="Skip Kipoi's own test of the entry (not recommended).")
+@click.option("--example-fasta", default=None, type=click.Path(),
+              help="Genome FASTA to cut the Kipoi example files from, at the model's input length "
+                   "(default: the reference FASTA the model's updates used, else genocl's bundled "
+                   "524,288-bp hg38 piece).")
+@click.option("--example-region", default=None,
+              help="chr:start-end (1-based) of --example-fasta for the examples (default: the first "
+                   "stretch with < 1% N).")
 @trust_checkpoint_option
 @head_option
 @user_errors
-def publish(source, zoo_dir, name, authors, force, no_check, trust_checkpoint, head) -> None:
+def publish(source, zoo_dir, name, authors, force, no_check, example_fasta, example_region,
+            trust_checkpoint, head) -> None:
     """Publish a run or checkpoint SOURCE as a Kipoi model-zoo entry.
 
     SOURCE is a run directory (genocl update --out), a genocl model directory, enformer /
@@ -39,7 +47,7 @@ def publish(source, zoo_dir, name, authors, force, no_check, trust_checkpoint, h
 
     with trusted_checkpoints(trust_checkpoint), enformer_head(head):
         entry = zoo.publish(source, zoo_dir, name, force=force, authors=list(authors) or None,
-                            check=not no_check)
+                            check=not no_check, example_fasta=example_fasta, example_region=example_region)
     click.echo(f"wrote {entry}/ (model.yaml, dataloader.yaml, model.safetensors, README.md, example_files/)")
     if not no_check:
         click.echo("kipoi test: passed (example intervals -> dataloader -> model; expected outputs match)")

@@ -219,12 +219,17 @@ def _frozen_batchnorm_stats(module: nn.Module):
 
 
 def _checkpointed(cls: type) -> type:
-    """A subclass of ``cls`` whose training forward is recomputed in backward (not stored)."""
+    """A subclass of ``cls`` whose forward under autograd is recomputed in backward (not stored).
+
+    Eval-mode passes that need gradients (the EWC / MAS importance estimates run the parent
+    in eval mode, without dropout) are checkpointed too: at 196,608 bp they otherwise store
+    every activation and peak above the training step itself.
+    """
     if cls in _CHECKPOINTED_CLASSES:
         return _CHECKPOINTED_CLASSES[cls]
 
     def forward(self, *args, **kwargs):
-        if not (self.training and torch.is_grad_enabled()):
+        if not torch.is_grad_enabled():
             return cls.forward(self, *args, **kwargs)
         calls = []
 
@@ -261,6 +266,22 @@ def checkpoint_blocks(blocks) -> int:
     return n
 
 
+def borzoi_blocks(borzoi: nn.Module) -> list[nn.Module]:
+    """The blocks of a borzoi-pytorch ``Borzoi`` to checkpoint (it has no checkpointing of its own).
+
+    Every module with parameters in the stem, the residual tower, the U-net and the
+    transformer, one level down in ``nn.Sequential`` containers; the output heads are not
+    (their output is the model's). The shared parameter-free pooling layers are skipped.
+    """
+    blocks = []
+    for name, child in borzoi.named_children():
+        if name.endswith("_head") or not any(True for _ in child.parameters()):
+            continue
+        parts = list(child) if isinstance(child, nn.Sequential) else [child]
+        blocks += [m for m in parts if any(True for _ in m.parameters())]
+    return blocks
+
+
 def enable_gradient_checkpointing(net: nn.Module) -> int:
     """Activation checkpointing for the architectures genocl loads (``--gradient-checkpointing``).
 
@@ -268,7 +289,8 @@ def enable_gradient_checkpointing(net: nn.Module) -> int:
       checkpointed by enformer-pytorch);
     - gReLU trunks (``EnformerModel``, ``BorzoiModel``, ...): every block of the conv,
       transformer and U-net towers (gReLU has no checkpointing of its own);
-    - bpnet-lite ``BPNet`` (ProCapNet): every dilated residual convolution.
+    - bpnet-lite ``BPNet`` (ProCapNet): every dilated residual convolution;
+    - borzoi-pytorch (``BorzoiPytorchTracks``): every block of :func:`borzoi_blocks`.
 
     Parameters
     ----------
@@ -292,6 +314,9 @@ def enable_gradient_checkpointing(net: nn.Module) -> int:
     bpnet = getattr(net, "bpnet", None)
     if bpnet is not None and hasattr(bpnet, "rconvs"):
         return checkpoint_blocks(bpnet.rconvs)
+    borzoi = getattr(net, "borzoi", None)
+    if borzoi is not None and hasattr(borzoi, "res_tower"):
+        return checkpoint_blocks(borzoi_blocks(borzoi))
     n = 0
     trunk = getattr(net, "embedding", net)
     for tower in ("conv_tower", "transformer_tower", "unet_tower"):

@@ -11,6 +11,8 @@ Weight formats read from local files (no hub downloads):
 - a genocl run directory (its ``model/`` subdirectory);
 - a gReLU ``.ckpt`` (a pickle: load only files you trust);
 - an enformer-pytorch ``from_pretrained`` directory (``config.json`` + ``pytorch_model.bin``);
+- a borzoi-pytorch ``from_pretrained`` directory (``config.json`` with ``model_type: borzoi``;
+  needs the optional dependency, ``pip install genocl[borzoi]``);
 - a bpnet-lite saved model (``torch.save(model)``, loaded with an allow-list, no arbitrary pickle)
   or a ProCapNet fold state dict (``.pt`` / ``.torch``), architecture inferred from the shapes.
 """
@@ -119,11 +121,40 @@ class EnformerPytorchTracks(nn.Module):
         return torch.log(out.clamp_min(1e-8)).transpose(1, 2)
 
 
+class BorzoiPytorchTracks(nn.Module):
+    """A borzoi-pytorch ``Borzoi`` as log predicted coverage (batch, tracks, bins).
+
+    borzoi-pytorch is an optional dependency (``pip install genocl[borzoi]``); it is imported
+    only when a Borzoi is built.
+
+    Parameters
+    ----------
+    config
+        ``BorzoiConfig`` keyword arguments (the architecture part of its ``config.json``).
+    head
+        Which output head to expose (``human``, 7,611 tracks, or ``mouse``, 2,608).
+    """
+
+    def __init__(self, config: dict, head: str = "human") -> None:
+        super().__init__()
+        borzoi_cls, config_cls = import_borzoi_pytorch()
+        self.borzoi = borzoi_cls(config_cls(**config))
+        self.head_name = head
+        self.head = nn.Module()
+        self.head.n_tasks = int(getattr(self.borzoi, f"{head}_head").out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # borzoi-pytorch takes (batch, 4, length) and returns softplus rates (batch, tracks, bins).
+        out = self.borzoi(x, is_human=self.head_name == "human")
+        return torch.log(out.clamp_min(1e-8))
+
+
 class GenoclLightningModel(LightningModel):
-    """gReLU's ``LightningModel`` with two extra architectures and the ProCapNet loss.
+    """gReLU's ``LightningModel`` with extra architectures and the ProCapNet loss.
 
     gReLU builds models only from ``grelu.model.models``; ``build_model`` adds
-    ``ProCapNetBPNet`` (bpnet-lite) and ``EnformerPytorchTracks`` (enformer-pytorch).
+    ``ProCapNetBPNet`` (bpnet-lite), ``EnformerPytorchTracks`` (enformer-pytorch) and
+    ``BorzoiPytorchTracks`` (borzoi-pytorch, optional).
     ``train_params["loss"] = "procapnet"`` is ProCapNet's multinomial profile NLL plus a
     weighted log-count MSE, computed with bpnet-lite's own loss functions.
     """
@@ -139,6 +170,8 @@ class GenoclLightningModel(LightningModel):
                 self.model = ProCapNetBPNet(**params)
             elif kind == "EnformerPytorchTracks":
                 self.model = EnformerPytorchTracks(**params)
+            elif kind == "BorzoiPytorchTracks":
+                self.model = BorzoiPytorchTracks(**params)
             else:
                 super().build_model()
         finally:
@@ -222,6 +255,8 @@ class GenoclLightningModel(LightningModel):
             # enformer-pytorch centre-crops its output to target_length bins (-1: no crop).
             target = int(self.model_params["hparams"].get("target_length", 896))
             return target if target > 0 else seq_len // self.bin_size
+        if self.model_params["model_type"] == "BorzoiPytorchTracks":
+            return borzoi_pytorch_output_bins(self.model_params["config"])
         crop = int(self.model_params.get("crop_len", 0))
         return seq_len // self.bin_size - 2 * crop
 
@@ -441,8 +476,8 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
     ----------
     spec
         ``enformer`` / ``procapnet`` (the bundled minis), a genocl model or run directory,
-        a gReLU ``.ckpt``, an enformer-pytorch ``from_pretrained`` directory, or a bpnet-lite
-        / ProCapNet ``.pt`` / ``.torch`` file.
+        a gReLU ``.ckpt``, an enformer-pytorch or borzoi-pytorch ``from_pretrained``
+        directory, or a bpnet-lite / ProCapNet ``.pt`` / ``.torch`` file.
 
     Returns
     -------
@@ -463,6 +498,8 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
             spec, "--model", "not a bundled model name or an existing path",
             "use enformer, procapnet, a run directory or a checkpoint file",
         )
+    elif path.is_dir() and is_borzoi_pytorch_dir(path):
+        model = load_borzoi_pytorch_dir(path)
     elif path.is_dir() and (path / "config.json").exists():
         model = load_enformer_pytorch_dir(path)
     elif path.suffix == ".ckpt":
@@ -472,7 +509,7 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
     else:
         raise input_error(
             spec, "--model", "unrecognised model format",
-            "pass a genocl model dir, a gReLU .ckpt, an enformer-pytorch dir "
+            "pass a genocl model dir, a gReLU .ckpt, an enformer-pytorch or borzoi-pytorch dir "
             "or a bpnet-lite .torch/.pt",
         )
     model.eval()
@@ -526,7 +563,7 @@ _ENFORMER_HEAD: str | None = None
 
 @contextlib.contextmanager
 def enformer_head(head: str | None):
-    """Within the block, enformer-pytorch directories load with this output head (``--head``)."""
+    """Within the block, enformer-pytorch / borzoi-pytorch directories load with this output head (``--head``)."""
     global _ENFORMER_HEAD
     previous, _ENFORMER_HEAD = _ENFORMER_HEAD, head
     try:
@@ -727,6 +764,135 @@ def load_enformer_pytorch_dir(path: str | os.PathLike, head: str | None = None,
         "tasks": {"name": [f"{head}_{i}" for i in range(model.model.head.n_tasks)]},
         "train": {"seq_len": int(seq_len), "bin_size": 2 ** n_down},
         "arch": "enformer",
+    }
+    return model
+
+
+# --------------------------------------------------------------------------- borzoi-pytorch
+# borzoi-pytorch (johahi/borzoi-pytorch) is an optional dependency: its 0.5 releases need
+# transformers>=4.57.6, which enformer-pytorch 0.8.12 refuses (it pins transformers==4.56.2), so
+# the `borzoi` extra also caps enformer-pytorch (setup.cfg).
+BORZOI_EXTRA = "pip install 'genocl[borzoi]'"
+BORZOI_PYTORCH_SEQ_LEN = 524_288  # Borzoi's input: 16,384 bins of 32 bp, centre 6,144 predicted
+BORZOI_PYTORCH_BIN_SIZE = 32
+# The architecture part of a BorzoiConfig (the rest of config.json is transformers bookkeeping).
+_BORZOI_CONFIG_KEYS = ("dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "dropout_rate",
+                       "attn_dropout", "pos_dropout", "return_center_bins_only", "bins_to_return",
+                       "enable_human_head", "enable_mouse_head", "flashed")
+
+
+def import_borzoi_pytorch(source: object = "--model") -> tuple[type, type]:
+    """borzoi-pytorch's ``Borzoi`` and ``BorzoiConfig``, imported on first use.
+
+    Raises
+    ------
+    GenoclInputError
+        borzoi-pytorch is not installed (or cannot be imported): one line naming the extra.
+    """
+    try:
+        from borzoi_pytorch.config_borzoi import BorzoiConfig
+        from borzoi_pytorch.pytorch_borzoi_model import Borzoi
+    except ImportError as err:
+        missing = str(getattr(err, "name", None) or "").split(".")[0] == "borzoi_pytorch"
+        problem = ("not installed (an optional dependency of genocl)" if missing else
+                   f"cannot be imported ({' '.join(str(err).split())[:200]})")
+        raise input_error(source, "borzoi-pytorch", problem, BORZOI_EXTRA) from None
+    return Borzoi, BorzoiConfig
+
+
+def is_borzoi_pytorch_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a borzoi-pytorch ``save_pretrained`` directory (``model_type: borzoi``)."""
+    config = Path(path) / "config.json"
+    try:
+        data = json.loads(config.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("model_type") == "borzoi" and data.get("format") != FORMAT
+
+
+def borzoi_pytorch_output_bins(config: dict) -> int:
+    """Output bins of a borzoi-pytorch model: its centre crop (6,144 of the 16,384 32-bp bins)."""
+    if config.get("return_center_bins_only", True):
+        return int(config.get("bins_to_return", 6144))
+    return 16384 - 32  # borzoi-pytorch's crop when return_center_bins_only is False
+
+
+def borzoi_pytorch_track_names(head: str, n_tracks: int) -> list[str]:
+    """Track names of a borzoi-pytorch head: ``description [identifier]`` from the ``targets.txt``
+    borzoi-pytorch ships for the human head (Borzoi's 7,611 tracks), else ``<head>_<i>``."""
+    import borzoi_pytorch
+    import pandas as pd
+
+    targets = Path(borzoi_pytorch.__file__).parent / "precomputed" / "targets.txt"
+    if head == "human" and targets.exists():
+        table = pd.read_csv(targets, sep="\t", index_col=0)
+        if len(table) == n_tracks and {"identifier", "description"} <= set(table.columns):
+            return [f"{d} [{i}]" for d, i in zip(table["description"].astype(str),
+                                                 table["identifier"].astype(str), strict=True)]
+    return [f"{head}_{i}" for i in range(n_tracks)]
+
+
+def load_borzoi_pytorch_dir(path: str | os.PathLike, head: str | None = None,
+                            seq_len: int | None = None) -> GenoclLightningModel:
+    """Load a borzoi-pytorch ``save_pretrained`` / ``from_pretrained`` directory offline.
+
+    Parameters
+    ----------
+    path
+        Directory with ``config.json`` (``model_type: borzoi``) and ``model.safetensors`` or
+        ``pytorch_model.bin`` (as the borzoi-replicate weights on the Hugging Face Hub).
+    head
+        ``human`` (7,611 tracks) or ``mouse`` (2,608; when the config enables it); default the
+        :func:`enformer_head` setting (``--head``), else ``human``.
+    seq_len
+        Input length; default Borzoi's 524,288 bp.
+
+    Raises
+    ------
+    GenoclInputError
+        borzoi-pytorch missing, unloadable weights, a Flashzoi model without flash-attn, or
+        an output head the model does not have.
+    """
+    borzoi_cls, _ = import_borzoi_pytorch(path)
+    config = read_json_object(Path(path) / "config.json", "config.json")
+    if config.get("flashed"):
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            raise input_error(Path(path) / "config.json", "flashed", "Flashzoi weights need flash-attn (a CUDA GPU)",
+                              "install flash-attn on a GPU machine, or use a borzoi-replicate directory") from None
+    weights = [Path(path) / n for n in ("model.safetensors", "pytorch_model.bin") if (Path(path) / n).exists()]
+    if not weights:
+        raise input_error(path, "model.safetensors", "missing (no weights file beside config.json)",
+                          "pass a directory written by Borzoi.save_pretrained")
+    try:
+        # transformers reads pytorch_model.bin with torch.load(weights_only=True): no pickled code runs.
+        borzoi, info = borzoi_cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True)
+    except Exception as err:
+        raise input_error(
+            weights[0], "weights", f"not loadable as borzoi-pytorch weights ({type(err).__name__})",
+            "pass a directory written by Borzoi.save_pretrained",
+        ) from None
+    # transformers only warns about weights absent from the file (and initialises them at
+    # random); genocl refuses a partial model.
+    absent = list(info.get("missing_keys") or []) + [str(k[0]) for k in info.get("mismatched_keys") or []]
+    if absent:
+        raise input_error(weights[0], "weights", f"{len(absent)} tensors missing or of the wrong shape "
+                          f"(e.g. {absent[0]})", "pass the weights written with this config.json")
+    heads = [h for h in ("human", "mouse") if isinstance(getattr(borzoi, f"{h}_head", None), nn.Module)]
+    head = head or _ENFORMER_HEAD or "human"
+    if head not in heads:
+        raise input_error(path, "--head", f"no output head {head!r}", f"use one of {', '.join(heads)}")
+    arch = borzoi.config.to_dict()
+    arch = {k: arch[k] for k in _BORZOI_CONFIG_KEYS if k in arch}
+    model = GenoclLightningModel({"model_type": "BorzoiPytorchTracks", "config": arch, "head": head},
+                                 {"task": "regression", "loss": "poisson"})
+    model.model.borzoi.load_state_dict(borzoi.state_dict())
+    n_tasks = model.model.head.n_tasks
+    model.data_params = {
+        "tasks": {"name": borzoi_pytorch_track_names(head, n_tasks)},
+        "train": {"seq_len": int(seq_len or BORZOI_PYTORCH_SEQ_LEN), "bin_size": BORZOI_PYTORCH_BIN_SIZE},
+        "arch": "borzoi",
     }
     return model
 

@@ -10,7 +10,8 @@ effect, not on a track:
 - CRISPRi: ``log2(signal_TSS(silenced) / signal_TSS(reference))`` where the silenced
   sequence has each element replaced by a dinucleotide shuffle (or N-masked) and the TSS
   signal is the readout tracks (Enformer: CAGE; ProCapNet: both strands) in the bins at the
-  TSS. The input covers the element(s) and the TSS.
+  TSS. Each pair has its own window of the model's input length holding the element(s) and
+  the TSS, with the TSS inside the output; pairs that cannot fit are skipped and counted.
 
 The model's ``forward(x, logits=True)`` is log coverage, so an activity is a ``logsumexp``.
 """
@@ -135,14 +136,22 @@ def apply_variant(seq: str, pos: int, ref: str, alt: str) -> str:
 def dinuc_shuffle_codes(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Dinucleotide-preserving shuffle of a uint8 code sequence (Altschul-Erickson).
 
-    Uses gReLU's implementation on the one-hot sequence; N positions stay where they are.
+    Uses gReLU's implementation on each run of A/C/G/T; N positions stay where they are
+    (gReLU's shuffle, tangermeme's underneath, refuses N, and an element window can reach into
+    an assembly gap or past a contig end).
     """
     from grelu.sequence.utils import dinuc_shuffle
 
-    seq = reference.codes_to_seq(codes)
-    shuffled = dinuc_shuffle(seq, n_shuffles=1, seed=int(rng.integers(0, 2**31 - 1)))
-    shuffled = shuffled[0] if isinstance(shuffled, list) else shuffled
-    return reference.seq_to_codes(shuffled)
+    out = np.array(codes, dtype=np.uint8, copy=True)
+    known = np.concatenate([[False], out < 4, [False]])
+    edges = np.flatnonzero(np.diff(known.astype(np.int8)))
+    for lo, hi in zip(edges[::2], edges[1::2], strict=True):
+        if hi - lo < 3:  # nothing to shuffle while keeping the dinucleotides
+            continue
+        seed = int(rng.integers(0, 2**31 - 1))
+        shuffled = dinuc_shuffle(reference.codes_to_seq(out[lo:hi]), n_shuffles=1, seed=seed)
+        out[lo:hi] = reference.seq_to_codes(shuffled[0] if isinstance(shuffled, list) else shuffled)
+    return out
 
 
 def silence(codes: np.ndarray, start: int, end: int, method: str, rng: np.random.Generator) -> np.ndarray:
@@ -246,26 +255,16 @@ def mpra_dataset(screen, model, path: str = "<screen>", readout: str | None = No
                                list(obs["element"].astype(str)))
 
 
-def crispri_input_length(screen, model, margin: int = 2_048) -> int:
-    """Input length covering every row's element(s) and TSS plus ``margin`` on each side.
-
-    Rounded up to a multiple of the model's bin size times 2 (and at least ``model.seq_len``).
-    """
-    from genocl_plugin.screens import parse_interval
-
-    span = 0
-    for tss, elements in zip(screen.obs["tss_pos"].astype(int), screen.obs["elements"].astype(str), strict=True):
-        iv = [parse_interval(x) for x in elements.split(";")]
-        span = max(span, max([tss + 1] + [e for _, _, e in iv]) - min([tss] + [s for _, s, _ in iv]))
-    step = 2 * max(model.bin_size, reference.BIN_SIZE)
-    trim = 2 * getattr(getattr(model.model, "bpnet", None), "trimming", 0)
-    need = span + 2 * margin + trim
-    return max(model.seq_len, -(-need // step) * step)
-
-
 def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
-                    tss_bins: int = 1, readout: str | None = None) -> PerturbationDataset:
+                    tss_bins: int = 1, readout: str | None = None,
+                    path: str = "<screen>") -> PerturbationDataset:
     """Build the CRISPRi pairs (reference vs silenced) of a screen for a model.
+
+    Each pair gets its own input window of ``model.seq_len`` bp (the model's own input length)
+    from :func:`genocl_plugin.screens.crispri_window_start`: the element(s) inside the input,
+    the TSS readout inside the output, centred between them where possible; sequence past a
+    contig end is N. Pairs no window can hold are skipped (``dataset.skipped`` counts them,
+    ``dataset.fit_message`` says so).
 
     Parameters
     ----------
@@ -278,24 +277,31 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
     seed
         Seed of the shuffles (fixed, so every epoch sees the same silenced sequence).
     tss_bins
-        Readout half-width in output bins around the TSS bin (32-bp units for Enformer).
+        Readout half-width in output bins around the TSS (at least 32 bp).
     readout
         ``--readout-tracks`` (see :func:`readout_tracks`).
-    """
-    from genocl_plugin.screens import parse_interval
+    path
+        The screen file, named in errors.
 
+    Raises
+    ------
+    GenoclInputError
+        No pair fits the model's geometry.
+    """
+    from genocl_plugin.screens import crispri_window_start, drop_unfit_crispri, parse_interval, readout_half_width
+
+    n_rows = screen.n_obs
+    screen, message = drop_unfit_crispri(screen, model, path, tss_bins)
     source = screen.uns["sequence_source"]
     fasta = None if source == "bundled" else reference.open_fasta(source, field="uns['sequence_source']")
-    seq_len = crispri_input_length(screen, model)
+    seq_len = int(model.seq_len)
     rng = np.random.default_rng(seed)
     refs, alts, lo, hi = [], [], [], []
-    half = max(1, tss_bins) * max(model.bin_size, reference.BIN_SIZE)
+    half = readout_half_width(model, tss_bins)
     for chrom, tss, elements in zip(screen.obs["tss_chrom"].astype(str), screen.obs["tss_pos"].astype(int),
                                     screen.obs["elements"].astype(str), strict=True):
         iv = [parse_interval(x) for x in elements.split(";")]
-        left = min([tss] + [s for _, s, _ in iv])
-        right = max([tss + 1] + [e for _, _, e in iv])
-        start = (left + right) // 2 - seq_len // 2
+        start = crispri_window_start(model, tss, iv, half)
         codes = reference.fetch_codes(chrom, start, start + seq_len, fasta=fasta)
         silenced = codes
         for _, s, e in iv:
@@ -307,9 +313,12 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
         hi.append(window[1])
     mask = np.zeros(len(model.task_names), dtype=bool)
     mask[readout_tracks(model, "crispri", readout, screen.uns.get("cell_type"))] = True
-    return PerturbationDataset(refs, np.arange(len(refs)), alts, np.array(lo), np.array(hi),
-                               screen.obs["effect"].to_numpy(float), mask, list(screen.obs_names),
-                               list(screen.obs["elements"].astype(str)))
+    dataset = PerturbationDataset(refs, np.arange(len(refs)), alts, np.array(lo), np.array(hi),
+                                  screen.obs["effect"].to_numpy(float), mask, list(screen.obs_names),
+                                  list(screen.obs["elements"].astype(str)))
+    dataset.skipped = n_rows - screen.n_obs
+    dataset.fit_message = message
+    return dataset
 
 
 def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
@@ -322,7 +331,7 @@ def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
         return personal_dataset(screen, model, alpha=pairwise_alpha, path=path, readout=readout)
     if screen.uns["assay"] == "mpra":
         return mpra_dataset(screen, model, path=path, readout=readout)
-    return crispri_dataset(screen, model, silencing=silencing, seed=seed, readout=readout)
+    return crispri_dataset(screen, model, silencing=silencing, seed=seed, readout=readout, path=path)
 
 
 # --- Personal genomes (assay="personal") -----------------------------------------------------

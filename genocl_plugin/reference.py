@@ -41,6 +41,9 @@ TARGET_CROP = 32_768  # bp of sequence on each side of the 65,536-bp target regi
 BIN_SIZE = 32
 N_BINS = 2_048
 SPLITS = ("train", "valid", "test")
+# 524,288 bp of real hg38 chr2 (chr2:10,001-534,288), 2-bit packed: the example sequence of
+# published models of any input length up to Borzoi's (bundled/SOURCE.md).
+BUNDLED_PIECE = BUNDLED / "hg38_chr2_piece.npz"
 # uint8 codes of the bundled sequences: 0=A 1=C 2=G 3=T 4=N
 _CODE = np.full(256, 4, dtype=np.uint8)
 for _i, _b in enumerate(b"ACGT"):
@@ -113,6 +116,26 @@ def find_window(chrom: str, start: int, end: int) -> tuple[str, int, int] | None
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def load_bundled_piece() -> tuple[str, int, np.ndarray]:
+    """The bundled real hg38 piece: ``(chrom, start, codes)`` (0-based start, uint8 codes).
+
+    Stored 2-bit packed (no N in the piece); the unpacked sequence is checked against the
+    SHA-256 recorded when it was written (``scripts/make_bundled_piece.py``).
+    """
+    import hashlib
+
+    with np.load(BUNDLED_PIECE) as data:
+        bits = np.unpackbits(data["packed"]).reshape(-1, 2)
+        codes = (bits[:, 0] * 2 + bits[:, 1]).astype(np.uint8)[: int(data["length"])]
+        chrom, start, digest = str(data["chrom"]), int(data["start"]), str(data["sha256"])
+    if hashlib.sha256(codes_to_seq(codes).encode("ascii")).hexdigest() != digest:
+        raise input_error(BUNDLED_PIECE, "packed", "sequence differs from its recorded SHA-256",
+                          "reinstall genocl (the bundled file is damaged)")
+    codes.setflags(write=False)
+    return chrom, start, codes
+
+
 def codes_to_one_hot(codes: np.ndarray) -> np.ndarray:
     """uint8 codes (..., L) -> one-hot float32 (..., 4, L); N is all zeros (as in gReLU)."""
     codes = np.asarray(codes)
@@ -164,13 +187,12 @@ def fetch_codes(chrom: str, start: int, end: int, fasta=None) -> np.ndarray:
         if hi > lo:
             out[lo - start : hi - start] = seq_to_codes(str(fasta[chrom][lo:hi]))
         return out
-    hit = find_window(chrom, max(start, 0), max(start, 0) + 1) or find_window(chrom, end - 1, end)
-    if hit is None:
-        return out
-    split, i, w_start = hit
-    seq = load_windows()[f"{split}_seq"][i]
-    lo, hi = max(start, w_start), min(end, w_start + WINDOW_LEN)
-    out[lo - start : hi - start] = seq[lo - w_start : hi - w_start]
+    # Every bundled window overlapping the interval contributes (an input longer than a
+    # 131-kb window, e.g. Enformer's 196,608 bp, contains a window without either end in it).
+    for split, w_chrom, w_start, w_end, i in window_table():
+        lo, hi = max(start, w_start), min(end, w_end)
+        if w_chrom == chrom and hi > lo:
+            out[lo - start : hi - start] = load_windows()[f"{split}_seq"][i][lo - w_start : hi - w_start]
     return out
 
 

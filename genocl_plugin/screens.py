@@ -695,6 +695,112 @@ def parse_interval_1based(text: str) -> tuple[str, int, int] | None:
     return match["chrom"], int(match["start"]), int(match["end"])
 
 
+# --- CRISPRi at the model's geometry ------------------------------------------------------
+#
+# Each element-gene pair is read through its own input window of the model's input length
+# (never a longer one: the model was trained at that length). The window holds the element(s)
+# and the TSS, and the TSS's readout (+-half bp) lies inside the model's output; it is centred
+# between element and TSS when that is possible, else shifted just enough. Pairs no window can
+# hold are skipped and counted, never read as N or NaN.
+
+
+def readout_half_width(model, tss_bins: int = 1) -> int:
+    """bp read on each side of the TSS: ``tss_bins`` output bins (at least 32 bp)."""
+    return max(1, int(tss_bins)) * max(int(model.bin_size), 32)
+
+
+def _output_span(model) -> tuple[int, int]:
+    """(offset, length) in bp of the model's output inside a ``model.seq_len`` input."""
+    seq_len = int(model.seq_len)
+    span = int(model.output_length(seq_len)) * int(model.bin_size)
+    return (seq_len - span) // 2, span
+
+
+def crispri_window_start(model, tss: int, intervals, half: int) -> int | None:
+    """Start of the ``model.seq_len`` input window of one pair, or None if none can hold it.
+
+    Parameters
+    ----------
+    model
+        The model (``seq_len``, ``bin_size``, ``output_length``).
+    tss
+        0-based TSS position.
+    intervals
+        The silenced elements, ``(chrom, start, end)`` 0-based half-open.
+    half
+        Readout half-width in bp (:func:`readout_half_width`).
+
+    Returns
+    -------
+    int or None
+        The 0-based genome position of the window start (may be negative: N-padded), placed
+        so that the elements lie inside the input and ``[tss - half, tss + half)`` inside the
+        output, as close to centred between elements and TSS as that allows.
+    """
+    seq_len = int(model.seq_len)
+    offset, out_span = _output_span(model)
+    left = min([tss] + [s for _, s, _ in intervals])
+    right = max([tss + 1] + [e for _, _, e in intervals])
+    lowest = max(right - seq_len, tss + half - offset - out_span)
+    highest = min(left, tss - half - offset)
+    if lowest > highest:
+        return None
+    centred = (left + right) // 2 - seq_len // 2
+    return min(max(centred, lowest), highest)
+
+
+def crispri_fit(screen, model, tss_bins: int = 1) -> tuple[np.ndarray, str]:
+    """Which CRISPRi rows a model's geometry can hold, and the one-line count.
+
+    Returns
+    -------
+    tuple
+        ``(fits, message)``: a bool per row and ``"kept N pairs; skipped M: element-TSS span >
+        what a <seq_len>-bp input with <output> output can hold (...)"``.
+    """
+    half = readout_half_width(model, tss_bins)
+    fits = np.array([
+        crispri_window_start(model, int(tss), [parse_interval(x) for x in str(elements).split(";")], half)
+        is not None
+        for tss, elements in zip(screen.obs["tss_pos"].astype(int), screen.obs["elements"].astype(str),
+                                 strict=True)
+    ], dtype=bool)
+    return fits, _fit_message(model, half, int(fits.sum()), int((~fits).sum()))
+
+
+def _fit_message(model, half: int, kept: int, skipped: int) -> str:
+    seq_len = int(model.seq_len)
+    offset, out_span = _output_span(model)
+    n_out, bin_size = int(model.output_length(seq_len)), int(model.bin_size)
+    output = f"{n_out:,} x {bin_size}-bp" if bin_size > 1 else f"{n_out:,}-bp"
+    # Largest span: TSS readout at one output edge, element at the far input edge.
+    most = seq_len - offset - half
+    return (f"kept {kept} pairs; skipped {skipped}: element-TSS span > what a {seq_len:,}-bp input "
+            f"with {output} output can hold (an element at most ~{most:,} bp from the TSS, the TSS +-{half} bp "
+            "inside the output)")
+
+
+def drop_unfit_crispri(screen, model, path: str | os.PathLike = "<screen>", tss_bins: int = 1,
+                       field: str = "obs['elements']"):
+    """Keep the CRISPRi rows the model's geometry can hold (``field`` is named in the error).
+
+    Returns
+    -------
+    tuple
+        ``(screen, message)``: the kept rows (a copy when rows were dropped) and the count line.
+
+    Raises
+    ------
+    GenoclInputError
+        The screen has rows and none fits.
+    """
+    fits, message = crispri_fit(screen, model, tss_bins)
+    if len(fits) and not fits.any():  # (an empty split is not an error here)
+        raise input_error(path, field, f"no element-TSS pair fits the model: {message}",
+                          "use a model with a longer input, or pairs whose element lies closer to the TSS")
+    return (screen if fits.all() else screen[fits].copy()), message
+
+
 def from_crispri(
     table: str | os.PathLike,
     sequence_source: str = "bundled",
@@ -840,6 +946,10 @@ def prepare_screen(config, model, in_distribution: bool = False):
     """
     path = Path(config.data) if config.data else default_screen(model)
     screen = read_screen(path)
+    if screen.uns["assay"] == "crispri":
+        # before the split, so the held-out elements are ones the model can be scored on
+        screen, message = drop_unfit_crispri(screen, model, path)
+        screen.uns["crispri_fit"] = message
     if screen.uns["assay"] == "personal":
         from genocl_plugin.personal import split_personal
 

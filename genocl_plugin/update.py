@@ -204,6 +204,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     base = copy.deepcopy(model).eval()
 
     screen_path, train, test, test_id = prepare_screen(config, model, in_distribution=True)
+    if train.uns.get("crispri_fit"):  # CRISPRi pairs the model's geometry cannot hold were skipped
+        print(f"{screen_path}: {train.uns['crispri_fit']}", flush=True)
     datasets = {key: objectives.screen_dataset(part, model, config.silencing, config.seed, path=str(screen_path),
                                                readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
                 for key, part in (("train", train), ("test", test), ("id", test_id)) if key != "id" or part.n_obs}
@@ -258,6 +260,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         "n_train": len(train_set), "n_test": len(test_set),
         "n_test_in_distribution": len(id_set) if id_set is not None else 0,
     }
+    if train.uns.get("crispri_fit"):
+        report["split"]["crispri_fit"] = str(train.uns["crispri_fit"])
 
     screen_hash = sha256sum(screen_path)
     lineage = list(parent_config.get("lineage", []))

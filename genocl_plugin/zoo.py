@@ -107,6 +107,8 @@ _CITATIONS = {
     "procapnet": "Cochran K. et al. Dissecting the cis-regulatory syntax of transcription initiation "
                  "with deep learning. bioRxiv (2024). https://doi.org/10.1101/2024.05.28.596138 ; "
                  "architecture and losses from bpnet-lite (J. Schreiber)",
+    "borzoi": "Linder J. et al. Predicting RNA-seq coverage from DNA sequence as a unifying model of "
+              "gene regulation. Nat Genet 57, 949-961 (2025). https://doi.org/10.1038/s41588-024-02053-6",
 }
 
 
@@ -304,7 +306,8 @@ def load_entry_model(config_path: Path, weights_path: Path):
 # Publishing
 # --------------------------------------------------------------------------------------
 def publish(run_or_model_dir: str | os.PathLike, zoo_dir: str | os.PathLike, name: str | None = None,
-            force: bool = False, authors: list[str] | None = None, check: bool = True) -> Path:
+            force: bool = False, authors: list[str] | None = None, check: bool = True,
+            example_fasta: str | os.PathLike | None = None, example_region: str | None = None) -> Path:
     """Write a Kipoi model-zoo entry for a model, atomically.
 
     Parameters
@@ -324,6 +327,10 @@ def publish(run_or_model_dir: str | os.PathLike, zoo_dir: str | os.PathLike, nam
         ``info.authors`` names (default: ``genocl``).
     check
         Run Kipoi's own ``kipoi test`` on the entry before it is moved into place.
+    example_fasta, example_region
+        ``--example-fasta`` / ``--example-region``: the genome (and region) the example files
+        are cut from at the model's input length (default: the reference FASTA the model's
+        updates used, else genocl's bundled 524,288-bp hg38 piece).
 
     Returns
     -------
@@ -357,7 +364,8 @@ def publish(run_or_model_dir: str | os.PathLike, zoo_dir: str | os.PathLike, nam
     entry = Path(zoo_dir) / name
     with claim(entry, "--name"), atomic_dir(entry, force=force) as tmp:
         write_entry(tmp, model, config, name, model_dir=model_dir, source=str(run_or_model_dir),
-                    authors=authors, zoo_label=Path(zoo_dir).name or "model_zoo")
+                    authors=authors, zoo_label=Path(zoo_dir).name or "model_zoo",
+                    example_fasta=example_fasta, example_region=example_region)
         if check:
             kipoi_test(tmp)
     return entry
@@ -467,7 +475,8 @@ def _yaml_mapping(path: Path) -> dict:
 
 def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | None = None,
                 source: str = "", authors: list[str] | None = None,
-                zoo_label: str = "model_zoo") -> Path:
+                zoo_label: str = "model_zoo", example_fasta: str | os.PathLike | None = None,
+                example_region: str | None = None) -> Path:
     """Write every file of an entry into ``out`` (an empty, temporary directory).
 
     Parameters
@@ -489,6 +498,9 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
         ``info.authors`` names.
     zoo_label
         How the README refers to the zoo root.
+    example_fasta, example_region
+        Where the example files are cut (:func:`example_sequence`); default the reference FASTA
+        the model's updates used, else genocl's bundled hg38 piece.
 
     Returns
     -------
@@ -513,7 +525,8 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
     # Expected outputs come from the entry's own files, so they match its weights even if the
     # source directory changed after it was first loaded.
     model = load_entry_model(out / "config.json", weights)
-    inputs, preds = write_examples(out / "example_files", model)
+    inputs, preds = write_examples(out / "example_files", model,
+                                   fasta=example_fasta or config_reference_fasta(config), region=example_region)
     checksums = {"sha256": sha256sum(weights), "md5": md5sum(weights),
                  "config_sha256": sha256sum(out / "config.json")}
     card = model_dir / "MODEL_CARD.md" if model_dir is not None else None
@@ -524,27 +537,128 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
     return out
 
 
-def example_sequence(seq_len: int, n: int = N_EXAMPLES) -> tuple[str, int, np.ndarray]:
-    """``n`` adjacent ``seq_len``-bp pieces of real hg38 from the centre of a held-out test window.
+_REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[0-9,]+)-(?P<end>[0-9,]+)$")
+EXAMPLE_MAX_N = 0.5  # a FASTA example window with more N than this is refused (pick a region)
+EXAMPLE_SCAN_CHUNKS = 64  # how far into a FASTA the default example search looks
+
+
+def parse_region(text: str, field: str = "--example-region") -> tuple[str, int, int]:
+    """``chr:start-end`` (1-based inclusive, commas allowed) -> ``(chrom, start0, end)``."""
+    match = _REGION.match(str(text).strip())
+    start = int(match["start"].replace(",", "")) if match else 0
+    end = int(match["end"].replace(",", "")) if match else 0
+    if match is None or start < 1 or end < start:
+        raise input_error(field, "region", f"{text!r} is not chr:start-end", "write e.g. chr2:1,000,001-1,600,000")
+    return match["chrom"], start - 1, end
+
+
+def config_reference_fasta(config: dict) -> str | None:
+    """The newest ``--reference-fasta`` an update of this model was given, if it still exists."""
+    for step in reversed(config.get("lineage") or []):
+        path = ((step or {}).get("hyperparameters") or {}).get("reference_fasta")
+        if path and Path(path).is_file():
+            return str(path)
+    return None
+
+
+def _example_starts(available: int, seq_len: int, n: int) -> list[int]:
+    """Up to ``n`` distinct window starts evenly spread over the central ``n * seq_len`` bp."""
+    span = min(available, n * seq_len)
+    first = (available - span) // 2
+    if n == 1 or span == seq_len:
+        return [first]
+    step = (span - seq_len) / (n - 1)
+    return sorted({first + round(i * step) for i in range(n)})
+
+
+def example_sequence(seq_len: int, n: int = N_EXAMPLES, fasta: str | os.PathLike | None = None,
+                     region: str | None = None) -> tuple[str, int, np.ndarray, list[int], str]:
+    """Real hg38 sequence for ``n`` example windows of ``seq_len`` bp (the model's input length).
+
+    Parameters
+    ----------
+    seq_len
+        The model's input length.
+    n
+        Number of windows (fewer when the sequence is shorter than ``n * seq_len``: they then
+        overlap, and a sequence exactly ``seq_len`` long gives one).
+    fasta
+        An indexed genome FASTA to cut them from (``--example-fasta``, or the reference FASTA
+        the model's updates used); None: genocl's bundled 524,288-bp hg38 piece.
+    region
+        ``chr:start-end`` (1-based) inside ``fasta``; default the first stretch of the FASTA
+        with < 1% N.
 
     Returns
     -------
     tuple
-        ``(chrom, start, codes)``: hg38 start of the piece and its uint8 codes (N-padded if
-        the piece is longer than the 131-kb window).
+        ``(chrom, start, codes, offsets, source)``: the stretch's contig and 0-based start, its
+        uint8 codes, each window's offset in it, and a description of where it came from.
+
+    Raises
+    ------
+    GenoclInputError
+        The input is longer than the sequence (or region), the region is not in the FASTA,
+        or the windows are mostly N.
     """
-    _, chrom, w_start, w_end, _ = next(w for w in reference.window_table() if w[0] == "test")
-    start = (w_start + w_end) // 2 - n * seq_len // 2
-    return chrom, start, reference.fetch_codes(chrom, start, start + n * seq_len)
+    if fasta is None:
+        if region is not None:
+            raise input_error("--example-region", "region", "needs a genome to cut it from",
+                              "pass --example-fasta GENOME.fa with it")
+        chrom, start, codes = reference.load_bundled_piece()
+        if seq_len > len(codes):
+            raise input_error(
+                "--example-fasta", "example sequence",
+                f"the model's {seq_len:,}-bp input is longer than genocl's bundled {len(codes):,}-bp hg38 piece",
+                "pass --example-fasta GENOME.fa (and --example-region chr:start-end)")
+        offsets = _example_starts(len(codes), seq_len, n)
+        lo, hi = offsets[0], offsets[-1] + seq_len
+        return chrom, start + lo, codes[lo:hi], [o - lo for o in offsets], "genocl bundled hg38 piece"
+    genome = reference.open_fasta(fasta, field="--example-fasta")
+    if region is not None:
+        chrom, lo, hi = parse_region(region)
+        if chrom not in genome or hi > len(genome[chrom]):
+            raise input_error(fasta, "--example-region", f"{region} is not inside the FASTA",
+                              "pass a region of one of its contigs")
+        candidates = [(chrom, lo, hi)]
+    else:
+        # The first stretch of n windows with < 1% N (contig starts are telomere gaps).
+        need = n * seq_len
+        candidates = [(c, p, min(p + need, len(genome[c]))) for c in genome.keys()
+                      for p in range(0, max(len(genome[c]) - seq_len, 0) + 1, need)][:EXAMPLE_SCAN_CHUNKS]
+    best = None
+    for chrom, lo, hi in candidates:
+        if hi - lo < seq_len:
+            continue
+        offsets = _example_starts(hi - lo, seq_len, n)
+        a, b = lo + offsets[0], lo + offsets[-1] + seq_len
+        codes = reference.fetch_codes(chrom, a, b, fasta=genome)
+        frac = max(float(np.mean(codes[o - offsets[0] : o - offsets[0] + seq_len] == 4)) for o in offsets)
+        if best is None or frac < best[0]:
+            best = (frac, chrom, a, codes, [o - offsets[0] for o in offsets])
+        if frac < 0.01:
+            break
+    if best is None:
+        where = region or "any contig"
+        raise input_error(fasta, "--example-region", f"{where} is shorter than the model's {seq_len:,}-bp input",
+                          "pass a FASTA / region at least as long as the model's input")
+    frac, chrom, a, codes, offsets = best
+    if frac > EXAMPLE_MAX_N:
+        raise input_error(fasta, "--example-region", f"the example windows at {chrom}:{a + 1} are {frac:.0%} N",
+                          "pass --example-region chr:start-end over real sequence")
+    return chrom, a, codes, offsets, Path(fasta).name
 
 
-def write_examples(out: Path, model, n: int = N_EXAMPLES) -> tuple[np.ndarray, np.ndarray]:
+def write_examples(out: Path, model, n: int = N_EXAMPLES, fasta: str | os.PathLike | None = None,
+                   region: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Write example intervals, FASTA (+ .fai) and expected outputs (``expected.h5``).
 
-    The FASTA holds one contig, ``<chrom>_<start>_<end>``: a real hg38 piece from a bundled
-    test window (held out from pretraining). The expected outputs are genocl's own
-    predictions (``model(x, logits=False)``) written with Kipoi's ``HDF5BatchWriter`` in
-    the ``inputs`` / ``preds`` layout ``kipoi test`` reads.
+    The examples are real sequence at the model's input length (:func:`example_sequence`):
+    cut from ``fasta`` (``--example-fasta`` / the model's reference FASTA) or from genocl's
+    bundled hg38 piece. The FASTA holds one contig, ``<chrom>_<start>_<end>``; the BED holds
+    the windows on it. The expected outputs are genocl's own predictions
+    (``model(x, logits=False)``) written with Kipoi's ``HDF5BatchWriter`` in the ``inputs`` /
+    ``preds`` layout ``kipoi test`` reads.
 
     Returns
     -------
@@ -558,20 +672,20 @@ def write_examples(out: Path, model, n: int = N_EXAMPLES) -> tuple[np.ndarray, n
 
     out.mkdir(parents=True)
     seq_len = int(model.seq_len)
-    chrom, start, codes = example_sequence(seq_len, n)
-    contig = f"{chrom}_{start}_{start + n * seq_len}"
+    chrom, start, codes, offsets, source = example_sequence(seq_len, n, fasta=fasta, region=region)
+    end = start + len(codes)
+    contig = f"{chrom}_{start}_{end}"
     seq = reference.codes_to_seq(codes)
-    lines = [f">{contig} hg38 {chrom}:{start}-{start + n * seq_len} (genocl bundled test window)"]
+    lines = [f">{contig} {chrom}:{start + 1}-{end} ({source})"]
     lines += [seq[i : i + 60] for i in range(0, len(seq), 60)]
     (out / "sequence.fa").write_text("\n".join(lines) + "\n")
     pyfaidx.Faidx(str(out / "sequence.fa")).close()  # writes sequence.fa.fai beside it
-    bed = [f"{contig}\t{i * seq_len}\t{(i + 1) * seq_len}\t{chrom}:{start + i * seq_len}-{start + (i + 1) * seq_len}"
-           for i in range(n)]
+    bed = [f"{contig}\t{o}\t{o + seq_len}\t{chrom}:{start + o + 1}-{start + o + seq_len}" for o in offsets]
     (out / "intervals.bed").write_text("\n".join(bed) + "\n")
-    inputs = reference.codes_to_one_hot(codes.reshape(n, seq_len)).astype(np.float32)
+    inputs = reference.codes_to_one_hot(np.stack([codes[o : o + seq_len] for o in offsets])).astype(np.float32)
     preds = evaluate.predict(model, inputs).astype(np.float32)
     # Kipoi's default chunk (10,000 rows, gzip) makes this tiny file take seconds to write.
-    writer = HDF5BatchWriter(str(out / "expected.h5"), chunk_size=n)
+    writer = HDF5BatchWriter(str(out / "expected.h5"), chunk_size=len(offsets))
     writer.batch_write({"inputs": inputs, "preds": preds})
     writer.close()
     return inputs, preds
@@ -590,6 +704,12 @@ def _shape(*dims: int) -> str:
 
 def _authors(authors: list[str] | None) -> list[dict]:
     return [{"name": a} for a in (authors or ["genocl"])]
+
+
+def _genocl_requirement(model) -> str:
+    # borzoi-pytorch models need the optional dependency (the `borzoi` extra).
+    extra = "[borzoi]" if model.model_params.get("model_type") == "BorzoiPytorchTracks" else ""
+    return f"genocl{extra}=={__version__}"
 
 
 def model_yaml(model, config: dict, name: str, checksums: dict, preds: np.ndarray,
@@ -618,7 +738,7 @@ def model_yaml(model, config: dict, name: str, checksums: dict, preds: np.ndarra
             "license": "MIT",
             "tags": ["genocl", "continual-learning", arch, "DNA", "coverage"],
         },
-        "dependencies": {"pip": [f"genocl=={__version__}", "kipoi==0.8.6", "torch", "safetensors", "pyfaidx"]},
+        "dependencies": {"pip": [_genocl_requirement(model), "kipoi==0.8.6", "torch", "safetensors", "pyfaidx"]},
         "schema": {
             "inputs": {"name": "seq", "shape": _shape(4, model.seq_len), "special_type": "DNASeq",
                        "doc": f"one-hot DNA, rows A, C, G, T (N = all zeros), {model.seq_len} bp"},
@@ -727,8 +847,8 @@ def model_card(model, config: dict, name: str, checksums: dict, base_card: str =
                      "held-out split of the screen; they are not a benchmark. Read `n` before "
                      "trusting a correlation.")
     lines += [
-        f"- Valid for {model.seq_len}-bp inputs; the example files are real hg38 from a held-out "
-        "bundled test window, not a genome-wide evaluation.",
+        f"- Valid for {model.seq_len}-bp inputs; the example files are real sequence at that length "
+        "(see the header of `example_files/sequence.fa`), a check of the entry, not an evaluation.",
         "- Weights load only through safetensors after their sha256 is checked, but Kipoi "
         "evaluates `model.yaml` schema shapes with Python's `eval` and imports `genocl_kipoi.py`: "
         "load entries only from zoos you trust.",

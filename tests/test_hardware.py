@@ -172,6 +172,26 @@ def test_gradient_checkpointing_same_gradients(make):
     copy.deepcopy(ckpt)  # the swapped classes survive the deepcopy every update makes
 
 
+def test_gradient_checkpointing_in_eval_mode_gradient_passes(monkeypatch):
+    """EWC / MAS importances take gradients of the parent in eval mode: those passes are checkpointed
+    too (at 196,608 bp they otherwise stored every activation), plain no-grad inference is not."""
+    torch.manual_seed(0)
+    model = build_model("enformer", seq_len=512)
+    plain, ckpt = model.model.eval(), copy.deepcopy(model.model).eval()
+    hardware.enable_gradient_checkpointing(ckpt)
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (1, 512)), 4).float().transpose(1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt(x), plain(x))
+    assert not calls
+    grads = [torch.autograd.grad(net(x).exp().mean(), list(net.parameters())) for net in (plain, ckpt)]
+    assert calls  # recomputed in backward, not stored
+    for g, h in zip(*grads, strict=True):
+        torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-6)
+
+
 # ------------------------------------------------------------------------- precision, accumulation
 
 

@@ -107,21 +107,29 @@ def test_effect_loss_is_mse():
     assert loss.item() == pytest.approx((1 + 4) / 2)
 
 
-def test_crispri_dataset_reads_bundled_window_and_tss(tiny_procapnet):
+def test_crispri_dataset_reads_bundled_window_and_tss():
+    from genocl_plugin.models import build_model
+    from genocl_plugin.screens import crispri_window_start, parse_interval
+
+    # a BPNet whose 65,536-bp input holds the bundled pairs (21-54 kb element-TSS spans)
+    torch.manual_seed(0)
+    model = build_model("procapnet", seq_len=65_536, task_names=["plus", "minus"],
+                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 8_192})
     screen = anndata.read_h5ad(reference.BUNDLED / "crispri_example.h5ad")
-    ds = objectives.crispri_dataset(screen, tiny_procapnet, silencing="mask")
-    seq_len = len(ds.refs[0])
-    trim = tiny_procapnet.model.bpnet.trimming
+    ds = objectives.crispri_dataset(screen, model, silencing="mask")
+    assert len(ds) == screen.n_obs and ds.skipped == 0
+    trim = model.model.bpnet.trimming
     for i, (chrom, tss, elements) in enumerate(zip(screen.obs["tss_chrom"], screen.obs["tss_pos"],
                                                    screen.obs["elements"], strict=True)):
-        from genocl_plugin.screens import parse_interval
-
         _, e_start, e_end = parse_interval(elements)
-        centre = (min(tss, e_start) + max(tss + 1, e_end)) // 2
-        start = centre - seq_len // 2
-        split, w, w_start = reference.find_window(chrom, start, start + seq_len)
+        start = crispri_window_start(model, int(tss), [parse_interval(elements)], 32)
+        assert len(ds.refs[i]) == model.seq_len
+        split, w, w_start = reference.find_window(chrom, max(start, e_start), min(start + model.seq_len, tss + 1))
         window = reference.load_windows()[f"{split}_seq"][w]
-        assert (ds.refs[i] == window[start - w_start : start - w_start + seq_len]).all()
+        # the bundled window's bases where it covers the input, N where it does not
+        lo, hi = max(start, w_start), min(start + model.seq_len, w_start + reference.WINDOW_LEN)
+        assert (ds.refs[i][lo - start : hi - start] == window[lo - w_start : hi - w_start]).all()
+        assert (ds.refs[i][: lo - start] == 4).all() and (ds.refs[i][hi - start :] == 4).all()
         # the element is N-masked in the silenced copy, and nothing else changed
         assert (ds.alts[i][e_start - start : e_end - start] == 4).all()
         assert (ds.alts[i][: e_start - start] == ds.refs[i][: e_start - start]).all()

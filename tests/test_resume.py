@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -36,24 +38,28 @@ def _update(base, out, *extra, fail_at=None):
     return Result(CliRunner().invoke(main, args, env=env))
 
 
-@pytest.mark.parametrize(("strategy", "fail_at", "saved"), [
-    ("finetune", 5, ["step=3.ckpt"]),  # resumes mid-epoch 1 (3 of 6 batches done)
-    ("lora", 8, ["step=3.ckpt", "step=6.ckpt"]),  # resumes at the start of epoch 2
+@pytest.mark.parametrize(("strategy", "fail_at", "saved", "extra"), [
+    ("finetune", 5, ["step=3.ckpt"], []),  # resumes mid-epoch 1 (3 of 6 batches done)
+    ("lora", 8, ["step=3.ckpt", "step=6.ckpt"], []),  # resumes at the start of epoch 2
+    # replay's draws continue where they stopped; EWC's importances and anchor stay the parent's;
+    # the forgetting budget keeps the parent's predictions (its checks from step 4 on follow the resume)
+    ("replay,ewc", 5, ["step=3.ckpt"], ["--max-drift", "0.0001"]),
 ])
-def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, fail_at, saved):
+def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, fail_at, saved, extra):
     """24 examples / batch 4 = 6 steps per epoch, 2 epochs, a checkpoint every 3 steps."""
-    whole = _update(base_dir, tmp_path / "whole", "--strategy", strategy, "--checkpoint-every", "3")
+    strategy_args = ["--strategy", strategy, *extra]
+    whole = _update(base_dir, tmp_path / "whole", *strategy_args, "--checkpoint-every", "3")
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert not partial_dir(tmp_path / "whole").exists()  # a finished run removes its state
 
     out = tmp_path / "resumed"
-    killed = _update(base_dir, out, "--strategy", strategy, "--checkpoint-every", "3", fail_at=fail_at)
+    killed = _update(base_dir, out, *strategy_args, "--checkpoint-every", "3", fail_at=fail_at)
     assert killed.returncode != 0 and not out.exists()
     assert sorted(p.name for p in partial_dir(out).glob("*.ckpt")) == saved
     # without --resume the partial state is neither reused nor deleted
-    again = _update(base_dir, out, "--strategy", strategy, "--checkpoint-every", "3")
+    again = _update(base_dir, out, *strategy_args, "--checkpoint-every", "3")
     assert again.returncode == 2 and "--resume" in again.stderr and partial_dir(out).exists()
-    resumed = _update(base_dir, out, "--strategy", strategy, "--checkpoint-every", "3", "--resume")
+    resumed = _update(base_dir, out, *strategy_args, "--checkpoint-every", "3", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not partial_dir(out).exists()
 
@@ -64,6 +70,16 @@ def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, f
     assert any(k not in base or not torch.equal(a[k], base[k]) for k in a)  # it trained (or added adapters)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    state = tmp_path / "whole" / "model" / "strategy_state.safetensors"
+    if "ewc" in strategy:  # the importances the next update continues from are the same too
+        a, b = load_file(str(state)), load_file(str(out / "model" / "strategy_state.safetensors"))
+        assert a.keys() == b.keys() and any(k.startswith("ewc/importance.") for k in a)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    if extra:  # the same budget checks, measured against the parent's predictions
+        checks = [json.loads((run / "metrics.json").read_text())["strategies"]["DriftBudgetCallback"]["checks"]
+                  for run in (tmp_path / "whole", out)]
+        assert [c["step"] for c in checks[0]][:2] == [4, 8] and checks[0] == checks[1]
 
 
 def test_resume_without_partial_state(base_dir, tmp_path):

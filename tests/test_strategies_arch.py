@@ -162,3 +162,26 @@ def test_strategy_registry_builds_arch_callbacks():
     callbacks = resolve_strategies("multihead,lora,freeze", lora_rank=4, freeze="conv", max_drift=0.9)
     kinds = [type(c).__name__ for c in callbacks]
     assert kinds == ["MultiHeadCallback", "LoraCallback", "FreezeCallback", "DriftBudgetCallback"]
+
+
+def test_lora_on_borzoi_skips_depthwise_convolutions():
+    """Borzoi's separable convolutions are depthwise (groups == channels); peft refuses a rank that
+    is not a multiple of groups, so they keep their weights and every other trunk layer is adapted."""
+    from genocl_plugin.models import GenoclLightningModel
+    from genocl_plugin.strategies.lora import apply_lora, lora_targets
+
+    torch.manual_seed(0)
+    model = GenoclLightningModel(
+        {"model_type": "BorzoiModel", "n_tasks": 3, "stem_channels": 32, "init_channels": 32, "channels": 64,
+         "n_transformers": 1, "n_heads": 2, "key_len": 8, "value_len": 16, "final_pool_func": None,
+         "crop_len": 2}, {"task": "regression", "loss": "poisson"})
+    net = model.model.eval()  # no dropout: the same outputs twice
+    grouped = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv1d) and m.groups > 1]
+    targets = lora_targets(net, rank=8)
+    assert grouped and not set(grouped) & set(targets) and len(targets) > 10
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (1, 4096)), 4).float().transpose(1, 2)
+    with torch.no_grad():
+        before = net(x)
+    apply_lora(net, {"r": 8, "alpha": 8, "target_modules": targets})
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before)  # lora_B starts at zero: same outputs

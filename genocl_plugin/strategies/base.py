@@ -9,6 +9,11 @@ Protocol
 - ``state_dict_for_run() -> dict[str, Tensor]`` / ``load_state_from_run(dict)``: importance
   estimates or buffer state stored with the checkpoint so the next update continues them;
   ``state_name`` is the strategy name that prefixes the keys.
+- Lightning's ``state_dict()`` / ``load_state_dict()``: what a resumed run (``--resume``)
+  needs to continue *this* update exactly: importances and anchors of the parent (Lightning
+  restores the partly trained weights before ``on_fit_start``, so they must not be estimated
+  again), the position of random draws. Plain tensors and numbers only, so resume checkpoints
+  load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -75,6 +80,17 @@ class QuadraticPenalty(LossTermCallback):
         """Anchor at the current weights (the parent model, before training on the screen)."""
         self.anchor = {n: p.detach().clone() for n, p in trainable_parameters(pl_module).items()}
 
+    # Resumable updates: the importances and anchor of the parent go into the Lightning checkpoint.
+    resumed = False
+
+    def state_dict(self) -> dict:
+        return {"importance": {n: t.detach().cpu() for n, t in self.importance.items()},
+                "anchor": {n: t.detach().cpu() for n, t in self.anchor.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.importance, self.anchor = dict(state_dict["importance"]), dict(state_dict["anchor"])
+        self.resumed = True  # on_fit_start keeps these instead of re-estimating on trained weights
+
     def state_dict_for_run(self) -> dict[str, torch.Tensor]:
         return {f"importance.{n}": t.detach().cpu().contiguous() for n, t in self.importance.items()}
 
@@ -120,6 +136,8 @@ class ReferenceImportancePenalty(QuadraticPenalty):
         raise NotImplementedError
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        if self.resumed:
+            return
         was_training = pl_module.training
         pl_module.eval()  # no dropout in the estimate
         samples = reference_samples(pl_module, self.n_samples, self.seed, self.seq_len, self.data, self.reference)
@@ -131,6 +149,16 @@ class ReferenceImportancePenalty(QuadraticPenalty):
                 importance[name] = self.decay * old.to(importance[name].device) + importance[name]
         self.importance = importance
         self.set_anchor(pl_module)
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    """A numpy Generator's state as plain Python values (fits a ``weights_only`` checkpoint)."""
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    """Continue a Generator from :func:`rng_state` (a resumed run draws what the killed one would have)."""
+    rng.bit_generator.state = state
 
 
 def normalized(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ import torch
 
 from genocl_plugin import reference
 from genocl_plugin.replay import fill_reference_buffer
-from genocl_plugin.strategies.base import LossTermCallback, resolve_reference
+from genocl_plugin.strategies.base import LossTermCallback, resolve_reference, rng_state, set_rng_state
 
 
 def poisson_distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,8 @@ class DistillationCallback(LossTermCallback):
     n_per_step
         Reference crops per training step.
     budget_mb
-        Memory budget of the window buffer + cached teacher rows.
+        Memory budget of the window buffer + cached teacher rows (None: 2 MB, clamped to
+        between one window and all of them).
     count_weight
         Weight of the log-count term in ``auto`` mode for profile models.
     reference
@@ -58,7 +59,7 @@ class DistillationCallback(LossTermCallback):
 
     state_name = "distill"
 
-    def __init__(self, weight: float = 1.0, loss: str = "auto", n_per_step: int = 4, budget_mb: float = 2.0,
+    def __init__(self, weight: float = 1.0, loss: str = "auto", n_per_step: int = 4, budget_mb: float | None = None,
                  policy: str = "reservoir", count_weight: float = 1.0, seq_len: int | None = None,
                  reference=None, seed: int = 0) -> None:
         self.weight, self.loss, self.n_per_step, self.budget_mb = weight, loss, n_per_step, budget_mb
@@ -73,6 +74,19 @@ class DistillationCallback(LossTermCallback):
             _, keys = fill_reference_buffer(ref, self.budget_mb, self.policy, self.seed)
             self.codes = ref.codes("train", keys)
             self.teacher = ref.teacher_logits("train", keys, pl_module)
+
+    def summary(self) -> dict:
+        """What was distilled (recorded in metrics.json)."""
+        return {"reference": self.reference.name if self.reference is not None else None,
+                "windows": 0 if self.codes is None else int(len(self.codes)), "loss": self.loss,
+                "weight": self.weight, "windows_per_step": self.n_per_step}
+
+    def state_dict(self) -> dict:
+        """Where the window draws are (for ``--resume``)."""
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        set_rng_state(self.rng, state_dict["rng"])
 
     def distill_loss(self, pl_module, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         kind = self.loss
@@ -95,5 +109,5 @@ def distill_callbacks(distill_weight: float | None = None, replay_budget_mb: flo
                       replay_policy: str | None = None, seed: int = 0, reference=None, **_params) -> list:
     """The CLI's ``distill`` strategy."""
     return [DistillationCallback(weight=1.0 if distill_weight is None else distill_weight,
-                                 budget_mb=2.0 if replay_budget_mb is None else replay_budget_mb,
+                                 budget_mb=replay_budget_mb,
                                  policy=replay_policy or "reservoir", seed=seed, reference=reference)]

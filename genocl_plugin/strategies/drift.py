@@ -18,7 +18,9 @@ it stops). Each violation is printed and the log is recorded in ``metrics.json``
 
 from __future__ import annotations
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 
 from genocl_plugin import evaluate
 from genocl_plugin.errors import input_error
@@ -65,8 +67,28 @@ class DriftBudgetCallback(pl.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.reference = resolve_reference(self.reference, pl_module, who="--max-drift")
+        if self._base is not None:  # --resume: the parent's predictions came with the checkpoint
+            return
         self._base = self._predict(pl_module)
         self._good = _snapshot(pl_module)
+
+    def state_dict(self) -> dict:
+        """The parent's predictions, the last in-budget weights and the checks so far (for ``--resume``)."""
+        if self._base is None:
+            return {}
+        pred, target = self._base
+        return {"base_pred": torch.from_numpy(np.ascontiguousarray(pred)),
+                "base_target": None if target is None else torch.from_numpy(np.ascontiguousarray(target)),
+                "good": self._good, "good_step": self._good_step, "checks": self.checks, "events": self.events,
+                "stopped": self.stopped}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if not state_dict:
+            return
+        target = state_dict["base_target"]
+        self._base = (state_dict["base_pred"].numpy(), None if target is None else target.numpy())
+        self._good, self._good_step = state_dict["good"], state_dict["good_step"]
+        self.checks, self.events, self.stopped = state_dict["checks"], state_dict["events"], state_dict["stopped"]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step % self.every == 0:

@@ -31,6 +31,8 @@ def head_prefixes(net: nn.Module) -> tuple[str, ...]:
         return ("bpnet.fconv.", "bpnet.linear.")
     if hasattr(net, "enformer"):
         return ("enformer._heads.",)
+    if hasattr(net, "borzoi"):
+        return ("borzoi.human_head.", "borzoi.mouse_head.")
     return ("head.",)
 
 
@@ -41,6 +43,11 @@ def part_prefixes(net: nn.Module, part: str) -> tuple[str, ...]:
     elif hasattr(net, "enformer"):
         table = {"embedding": ("enformer.stem.",), "conv": ("enformer.stem.", "enformer.conv_tower."),
                  "transformer": ("enformer.transformer.",)}
+    elif hasattr(net, "borzoi"):
+        # borzoi-pytorch: stem, residual conv tower and the first U-net conv, then the transformer.
+        table = {"embedding": ("borzoi.conv_dna.",),
+                 "conv": ("borzoi.conv_dna.", "borzoi.res_tower.", "borzoi.unet1."),
+                 "transformer": ("borzoi.transformer.",)}
     else:
         table = {"embedding": ("embedding.conv_tower.blocks.0.",),
                  "conv": ("embedding.conv_tower.", "embedding.pointwise_conv."),

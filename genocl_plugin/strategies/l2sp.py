@@ -27,6 +27,8 @@ class L2SPCallback(QuadraticPenalty):
         self.loaded: dict[str, torch.Tensor] = {}
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        if self.resumed:  # anchor restored from the resume checkpoint (QuadraticPenalty.state_dict)
+            return
         params = trainable_parameters(pl_module)
         self.anchor = {n: p.detach().clone() for n, p in params.items()}
         for name, start in self.loaded.items():

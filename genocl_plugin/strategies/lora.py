@@ -25,10 +25,16 @@ from genocl_plugin.strategies.freeze import SCREEN_HEADS, is_head, set_batchnorm
 DEFAULT_RANK = 8
 
 
-def lora_targets(net: nn.Module) -> list[str]:
-    """Full names of the trunk's ``Conv1d`` / ``Linear`` layers (the adapter targets)."""
+def lora_targets(net: nn.Module, rank: int = DEFAULT_RANK) -> list[str]:
+    """Full names of the trunk's ``Conv1d`` / ``Linear`` layers (the adapter targets).
+
+    Grouped convolutions (Borzoi's depthwise separable convolutions, ``groups == channels``)
+    are left out unless ``rank`` is a multiple of ``groups``: peft refuses them otherwise, and a
+    depthwise kernel holds only ``kernel_size`` weights per channel to adapt.
+    """
     return [name for name, module in net.named_modules()
-            if isinstance(module, nn.Conv1d | nn.Linear) and not is_head(name + ".", net)]
+            if isinstance(module, nn.Conv1d | nn.Linear) and not is_head(name + ".", net)
+            and (getattr(module, "groups", 1) == 1 or rank % module.groups == 0)]
 
 
 def apply_lora(net: nn.Module, spec: dict) -> nn.Module:
@@ -90,7 +96,7 @@ class LoraCallback(pl.Callback):
             # The parent already has adapters: keep training them.
             self.spec = pl_module.model_params["lora"]
         else:
-            self.spec = {"r": self.rank, "alpha": self.alpha, "target_modules": lora_targets(net)}
+            self.spec = {"r": self.rank, "alpha": self.alpha, "target_modules": lora_targets(net, self.rank)}
             apply_lora(net, self.spec)
             pl_module.model_params["lora"] = self.spec
         for name, param in net.named_parameters():

@@ -27,10 +27,13 @@ def feature_module(net: nn.Module) -> nn.Module:
         # enformer-pytorch: the chosen output head (Linear + Softplus) reads the trunk's
         # (batch, bins, channels) embeddings.
         return net.enformer._heads[net.head_name]
+    if hasattr(net, "borzoi"):
+        # borzoi-pytorch: the chosen head (a 1x1 Conv1d) reads (batch, 1920, bins) features.
+        return getattr(net.borzoi, f"{net.head_name}_head")
     if hasattr(net, "embedding") and hasattr(net, "head"):
         return net.head
     raise input_error("--strategy", "multihead", f"unsupported network {type(net).__name__}",
-                      "multihead supports gReLU, enformer-pytorch and bpnet-lite (ProCapNet) models")
+                      "multihead supports gReLU, enformer-pytorch, borzoi-pytorch and bpnet-lite (ProCapNet) models")
 
 
 def feature_channels(net: nn.Module) -> int:

@@ -23,7 +23,7 @@ import torch
 
 from genocl_plugin import reference
 from genocl_plugin.replay import fill_reference_buffer
-from genocl_plugin.strategies.base import LossTermCallback, resolve_reference
+from genocl_plugin.strategies.base import LossTermCallback, resolve_reference, rng_state, set_rng_state
 
 
 def batch_size_of(batch) -> int:
@@ -39,7 +39,8 @@ class ReplayCallback(LossTermCallback):
     ratio
         Replayed windows per screen example in each batch (at least one window per step).
     budget_mb
-        Memory budget of the buffer (sequences + targets or cached teacher rows), MB.
+        Memory budget of the buffer (sequences + targets or cached teacher rows), MB; None:
+        2 MB, but at least one window and at most all of them (``replay.fill_buffer``).
     policy
         ``reservoir`` or ``balanced`` (equal share per reference window).
     pseudo
@@ -57,7 +58,7 @@ class ReplayCallback(LossTermCallback):
 
     state_name = "replay"
 
-    def __init__(self, ratio: float = 0.25, budget_mb: float = 2.0, policy: str = "reservoir",
+    def __init__(self, ratio: float = 0.25, budget_mb: float | None = None, policy: str = "reservoir",
                  pseudo: bool | None = None, weight: float = 1.0, seq_len: int | None = None,
                  reference=None, seed: int = 0, normalize: bool = True) -> None:
         self.normalize = normalize
@@ -104,6 +105,13 @@ class ReplayCallback(LossTermCallback):
         idx = np.sort(self.rng.choice(shard, n, replace=False))
         return self.weight * self.scale * self._replay_loss(pl_module, idx)
 
+    def state_dict(self) -> dict:
+        """Where the replay draws are (a resumed run draws the windows the killed one would have)."""
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        set_rng_state(self.rng, state_dict["rng"])
+
     def state_dict_for_run(self) -> dict[str, torch.Tensor]:
         """The buffered crops' indices and the number of crops the buffer has seen."""
         return {"keys": torch.tensor(self.buffer.keys, dtype=torch.int64),
@@ -125,7 +133,7 @@ def replay_callbacks(replay_ratio: float | None = None, replay_budget_mb: float 
                      replay_policy: str | None = None, seed: int = 0, reference=None, **_params) -> list:
     """The CLI's ``replay`` strategy."""
     return [ReplayCallback(ratio=0.25 if replay_ratio is None else replay_ratio,
-                           budget_mb=2.0 if replay_budget_mb is None else replay_budget_mb,
+                           budget_mb=replay_budget_mb,
                            policy=replay_policy or "reservoir", seed=seed, reference=reference)]
 
 
@@ -204,7 +212,7 @@ class ReplayDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, new_data, reference_set, model=None, batch_size: int = 8, ratio: float = 0.5,
-                 budget_mb: float = 2.0, policy: str = "reservoir", seed: int = 0) -> None:
+                 budget_mb: float | None = None, policy: str = "reservoir", seed: int = 0) -> None:
         super().__init__()
         self.new_data, self.reference, self.model = new_data, reference_set, model
         self.batch_size, self.ratio, self.budget_mb, self.policy, self.seed = batch_size, ratio, budget_mb, policy, seed

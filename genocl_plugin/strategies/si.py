@@ -67,6 +67,8 @@ class SICallback(QuadraticPenalty):
         self.total: dict[str, torch.Tensor] = {}
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        if self.resumed:  # importance, anchor and path integral restored (state_dict below)
+            return
         if self.loaded:
             self.importance = {n: t.to(pl_module.device) for n, t in self.loaded.items()}
         elif self.base_steps and self.strength:
@@ -76,7 +78,24 @@ class SICallback(QuadraticPenalty):
         self.importance = normalized(self.importance) if self.importance else {}
         self.set_anchor(pl_module)
 
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if hasattr(self, "omega"):
+            state["start"] = {n: t.detach().cpu() for n, t in self.start.items()}
+            state["omega"] = {n: t.detach().cpu() for n, t in self.omega.items()}
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if "omega" in state_dict:
+            self.start, self.omega = dict(state_dict["start"]), dict(state_dict["omega"])
+
     def on_train_start(self, trainer, pl_module) -> None:
+        if self.resumed and hasattr(self, "omega"):
+            device = pl_module.device
+            self.start = {n: t.to(device) for n, t in self.start.items()}
+            self.omega = {n: t.to(device) for n, t in self.omega.items()}
+            return
         params = trainable_parameters(pl_module)
         self.start = {n: p.detach().clone() for n, p in params.items()}
         self.omega = {n: torch.zeros_like(p) for n, p in params.items()}

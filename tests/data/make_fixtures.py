@@ -71,6 +71,14 @@ BUNDLED_WINDOWS = (("test", 0), ("test", 1), ("train", 0))
 HG38_SIZES = {"chr3": 198_295_559, "chr9": 138_394_717, "chrX": 156_040_895}  # UCSC hg38.chrom.sizes
 
 
+def hg38_1mb(shared: Path) -> None:
+    """hg38 chr1:1-1,000,000 (bgzip + index), copied unchanged: full-geometry reference windows."""
+    import shutil
+
+    for suffix in ("", ".fai", ".gzi"):
+        shutil.copyfile(shared / f"genome/hg38_1m.fa.gz{suffix}", HERE / f"hg38_chr1_1-1000000.fa.gz{suffix}")
+
+
 def hg38_pieces(shared: Path) -> None:
     """hg38 chr1:1-60,000 and chr2:1-60,000 as one plain FASTA (real coordinates) + a reference BED."""
     import pyfaidx
@@ -201,6 +209,7 @@ if __name__ == "__main__":
     kircher(shared)
     engreitz(shared)
     chr1(shared)
+    hg38_1mb(shared)
     hg38_pieces(shared)
     bundled_bigwigs()
     personal_chr2(shared)
