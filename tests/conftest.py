@@ -42,3 +42,27 @@ def tiny_procapnet():
     torch.manual_seed(0)
     return build_model("procapnet", seq_len=352, task_names=["plus", "minus"],
                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
+
+
+def _enformer_pytorch_dir(path: Path, **hparams) -> Path:
+    """An enformer-pytorch directory (``save_pretrained`` layout) at Enformer's geometry: 196,608 bp
+    in, 896 x 128-bp bins out, with the given reduced width."""
+    from enformer_pytorch import Enformer
+
+    torch.manual_seed(0)
+    Enformer.from_hparams(depth=1, dim_divisible_by=16, target_length=896, attn_dim_key=8,
+                          **hparams).save_pretrained(path, safe_serialization=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def enformer_pytorch_dir(tmp_path_factory) -> Path:
+    """The official layout (human 5,313 / mouse 1,643 heads) at dim 96; tests only read it."""
+    return _enformer_pytorch_dir(tmp_path_factory.mktemp("ep") / "enformer", dim=96, heads=2)
+
+
+@pytest.fixture(scope="session")
+def enformer_geometry_dir(tmp_path_factory) -> Path:
+    """A narrower enformer-pytorch at the same geometry with one 4-track human head; tests only read it."""
+    return _enformer_pytorch_dir(tmp_path_factory.mktemp("ep4") / "enformer", dim=48, heads=1,
+                                 output_heads={"human": 4})

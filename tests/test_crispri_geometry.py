@@ -83,15 +83,9 @@ def engreitz_table(path, names=None):
 
 
 @pytest.fixture(scope="module")
-def enformer_geometry(tmp_path_factory):
+def enformer_geometry(enformer_geometry_dir):
     """enformer-pytorch at Enformer's geometry (196,608 bp -> 896 x 128 bp), narrow, 4 tracks."""
-    from enformer_pytorch import Enformer
-
-    torch.manual_seed(0)
-    net = Enformer.from_hparams(dim=48, depth=1, heads=1, dim_divisible_by=16, target_length=896,
-                                attn_dim_key=8, output_heads={"human": 4})
-    path = tmp_path_factory.mktemp("ep") / "enformer"
-    net.save_pretrained(path, safe_serialization=False)
+    path = enformer_geometry_dir
     model = models.load_model(path)
     assert (model.seq_len, model.bin_size, model.output_length(model.seq_len)) == (196_608, 128, 896)
     return path, model

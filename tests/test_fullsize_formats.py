@@ -40,18 +40,6 @@ def _update(model_dir, out, strategy, data, **kw):
 # --------------------------------------------------------------------------- enformer-pytorch
 
 
-@pytest.fixture(scope="module")
-def enformer_pytorch_dir(tmp_path_factory):
-    from enformer_pytorch import Enformer
-
-    torch.manual_seed(0)
-    enformer = Enformer.from_hparams(dim=96, depth=1, heads=2, dim_divisible_by=16, target_length=896,
-                                     attn_dim_key=8)
-    path = tmp_path_factory.mktemp("ep") / "enformer"
-    enformer.save_pretrained(path, safe_serialization=False)
-    return path
-
-
 def test_enformer_pytorch_official_geometry_and_heads(enformer_pytorch_dir, tmp_path):
     model = models.load_model(enformer_pytorch_dir)
     assert model.seq_len == 196_608 and model.bin_size == 128 and model.output_length(196_608) == 896

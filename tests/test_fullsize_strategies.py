@@ -235,19 +235,6 @@ def test_grelu_borzoi_update_families(genome, regions, tmp_path):
 # --------------------------------------------------------------------------- enformer-pytorch directory
 
 
-@pytest.fixture(scope="module")
-def enformer_pytorch_dir(tmp_path_factory):
-    """The official layout (196,608 bp, 896 bins, human 5,313 / mouse 1,643 heads) at dim 96."""
-    from enformer_pytorch import Enformer
-
-    torch.manual_seed(0)
-    enformer = Enformer.from_hparams(dim=96, depth=1, heads=2, dim_divisible_by=16, target_length=896,
-                                     attn_dim_key=8)
-    path = tmp_path_factory.mktemp("ep") / "enformer"
-    enformer.save_pretrained(path, safe_serialization=False)
-    return path
-
-
 def test_enformer_pytorch_reference_strategies_and_score_vcf(enformer_pytorch_dir, genome, regions, data_dir,
                                                               tmp_path):
     """replay, ewc and distill (finetune, lora, multihead: test_fullsize_formats.py), then score-vcf."""

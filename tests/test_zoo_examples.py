@@ -31,18 +31,6 @@ def chr2_fasta(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def enformer_geometry_dir(tmp_path_factory):
-    from enformer_pytorch import Enformer
-
-    torch.manual_seed(0)
-    net = Enformer.from_hparams(dim=48, depth=1, heads=1, dim_divisible_by=16, target_length=896,
-                                attn_dim_key=8, output_heads={"human": 4})
-    path = tmp_path_factory.mktemp("ep") / "enformer"
-    net.save_pretrained(path, safe_serialization=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def procapnet_geometry_dir(tmp_path_factory):
     torch.manual_seed(0)
     model = models.build_model("procapnet", seq_len=2_114, task_names=["plus", "minus"],
