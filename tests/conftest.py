@@ -44,6 +44,17 @@ def tiny_procapnet():
                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
 
 
+@pytest.fixture()
+def tiny_procapnet_dir(tmp_path) -> Path:
+    """A saved untrained ProCapNet-layout BPNet (8 filters, 3 layers, 800 bp in), strands plus/minus."""
+    from genocl_plugin.models import build_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
+                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
+    return save_model(model, tmp_path / "base")
+
+
 def _enformer_pytorch_dir(path: Path, **hparams) -> Path:
     """An enformer-pytorch directory (``save_pretrained`` layout) at Enformer's geometry: 196,608 bp
     in, 896 x 128-bp bins out, with the given reduced width."""

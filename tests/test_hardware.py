@@ -14,18 +14,10 @@ from safetensors.torch import load_file
 from genocl_cli.main import main
 from genocl_plugin import hardware, reference
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.models import GenoclLightningModel, build_model, save_model
+from genocl_plugin.models import GenoclLightningModel, build_model
 from genocl_plugin.update import UpdateConfig, run_update
 
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
-
-
-@pytest.fixture()
-def tiny_procapnet_dir(tmp_path):
-    torch.manual_seed(0)
-    model = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
-                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
-    return save_model(model, tmp_path / "base")
 
 
 # ------------------------------------------------------------------------- flags

@@ -11,18 +11,9 @@ from safetensors.torch import load_file
 
 from genocl_cli.main import main
 from genocl_plugin import reference
-from genocl_plugin.models import build_model, save_model
 from genocl_plugin.resume import FAIL_AT_STEP_ENV, partial_dir
 
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
-
-
-@pytest.fixture()
-def base_dir(tmp_path):
-    torch.manual_seed(0)
-    model = build_model("procapnet", seq_len=800, task_names=["plus", "minus"],
-                        model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
-    return save_model(model, tmp_path / "base")
 
 
 class Result:
@@ -45,27 +36,27 @@ def _update(base, out, *extra, fail_at=None):
     # the forgetting budget keeps the parent's predictions (its checks from step 4 on follow the resume)
     ("replay,ewc", 5, ["step=3.ckpt"], ["--max-drift", "0.0001"]),
 ])
-def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, fail_at, saved, extra):
+def test_killed_and_resumed_equals_uninterrupted(tiny_procapnet_dir, tmp_path, strategy, fail_at, saved, extra):
     """24 examples / batch 4 = 6 steps per epoch, 2 epochs, a checkpoint every 3 steps."""
     strategy_args = ["--strategy", strategy, *extra]
-    whole = _update(base_dir, tmp_path / "whole", *strategy_args, "--checkpoint-every", "3")
+    whole = _update(tiny_procapnet_dir, tmp_path / "whole", *strategy_args, "--checkpoint-every", "3")
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert not partial_dir(tmp_path / "whole").exists()  # a finished run removes its state
 
     out = tmp_path / "resumed"
-    killed = _update(base_dir, out, *strategy_args, "--checkpoint-every", "3", fail_at=fail_at)
+    killed = _update(tiny_procapnet_dir, out, *strategy_args, "--checkpoint-every", "3", fail_at=fail_at)
     assert killed.returncode != 0 and not out.exists()
     assert sorted(p.name for p in partial_dir(out).glob("*.ckpt")) == saved
     # without --resume the partial state is neither reused nor deleted
-    again = _update(base_dir, out, *strategy_args, "--checkpoint-every", "3")
+    again = _update(tiny_procapnet_dir, out, *strategy_args, "--checkpoint-every", "3")
     assert again.returncode == 2 and "--resume" in again.stderr and partial_dir(out).exists()
-    resumed = _update(base_dir, out, *strategy_args, "--checkpoint-every", "3", "--resume")
+    resumed = _update(tiny_procapnet_dir, out, *strategy_args, "--checkpoint-every", "3", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not partial_dir(out).exists()
 
     a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
     b = load_file(str(out / "model" / "model.safetensors"))
-    base = load_file(str(base_dir / "model.safetensors"))
+    base = load_file(str(tiny_procapnet_dir / "model.safetensors"))
     assert a.keys() == b.keys()
     assert any(k not in base or not torch.equal(a[k], base[k]) for k in a)  # it trained (or added adapters)
     for key in a:
@@ -82,7 +73,7 @@ def test_killed_and_resumed_equals_uninterrupted(base_dir, tmp_path, strategy, f
         assert [c["step"] for c in checks[0]][:2] == [4, 8] and checks[0] == checks[1]
 
 
-def test_resume_without_partial_state(base_dir, tmp_path):
-    result = _update(base_dir, tmp_path / "run", "--strategy", "finetune", "--resume")
+def test_resume_without_partial_state(tiny_procapnet_dir, tmp_path):
+    result = _update(tiny_procapnet_dir, tmp_path / "run", "--strategy", "finetune", "--resume")
     assert result.returncode == 2
     assert ".run.partial: --resume: no checkpoint of an interrupted run" in result.stderr
