@@ -136,6 +136,74 @@ def from_personal(vcf, dosages, expression, samples_as_rows, sample_map, genes, 
                f"{adata.obs['individual'].nunique()} individuals, {input_length}-bp windows")
 
 
+@screen.command("from-tracks")
+@click.option("--bigwig", "bigwigs", multiple=True, type=click.Path(),
+              help="A coverage bigWig (one per track; repeat).")
+@click.option("--fasta", default=None, type=click.Path(),
+              help="The genome FASTA the bigWigs are on ('bundled': genocl's hg38 windows).")
+@click.option("--regions", default=None, type=click.Path(),
+              help="BED of equal-length windows: chrom start end [train|valid|test].")
+@click.option("--names", default=None, help="Comma-separated track names (default: the bigWig file names).")
+@click.option("--bin-size", type=P.positive_int("pass a bin size in bp >= 1"), default=None,
+              help="bp per coverage bin (default: the --model's bins, else 32).")
+@click.option("--context", type=P.non_negative_int("pass a context in bp >= 0"), default=None,
+              help="bp of sequence kept on each side of a window (default: what the --model's input needs).")
+@click.option("--model", "model_spec", default=None,
+              help="Size the bins and sequence context for this model (its input reaches past its output).")
+@click.option("--basenji-npz", default=None, type=click.Path(),
+              help="Instead of bigWigs: Basenji-style arrays {train,valid,test}_seq/_targets/_coords.")
+@click.option("--targets", default=None, type=click.Path(), help="targets.txt naming the --basenji-npz tracks.")
+@click.option("--prefix", default="", help="Prepended to every track name (e.g. 'mm10 ').")
+@click.option("--genome", default="", help="Genome assembly name recorded in the screen (e.g. mm10).")
+@click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@trust_checkpoint_option
+@head_option
+@user_errors
+def from_tracks(bigwigs, fasta, regions, names, bin_size, context, model_spec, basenji_npz, targets, prefix,
+                genome, out, force, trust_checkpoint, head) -> None:
+    """Coverage tracks (bigWigs over windows, or Basenji arrays) -> tracks screen.
+
+    `genocl update --data` on it trains the tracks: in place if the model predicts them, else
+    in a new head (multihead), as Enformer's mouse head was added beside its human one.
+
+    \b
+    Example:
+      genocl screen from-tracks --bigwig atac.bw --bigwig h3k27ac.bw --fasta hg38.fa \\
+        --regions windows.bed --model enformer_dir --out my_tracks.h5ad
+    """
+    from genocl_plugin import screens, tracks
+    from genocl_plugin.errors import input_error
+
+    _refuse_existing(out, force)
+    if basenji_npz:
+        if bigwigs or targets is None:
+            raise input_error("--basenji-npz", "--targets", "needs its targets.txt and no --bigwig",
+                              "pass --basenji-npz DATA.npz --targets targets.txt")
+        adata = tracks.from_basenji_arrays(basenji_npz, targets, prefix=prefix, genome=genome)
+    else:
+        if not bigwigs or fasta is None or regions is None:
+            raise input_error("--bigwig/--fasta/--regions", "inputs", "missing",
+                              "pass --bigwig (one or more), --fasta and --regions, or --basenji-npz")
+        if model_spec is not None:
+            from genocl_plugin.models import enformer_head, load_model, trusted_checkpoints
+
+            with trusted_checkpoints(trust_checkpoint), enformer_head(head):
+                model = load_model(model_spec)
+            bin_size = bin_size or model.bin_size
+            context = model.output_offset() if context is None else context
+        track_names = [prefix + n for n in names.split(",")] if names else None
+        if track_names is not None and len(track_names) != len(bigwigs):
+            raise input_error("--names", names, f"{len(track_names)} names for {len(bigwigs)} bigWigs",
+                              "give one name per --bigwig")
+        adata = tracks.from_bigwigs(list(bigwigs), fasta, regions, bin_size=bin_size or 32, context=context or 0,
+                                    names=track_names, genome=genome)
+    screens.write_screen(adata, out, force=force)
+    split = adata.obs["split"].value_counts().to_dict() if "split" in adata.obs else {}
+    click.echo(f"wrote {out}: {adata.n_obs} windows ({', '.join(f'{v} {k}' for k, v in split.items()) or 'no split'}),"
+               f" {len(adata.uns['track_names'])} tracks at {adata.uns['bin_size']} bp")
+
+
 @screen.command("validate")
 @click.argument("path", type=click.Path())
 @user_errors

@@ -134,10 +134,14 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
               help="Screen examples per batch (default: from the model's size and input length; 16 for the minis).")
 @click.option("--lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 1e-4"), default=1e-4,
               show_default=True)
+@click.option("--head-lr", type=P.positive_float("pass a finite learning rate > 0, e.g. 1e-3"), default=None,
+              help="Learning rate of new multihead heads (a new head starts from random weights; default: --lr).")
 @click.option("--max-train", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"), default=None,
-              help="Subsample training perturbations to this many (default: 256 on the bundled screen).")
+              help="Subsample training perturbations (tracks screens: crops) to this many "
+                   "(default: 256 on the bundled screen).")
 @click.option("--max-eval", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"), default=None,
-              help="Subsample held-out perturbations to this many (default: 192 on the bundled screen).")
+              help="Subsample held-out perturbations (tracks screens: crops) to this many "
+                   "(default: 192 on the bundled screen).")
 @click.option("--holdout",
               type=P.Fraction("pass a fraction of elements strictly between 0 and 1, e.g. 0.25"),
               default=0.25, show_default=True,
@@ -223,7 +227,7 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
 @click.option("--holdout-by", type=click.Choice(["gene", "individual"]), default="gene", show_default=True,
               help="Personal genomes: hold out whole genes or whole individuals.")
 @user_errors
-def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, max_eval, holdout, id_holdout,
+def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max_train, max_eval, holdout, id_holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
@@ -274,7 +278,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, max_train, m
         settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches, num_nodes, ddp)
         config = UpdateConfig(
             model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
-            lr=lr, max_train=max_train, max_eval=max_eval, holdout=holdout, id_holdout=id_holdout,
+            lr=lr, head_lr=head_lr, max_train=max_train, max_eval=max_eval, holdout=holdout, id_holdout=id_holdout,
             silencing=silencing, retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
             reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
             reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]

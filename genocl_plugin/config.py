@@ -19,6 +19,7 @@ class UpdateConfig:
     epochs: int = 1
     batch_size: int | None = 16  # None: hardware.default_batch_size (from the model's size)
     lr: float = 1e-4
+    head_lr: float | None = None  # new multihead heads' learning rate (default: lr)
     max_train: int | None = None
     max_eval: int | None = None
     holdout: float = 0.25

@@ -271,6 +271,21 @@ def effect_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
     }
 
 
+def tracks_metrics(predicted: np.ndarray | None, target: np.ndarray) -> dict:
+    """Agreement of predicted and real coverage on held-out crops of a tracks screen.
+
+    ``pearson``: mean over tracks of the Pearson over all crops and bins (as for the reference
+    tracks); NaN when the model does not predict the tracks (``predicted`` is None).
+    """
+    nan = float("nan")
+    if predicted is None or len(target) == 0:
+        return {"pearson": nan, "pearson_log1p": nan, "spearman": nan, "mse": nan, "n": int(len(target))}
+    return {"pearson": float(np.nanmean(pearson_per_track(predicted, target))),
+            "pearson_log1p": float(np.nanmean(pearson_per_track(np.log1p(predicted), np.log1p(target)))),
+            "spearman": nan, "mse": float(np.mean((np.log1p(predicted) - np.log1p(target)) ** 2)),
+            "n": int(len(target))}
+
+
 def forgetting_report(before: dict, after: dict, retention_metrics: dict) -> dict:
     """Combine the new-task and retention numbers into one report dict."""
     return {
@@ -303,6 +318,11 @@ def format_table(report: dict) -> str:
         ("retention: track Pearson vs real tracks (test windows)", rt["pearson_before"], rt["pearson_after"]),
         ("drift from base: Pearson of predictions", 1.0, rt["drift_pearson"]),
     ]
+    if nt.get("kind") == "tracks":  # coverage tracks: held-out windows, not perturbations
+        rows[0] = ("new task: track Pearson (held-out windows)", *rows[0][1:])
+        rows[1] = ("new task: track Pearson, log1p (held-out windows)", nt["before"].get("pearson_log1p", nan),
+                   nt["after"].get("pearson_log1p", nan))
+        rows[2] = ("new task: track Pearson (training windows)", *rows[2][1:])
     xind = nt.get("cross_individual")
     if xind:  # personal genomes: correlation across individuals within each held-out gene
         unit = f"held-out {'genes' if xind.get('holdout_by', 'gene') == 'gene' else 'individuals'}"
@@ -350,6 +370,11 @@ def plot_report(report: dict, scatter: dict, path: str | Path) -> Path:
         ax.set_title(f"held-out effects, {title} (r = {r:.3f})")
         ax.set_xlabel("measured effect (log2)")
         ax.set_ylabel("predicted effect (log2)")
+    if report["new_task"].get("kind") == "tracks":  # coverage bins of held-out windows
+        for ax, title in zip(axes[:2], ("before", "after"), strict=True):
+            ax.set_title(f"held-out coverage, {title} (track r = {report['new_task'][title]['pearson']:.3f})")
+            ax.set_xlabel("measured coverage (log1p)")
+            ax.set_ylabel("predicted coverage (log1p)")
     if xind:  # personal genomes: rows are people x genes with measured expression
         for ax, title in zip(axes[:2], ("before", "after"), strict=True):
             ax.set_title(f"held-out expression, {title} (r = {report['new_task'][title]['pearson']:.3f})")
@@ -606,7 +631,8 @@ def screen_task(run_dir: str | Path, model):
     config = UpdateConfig(**{k: v for k, v in metrics["config"].items() if k in fields})
     path, _, test = prepare_screen(config, model)
     dataset = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(path),
-                                        readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
+                                        readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha,
+                                        max_items=config.max_eval)
     stored = metrics.get("split", {}).get("test_elements")
     if stored is not None and sorted(set(dataset.groups)) != sorted(stored):
         raise input_error(path, "elements", f"held-out elements differ from {run_dir}/metrics.json",
@@ -695,6 +721,12 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         if key not in screen_cache:
             model = get_model(spec)
             dataset = screen_task(run, model)
+            if getattr(dataset, "kind", None) == "tracks":  # coverage tracks: mean track Pearson
+                from genocl_plugin.tracks import dataset_targets, predict_tracks
+
+                screen_cache[key] = tracks_metrics(predict_tracks(model, dataset), dataset_targets(dataset))["pearson"]
+                xind_cache[key] = None
+                return screen_cache[key]
             predicted = predict_screen_effects(model, dataset)
             screen_cache[key] = pearson(predicted, dataset.effect)
             # personal-genome screens: also the per-gene correlation across individuals

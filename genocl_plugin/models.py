@@ -190,6 +190,22 @@ class GenoclLightningModel(LightningModel):
         else:
             super().initialize_activation()
 
+    def configure_optimizers(self):
+        """gReLU's optimiser; with ``train_params["head_lr"]`` the new multihead heads get their own
+        learning rate (they start from random weights while the trunk is already trained)."""
+        head_lr = self.train_params.get("head_lr")
+        if not head_lr:
+            return super().configure_optimizers()
+        from genocl_plugin.strategies.freeze import SCREEN_HEADS
+
+        heads, rest = [], []
+        for name, param in self.model.named_parameters():
+            (heads if name.startswith(SCREEN_HEADS + ".") else rest).append(param)
+        groups = [{"params": rest, "lr": self.train_params["lr"]}, {"params": heads, "lr": float(head_lr)}]
+        if self.train_params.get("optimizer", "adam") == "sgd":
+            return torch.optim.SGD(groups, lr=self.train_params["lr"], momentum=0.9)
+        return torch.optim.Adam(groups, lr=self.train_params["lr"])
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """gReLU's step for ``(x, y)`` batches; the perturbation objective for dict batches.
 
@@ -965,6 +981,6 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None,
 
 
 def _batch_size(batch) -> int:
-    if isinstance(batch, dict):
-        return int(batch["effect"].shape[0])
+    if isinstance(batch, dict):  # perturbation / personal rows ("effect") or track crops ("target")
+        return int(batch["effect" if "effect" in batch else "target"].shape[0])
     return int(batch[0].shape[0])

@@ -322,11 +322,18 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
 
 
 def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
-                   path: str = "<screen>", readout: str | None = None, pairwise_alpha: float = 0.5):
-    """The perturbation dataset of any supported screen (a PersonalDataset for personal genomes).
+                   path: str = "<screen>", readout: str | None = None, pairwise_alpha: float = 0.5,
+                   max_items: int | None = None):
+    """The perturbation dataset of any supported screen (a PersonalDataset for personal genomes,
+    a :class:`~genocl_plugin.tracks.TracksDataset` for coverage tracks).
 
-    ``readout`` is ``--readout-tracks`` (see :func:`readout_tracks`).
+    ``readout`` is ``--readout-tracks`` (see :func:`readout_tracks`); ``max_items`` subsamples
+    the crops of a tracks screen (other screens are subsampled by row in ``prepare_screen``).
     """
+    if screen.uns["assay"] == "tracks":
+        from genocl_plugin.tracks import tracks_dataset
+
+        return tracks_dataset(screen, model, path=path, max_crops=max_items, seed=seed)
     if screen.uns["assay"] == "personal":
         return personal_dataset(screen, model, alpha=pairwise_alpha, path=path, readout=readout)
     if screen.uns["assay"] == "mpra":
@@ -534,6 +541,10 @@ def personal_dataset(screen, model, alpha: float = 0.5, tss_bins: int = 1,
 def collate_for(dataset):
     """The collate function matching a dataset (or a Subset of one)."""
     base = getattr(dataset, "dataset", dataset)
+    if getattr(base, "kind", None) == "tracks":
+        from genocl_plugin.tracks import collate_for_tracks
+
+        return collate_for_tracks(base)
     return collate_personal if isinstance(base, PersonalDataset) else collate_perturbations
 
 
@@ -548,6 +559,10 @@ def batch_loss(model, batch: dict) -> torch.Tensor:
     """The training loss of a dict batch: pairwise/MSE for personal rows, effect MSE otherwise."""
     if batch.get("kind") == "personal":
         return pairwise_loss(predicted_expression(model, batch), batch["effect"], batch["gene"], batch["alpha"])
+    if batch.get("kind") == "tracks":
+        from genocl_plugin.tracks import tracks_loss
+
+        return tracks_loss(model, batch)
     return effect_loss(predicted_effects(model, batch), batch["effect"])
 
 

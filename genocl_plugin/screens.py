@@ -32,7 +32,7 @@ import pandas as pd
 from genocl_plugin.errors import GenoclInputError, input_error
 from genocl_plugin.fileio import atomic_path
 
-ASSAYS = ("mpra", "crispri", "personal")
+ASSAYS = ("mpra", "crispri", "personal", "tracks")
 MPRA_COLUMNS = ("element", "pos", "ref", "alt", "effect")
 CRISPRI_COLUMNS = ("gene", "tss_chrom", "tss_pos", "tss_strand", "elements", "effect")
 
@@ -121,6 +121,10 @@ def validate_screen(adata, path: str | os.PathLike = "<screen>") -> None:
         raise input_error(path, "obs", "has no rows", "the screen needs at least one perturbation")
     if assay == "personal":  # one row per (individual, gene): expression, not an effect
         return _validate_personal(adata, path)
+    if assay == "tracks":  # one row per genomic window: sequence and coverage (genocl_plugin.tracks)
+        from genocl_plugin.tracks import validate_tracks
+
+        return validate_tracks(adata, path)
     required = MPRA_COLUMNS if assay == "mpra" else CRISPRI_COLUMNS
     for column in required:
         if column not in adata.obs.columns:
@@ -950,6 +954,15 @@ def prepare_screen(config, model, in_distribution: bool = False):
         # before the split, so the held-out elements are ones the model can be scored on
         screen, message = drop_unfit_crispri(screen, model, path)
         screen.uns["crispri_fit"] = message
+    if screen.uns["assay"] == "tracks":
+        # Windows, not perturbations: held-out windows are the test; the crops are subsampled
+        # when the dataset is built (objectives.screen_dataset max_items).
+        from genocl_plugin.tracks import split_tracks
+
+        train, test = split_tracks(screen, config.holdout, config.seed)
+        if train.n_obs == 0:
+            raise input_error(path, "obs['split']", "no training windows", "mark some windows split=train")
+        return (path, train, test, train[:0].copy()) if in_distribution else (path, train, test)
     if screen.uns["assay"] == "personal":
         from genocl_plugin.personal import split_personal
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from genocl_plugin import evaluate, hardware, objectives, reference, resume, screens
+from genocl_plugin import evaluate, hardware, objectives, reference, resume, screens, tracks
 from genocl_plugin.config import UpdateConfig
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
@@ -79,6 +79,7 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
 
     pl.seed_everything(config.seed, workers=True)
     model.train_params["lr"] = config.lr
+    model.train_params["head_lr"] = config.head_lr
     model.train_params["logger"] = None
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model.model)
@@ -104,7 +105,7 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
             if checkpoint_dir is not None and checkpoint_every:
                 callbacks.append(resume.checkpoint_callback(checkpoint_dir, checkpoint_every))
         loader = DataLoader(dataset, batch_size=config.batch_size, **order,
-                            collate_fn=objectives.collate_perturbations, num_workers=config.num_workers,
+                            collate_fn=objectives.collate_for(dataset), num_workers=config.num_workers,
                             persistent_workers=config.num_workers > 0)
     # Lightning places the model (accelerator / devices), runs mixed precision and
     # accumulates gradients; hardware.trainer_settings checked the user's choices.
@@ -206,28 +207,39 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     screen_path, train, test, test_id = prepare_screen(config, model, in_distribution=True)
     if train.uns.get("crispri_fit"):  # CRISPRi pairs the model's geometry cannot hold were skipped
         print(f"{screen_path}: {train.uns['crispri_fit']}", flush=True)
+    limits = {"train": config.max_train, "test": config.max_eval, "id": config.max_eval}
     datasets = {key: objectives.screen_dataset(part, model, config.silencing, config.seed, path=str(screen_path),
-                                               readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha)
+                                               readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha,
+                                               max_items=limits[key])
                 for key, part in (("train", train), ("test", test), ("id", test_id)) if key != "id" or part.n_obs}
     train_set, test_set, id_set = datasets["train"], datasets["test"], datasets.get("id")
+    is_tracks = getattr(train_set, "kind", None) == "tracks"
+    if is_tracks:
+        callbacks, config = track_head(train_set.track_names, model, callbacks, config, screen_path)
 
     # The fit on training elements is a sanity check, so a fixed subset keeps it cheap.
     fit_idx = np.sort(np.random.default_rng(config.seed).choice(
         len(train_set), min(len(train_set), TRAIN_FIT_ROWS), replace=False))
     fit_set = torch.utils.data.Subset(train_set, fit_idx)
-    before_test = predict_screen_effects(base, test_set, eval_batch)
-    before_train = predict_screen_effects(base, fit_set, eval_batch)
-    before_id = predict_screen_effects(base, id_set, eval_batch) if id_set is not None else None
+    predict = tracks.predict_tracks if is_tracks else predict_screen_effects
+    before_test = predict(base, test_set, eval_batch)
+    before_train = predict(base, fit_set, eval_batch)
+    before_id = predict(base, id_set, eval_batch) if id_set is not None else None
 
     partial = resume.partial_dir(out) if (checkpoint_every or resume_from) else None
     train_on_screen(model, train_set, config, callbacks, trainer_kwargs, checkpoint_dir=partial,
                     checkpoint_every=checkpoint_every, resume_from=resume_from)
 
     model.to(device)  # Lightning's teardown leaves it on the CPU
-    after_test = predict_screen_effects(model, test_set, eval_batch)
-    after_train = predict_screen_effects(model, fit_set, eval_batch)
-    after_id = predict_screen_effects(model, id_set, eval_batch) if id_set is not None else None
-    measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
+    after_test = predict(model, test_set, eval_batch)
+    after_train = predict(model, fit_set, eval_batch)
+    after_id = predict(model, id_set, eval_batch) if id_set is not None else None
+    if is_tracks:
+        measured_test, measured_train = tracks.dataset_targets(test_set), tracks.dataset_targets(fit_set)
+        metrics_of = evaluate.tracks_metrics
+    else:
+        measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
+        metrics_of = evaluate.effect_metrics
     if ref is not None:
         retained = evaluate.reference_retention(base, model, ref, "test", max_windows=config.retention_crops)
     else:
@@ -235,13 +247,16 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
                                   "drift_pearson", "drift_rel_l2"), float("nan"))
         retained["not_measured"] = ref_problem
     per_track = retained.pop("per_track", None)
-    report = evaluate.forgetting_report(
-        evaluate.effect_metrics(before_test, measured_test),
-        evaluate.effect_metrics(after_test, measured_test), retained,
-    )
-    report["new_task"]["train_before"] = evaluate.effect_metrics(before_train, measured_train)
-    report["new_task"]["train_after"] = evaluate.effect_metrics(after_train, measured_train)
-    report["new_task"]["readout_tracks"] = [model.task_names[i] for i in np.flatnonzero(train_set.track_mask)][:50]
+    report = evaluate.forgetting_report(metrics_of(before_test, measured_test), metrics_of(after_test, measured_test),
+                                        retained)
+    report["new_task"]["train_before"] = metrics_of(before_train, measured_train)
+    report["new_task"]["train_after"] = metrics_of(after_train, measured_train)
+    if is_tracks:
+        report["new_task"]["kind"] = "tracks"
+        report["new_task"]["readout_tracks"] = list(train_set.track_names)[:50]
+    else:
+        report["new_task"]["readout_tracks"] = [model.task_names[i]
+                                                for i in np.flatnonzero(train_set.track_mask)][:50]
     if isinstance(test_set, objectives.PersonalDataset):  # the field's metric: across people, per gene
         report["new_task"]["cross_individual"] = {
             "before": evaluate.cross_individual_metrics(before_test, measured_test, test_set.groups),
@@ -286,13 +301,50 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         save_strategy_state(callbacks, tmp / "model")
         evaluate.write_json({"config": asdict(config), **report, "lineage": lineage}, tmp / "metrics.json",
                             sealed=True)
-        evaluate.plot_report(report, {"measured": measured_test, "pred_before": before_test,
-                                      "pred_after": after_test}, tmp / "report.png")
-        _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)
+        if is_tracks:
+            scatter = tracks.scatter_sample(measured_test, before_test, after_test, seed=config.seed)
+            evaluate.plot_report(report, scatter, tmp / "report.png")
+            _write_heldout_tracks(tmp / "tracks_heldout.tsv", train_set.track_names, measured_test,
+                                  before_test, after_test)
+        else:
+            evaluate.plot_report(report, {"measured": measured_test, "pred_before": before_test,
+                                          "pred_after": after_test}, tmp / "report.png")
+            _write_effects(tmp / "effects_heldout.tsv", test_set, before_test, after_test)
         if per_track is not None:
             _write_per_track(tmp / "retention_per_track.tsv", ref.track_names, per_track)
     resume.remove_partial(out)
     return {"report": report, "run": out, "strategy": config.strategy}
+
+
+def track_head(names, model, callbacks: list, config: UpdateConfig, path) -> tuple[list, UpdateConfig]:
+    """Give a tracks screen's tracks an output: the model's own, or a new ``multihead`` head.
+
+    Tracks the model already predicts are trained in place. Tracks it does not predict need a
+    head; ``multihead`` is added to the strategy when missing (recorded in the run's
+    strategy), as Enformer's mouse head was added beside its human one.
+    """
+    from genocl_plugin.strategies.multihead import MultiHeadCallback
+
+    heads = [cb for cb in callbacks if isinstance(cb, MultiHeadCallback)]
+    own = set(model.task_names)
+    present = [n for n in names if n in own]
+    if present and len(present) < len(names):
+        raise input_error(path, "uns['track_names']", f"{len(present)} of {len(names)} tracks are outputs of the "
+                          f"model already (e.g. {present[0]!r})", "put the new tracks and the known ones in "
+                          "separate screens")
+    if present:
+        if heads:
+            raise input_error("--strategy", "multihead", "the model predicts these tracks already",
+                              "drop multihead: the tracks are trained in place")
+        return callbacks, config
+    if not heads:
+        heads = [MultiHeadCallback()]
+        callbacks = heads + list(callbacks)
+        strategy = "multihead" if config.strategy.strip() == "finetune" else f"multihead,{config.strategy}"
+        print(f"{path}: {len(names)} new tracks: adding a head for them (--strategy {strategy})", flush=True)
+        config = replace(config, strategy=strategy)
+    heads[0].task_names = list(names)
+    return callbacks, config
 
 
 def build_reference_set(config: UpdateConfig, model, batch_size: int = 16):
@@ -420,3 +472,14 @@ def _write_effects(path: Path, dataset, before: np.ndarray, after: np.ndarray) -
     for name, group, m, b, a in zip(dataset.names, dataset.groups, dataset.effect, before, after, strict=True):
         lines.append(f"{name}\t{group}\t{m:.5f}\t{b:.5f}\t{a:.5f}")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _write_heldout_tracks(path: Path, names, target: np.ndarray, before, after) -> None:
+    """Per-track Pearson on the held-out windows of a tracks screen, before and after (TSV)."""
+    nan = np.full(len(names), np.nan)
+    with open(path, "w") as handle:
+        handle.write("track\tpearson_before\tpearson_after\n")
+        rows = zip(names, nan if before is None else evaluate.pearson_per_track(before, target),
+                   nan if after is None else evaluate.pearson_per_track(after, target), strict=True)
+        for name, b, a in rows:
+            handle.write(f"{name}\t{b:.5g}\t{a:.5g}\n")

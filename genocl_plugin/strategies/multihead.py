@@ -121,8 +121,11 @@ class MultiHeadCallback(pl.Callback):
         head. An existing name continues training that head.
     """
 
-    def __init__(self, head_name: str | None = None) -> None:
+    def __init__(self, head_name: str | None = None, task_names: list[str] | None = None) -> None:
         self.head_name = head_name
+        # A tracks screen's head predicts its tracks (set by genocl_plugin.update); a
+        # perturbation screen's head predicts one readout track the effect objective reads.
+        self.task_names = list(task_names) if task_names else None
         self.spec: dict | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -137,13 +140,15 @@ class MultiHeadCallback(pl.Callback):
         if name in existing:
             self.spec = existing[name]
         else:
-            self.spec = {"name": name, "in_channels": feature_channels(net), "task_names": [f"screen:{name}"]}
+            self.spec = {"name": name, "in_channels": feature_channels(net),
+                         "task_names": self.task_names or [f"screen:{name}"]}
             specs.append(self.spec)
             pl_module.data_params.setdefault("tasks", {})["name"] = \
                 list(pl_module.task_names) + self.spec["task_names"]
         heads = attach_heads(net, specs)
         pl_module.model_params["genocl_heads"] = specs
-        pl_module.model_params["genocl_readout"] = name
+        if self.task_names is None:  # track heads are outputs, not the effect readout
+            pl_module.model_params["genocl_readout"] = name
         for pname, param in net.named_parameters():
             if pname.startswith(head_prefixes(net)) or pname.startswith(SCREEN_HEADS + "."):
                 param.requires_grad_(False)

@@ -28,7 +28,9 @@ from genocl_plugin.strategies.base import LossTermCallback, resolve_reference, r
 
 def batch_size_of(batch) -> int:
     """Examples in a screen batch (dict perturbation batch or ``(x, y)`` tuple)."""
-    return int(batch["effect"].shape[0]) if isinstance(batch, dict) else int(batch[0].shape[0])
+    if isinstance(batch, dict):  # perturbation / personal rows ("effect") or track crops ("target")
+        return int(batch["effect" if "effect" in batch else "target"].shape[0])
+    return int(batch[0].shape[0])
 
 
 class ReplayCallback(LossTermCallback):

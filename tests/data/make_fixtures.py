@@ -10,6 +10,7 @@ import gzip
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).parent
@@ -204,6 +205,32 @@ def personal_qtlmap(shared: Path) -> None:
         dose[keep].to_csv(handle, sep="\t", index=False)
 
 
+MOUSE_TRACKS = (0, 1, 14, 16)  # CAGE heart E11 +/-, DNase kidney P0, RNA liver E18 (targets.txt rows)
+MOUSE_WINDOWS = (("train", 0), ("valid", 0), ("test", 0))
+MOUSE_SEQ_BP, MOUSE_COV_BINS = 16_384, 256  # central sequence and coverage bins kept per window
+
+
+def mouse_subset(shared: Path) -> None:
+    """3 mm10 windows of basenji_tiny_mm10 (one per split), cut to their central 16,384 bp with the
+    central 256 coverage bins, and 4 of the 32 tracks; the matching rows of targets.txt."""
+    src = shared / "basenji_tiny_mm10"
+    data = np.load(src / "DERIVED_basenji_tiny_mm10.npz")
+    out = {}
+    for split, w in MOUSE_WINDOWS:
+        seq, cov = data[f"{split}_seq"][w], data[f"{split}_targets"][w]
+        s0 = (len(seq) - MOUSE_SEQ_BP) // 2
+        b0 = (cov.shape[0] - MOUSE_COV_BINS) // 2
+        chrom, rest = str(data[f"{split}_coords"][w]).split(":")
+        start = int(rest.split("-")[0]) + b0 * 32
+        out[f"{split}_seq"] = seq[None, s0 : s0 + MOUSE_SEQ_BP]
+        out[f"{split}_targets"] = cov[None, b0 : b0 + MOUSE_COV_BINS][..., list(MOUSE_TRACKS)]
+        out[f"{split}_coords"] = np.array([f"{chrom}:{start}-{start + MOUSE_COV_BINS * 32}"])
+    np.savez_compressed(HERE / "basenji_tiny_mm10_subset.npz", **out)
+    lines = (src / "targets.txt").read_text().splitlines()
+    rows = [lines[0]] + [lines[1 + t] for t in MOUSE_TRACKS]
+    (HERE / "basenji_tiny_mm10_subset_targets.txt").write_text("\n".join(rows) + "\n")
+
+
 if __name__ == "__main__":
     shared = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data")
     kircher(shared)
@@ -214,3 +241,4 @@ if __name__ == "__main__":
     bundled_bigwigs()
     personal_chr2(shared)
     personal_qtlmap(shared)
+    mouse_subset(shared)
