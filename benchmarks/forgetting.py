@@ -50,6 +50,12 @@ SINGLE = {"finetune": "finetune", "replay": "replay", "distill": "distill", "ewc
 COMBOS = {"replay+l2sp": "replay,l2sp", "replay+ewc": "replay,ewc", "distill+l2sp": "distill,l2sp"}
 SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 
+# Scenario (c): the mouse head trains on crops of the 28 mm10 training windows (the new head at
+# lr 1e-2: it starts from random weights), the MPRA tasks as in scenario (a) but smaller.
+CHAIN = {"seeds": [0, 1, 2], "labels": ["finetune", "replay", "l2sp"],
+         "tracks": {"max_train": 256, "max_eval": 128, "epochs": 1, "head_lr": 1e-2},
+         "mpra": {"max_train": 128, "max_eval": 96}}
+
 SETTINGS = {
     # Sized for < 60 min on 2 CPU cores. The committed study (docs/results.md) took 63 min with
     # 32-crop scoring while the machine was partly shared, then 26 min to re-score on 320 crops.
@@ -65,7 +71,9 @@ SETTINGS = {
     "full": {"seeds": [0, 1, 2, 3, 4], "max_train": 256, "max_eval": 192, "retention_crops": 8, "eval_crops": 48,
              "epochs": 1, "lr": 1e-4, "batch_size": 16, "holdout": 0.3, "combos": [],
              "only": ["finetune", "replay", "l2sp"], "grid": True, "bases": "enformer",
-             "sequential_seeds": [0], "sequential_bases": [], "kircher_sites": 0},
+             "sequential_seeds": [0], "sequential_bases": [], "kircher_sites": 0,
+             # scenario (c), enformer-mini: mouse tracks (new head) -> enhancer MPRA -> promoter MPRA
+             "chain": CHAIN},
     # quick: 5 seeds (enough for a t-interval), fine-tuning and L2-SP (the cheapest
     # regulariser), no sequential scenario and no VCF check: 10 updates of procapnet-mini
     # (--bases procapnet), ~8 CPU-minutes.
@@ -125,7 +133,8 @@ def update(model: str, data: Path, strategy: str, seed: int, out: Path, settings
     config = UpdateConfig(model=model, data=str(data), strategy=strategy, seed=seed, epochs=settings["epochs"],
                           lr=settings["lr"], batch_size=settings["batch_size"], max_train=settings["max_train"],
                           max_eval=settings["max_eval"], holdout=settings["holdout"],
-                          retention_crops=settings["retention_crops"], strategy_params=dict(params or {}))
+                          retention_crops=settings["retention_crops"], strategy_params=dict(params or {}),
+                          head_lr=settings.get("head_lr"))
     start = time.perf_counter()
     run_update(config, out, force=True)
     return {"seconds": time.perf_counter() - start, "metrics": json.loads((out / "metrics.json").read_text())}
@@ -270,6 +279,138 @@ def params_for(spec: str, chosen: dict[str, dict]) -> dict:
 
 
 SCENARIOS = {"enformer": "a_enformer_mini_enhancer_mpra", "procapnet": "b_procapnet_mini_promoter_mpra"}
+CHAIN_SCENARIO = "c_enformer_mini_mouse_tracks_then_enhancers_then_promoters"
+MOUSE = "basenji_tiny_mm10"
+
+
+def mouse_tracks_screen(shared: Path, work: Path) -> Path | None:
+    """The 32 mm10 tracks of the baskerville mouse windows as a tracks screen (None without ../shared)."""
+    from genocl_plugin import screens, tracks
+
+    src = shared / MOUSE
+    if not (src / f"DERIVED_{MOUSE}.npz").exists():
+        return None
+    adata = tracks.from_basenji_arrays(src / f"DERIVED_{MOUSE}.npz", src / "targets.txt", prefix="mm10 ",
+                                       genome="mm10")
+    return screens.write_screen(adata, work / "mm10_tracks.h5ad", force=True)
+
+
+def run_chain(model: str, strategies: dict[str, str], chosen: dict[str, dict], settings: dict, work: Path,
+              shared: Path, plots: Path, log) -> dict:
+    """Scenario (c): one model learns three real tasks in turn with each strategy.
+
+    T1: the mouse tracks as a new head on the human-trained trunk (as Enformer's mouse head);
+    T2: the Kircher enhancer MPRA; T3: the Kircher promoter MPRA. Each strategy runs the whole
+    sequence (its state carried from update to update); ``evaluate_runs`` then scores every
+    model of every chain on every task (T0: the human reference tracks).
+    """
+    from genocl_plugin import evaluate as ev
+    from genocl_plugin import reference
+
+    cs = settings["chain"]
+    mouse = mouse_tracks_screen(shared, work)
+    if mouse is None:
+        return {"skipped": f"{shared / MOUSE} not found (the mouse tracks come from ../shared/data)"}
+    tasks = [("mouse tracks (new head)", mouse, {**settings, **cs["tracks"]}),
+             ("enhancer MPRA", reference.BUNDLED / "mpra_enhancers.h5ad", {**settings, **cs["mpra"]}),
+             ("promoter MPRA", reference.BUNDLED / "mpra_promoters.h5ad", {**settings, **cs["mpra"]})]
+    started = time.perf_counter()
+    finals, labels, seeds = [], [], []
+    for seed in cs["seeds"]:
+        for label in [lab for lab in cs["labels"] if lab in strategies]:
+            spec, parent = strategies[label], model
+            for k, (task, path, task_settings) in enumerate(tasks, 1):
+                out = work / "chain" / label.replace(" ", "_").replace("+", "_") / f"seed{seed}_T{k}"
+                log(f"chain: {label} seed {seed}, T{k} {task}")
+                update(parent, path, spec, seed, out, task_settings, params_for(spec, chosen))
+                parent = str(out)
+            finals.append(out)
+            labels.append(label)
+            seeds.append(seed)
+    log(f"chain: scoring {len(finals)} chains x {len(tasks) + 1} models x {len(tasks) + 1} tasks")
+    evaluation = ev.evaluate_runs(finals, max_crops=settings["eval_crops"])
+    ev.plot_evaluation(evaluation, plots / "chain", labels=[f"{lab} (seed {sd})" for lab, sd in
+                                                           zip(labels, seeds, strict=True)])
+    return {"tasks": ["human reference tracks (test windows)"] + [t[0] for t in tasks], "labels": labels,
+            "seeds": seeds, "runs": evaluation["runs"], "settings": cs,
+            "params": {lab: params_for(strategies[lab], chosen) for lab in dict.fromkeys(labels)},
+            "seconds": time.perf_counter() - started}
+
+
+def chain_summary(chain: dict) -> dict:
+    """Per strategy: mean accuracy matrix and, as mean [95% CI] over seeds, BWT, FWT, forgetting
+    and final score per task, retention and drift, with paired differences from fine-tuning."""
+    from genocl_plugin.stats import mean_ci, paired_diff_ci
+
+    per: dict[str, dict] = {}
+    for label, seed, run in zip(chain["labels"], chain["seeds"], chain["runs"], strict=True):
+        m = np.asarray(run["matrix"], dtype=float)
+        metrics = run["metrics"]
+        per.setdefault(label, {})[seed] = {
+            "matrix": m, "bwt": metrics["bwt"], "fwt": metrics["fwt"],
+            "retention": m[-1, 0], "drift": None if run["drift"].get("drift_pearson") is None
+            else 1.0 - run["drift"]["drift_pearson"],
+            **{f"final_T{j}": m[-1, j] for j in range(1, len(m))},
+            **{f"forgetting_T{j}": metrics["forgetting"][j] for j in range(len(metrics["forgetting"]))},
+            **{f"gain_T{j}": m[j, j] - m[j - 1, j] for j in range(1, len(m))}}
+    ft = per.get("finetune", {})
+    out = {"model": "enformer-mini", "tasks": chain["tasks"], "strategies": {}, "seconds": chain.get("seconds"),
+           "command": chain.get("command"), "commit": chain.get("commit")}
+    for label, by_seed in per.items():
+        keys = [k for k in next(iter(by_seed.values())) if k != "matrix"]
+        stacked = np.array([v["matrix"] for v in by_seed.values()])
+        mean = np.full(stacked.shape[1:], np.nan)
+        seen = np.isfinite(stacked).any(0)  # the base row has no score on new tracks
+        mean[seen] = np.nanmean(stacked[:, seen], axis=0)
+        item = {"n_seeds": len(by_seed), "params": chain.get("params", {}).get(label, {}), "matrix_mean": mean.tolist()}
+        for key in keys:
+            item[key] = mean_ci([v[key] for v in by_seed.values()])
+            if label != "finetune" and ft:
+                item[f"{key}_vs_finetune"] = paired_diff_ci({sd: v[key] for sd, v in by_seed.items()},
+                                                            {sd: v[key] for sd, v in ft.items()})
+        item["retention_base"] = float(np.nanmean([v["matrix"][0, 0] for v in by_seed.values()]))
+        out["strategies"][label] = item
+    return out
+
+
+def render_chain(c: dict, seconds: float | None = None) -> list[str]:
+    """The scenario (c) section of results.md, from its summary."""
+    t = c["tasks"]
+    lines = [f"### {CHAIN_SCENARIO}: {c['model']} learns {', then '.join(t[1:])}", "",
+             "Tasks: " + "; ".join(f"T{j} = {name}" for j, name in enumerate(t)) + ". Scores: T0 and T1 mean "
+             "track Pearson on held-out windows (human test windows; mouse test windows), T2/T3 effect Pearson on "
+             "held-out elements. BWT = mean_{j<T}(R[T,j] − R[j,j]); FWT = mean_{j≥1}(R[j−1,j] − R[0,j]) over tasks "
+             "the base model can be scored on (it has no mouse tracks); forgetting of task j = "
+             "max_{i<T}(R[i,j]) − R[T,j]. Mean [95% CI] over seeds; Δ: paired difference from fine-tuning."
+             + (f" Wall time {seconds / 60:.1f} min." if seconds else ""), "",
+             "| strategy | final T0 (human) | final T1 (mouse) | final T2 | final T3 | BWT | FWT | "
+             "Δ BWT vs FT | Δ final T0 vs FT | Δ final T1 vs FT |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, v in c["strategies"].items():
+        lines.append(f"| {label} | {_ci(v['retention'])} | {_ci(v.get('final_T1'))} | {_ci(v.get('final_T2'))} | "
+                     f"{_ci(v.get('final_T3'))} | {_ci(v['bwt'])} | {_ci(v['fwt'])} | "
+                     f"{_ci(v.get('bwt_vs_finetune'))} | {_ci(v.get('retention_vs_finetune'))} | "
+                     f"{_ci(v.get('final_T1_vs_finetune'))} |")
+    lines += ["", "Learning and forgetting per task (mean [95% CI]):", "",
+              "| strategy | " + " | ".join(f"gain T{j}" for j in range(1, len(t))) + " | "
+              + " | ".join(f"forgetting T{j}" for j in range(len(t) - 1)) + " |",
+              "|---|" + "---|" * (2 * (len(t) - 1))]
+    for label, v in c["strategies"].items():
+        lines.append(f"| {label} | " + " | ".join(_ci(v.get(f"gain_T{j}")) for j in range(1, len(t))) + " | "
+                     + " | ".join(_ci(v.get(f"forgetting_T{j}")) for j in range(len(t) - 1)) + " |")
+    lines += ["", "Mean accuracy matrices (row i: the model after task i; column j: task j):", ""]
+    for label, v in c["strategies"].items():
+        m = np.asarray(v["matrix_mean"], dtype=float)
+        lines += [f"*{label}*" + (f" ({', '.join(f'{k} {x:g}' for k, x in v['params'].items())})"
+                                  if v.get("params") else ""), "",
+                  "| | " + " | ".join(f"T{j}" for j in range(len(m))) + " |", "|---|" + "---|" * len(m)]
+        for i, row in enumerate(m):
+            lines.append(f"| {'base' if i == 0 else f'after T{i}'} | "
+                         + " | ".join("—" if not np.isfinite(x) else f"{x:.3f}" for x in row) + " |")
+        lines.append("")
+    lines += ["![accuracy matrices](results/chain/accuracy_matrix.png)", ""]
+    return lines
+
+
 
 
 def build_summary(report: dict, model_spec: dict | None = None) -> dict:
@@ -319,6 +460,8 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
         by_spec = {v["strategy"]: v for v in strategies.values()}
         pick, why = choose_auto_strategy(by_spec)
         out["auto"][base] = {"strategy": pick, "reason": why, "mode": report["mode"], "commit": report.get("commit")}
+    if (report.get("chain") or {}).get("runs"):
+        out["scenarios"][CHAIN_SCENARIO] = chain_summary(report["chain"])
     return out
 
 
@@ -357,6 +500,9 @@ def render_summary(summary: dict) -> list[str]:
               "1 − Pearson of updated vs parent predictions there. Δ columns: paired difference from fine-tuning "
               "(same seeds). Intervals: Student t over seeds.", ""]
     for key, sc in summary["scenarios"].items():
+        if key == CHAIN_SCENARIO:
+            lines += render_chain(sc, sc.get("seconds"))
+            continue
         strategies = sc["strategies"]
         base_ret = next((v["retention_base"] for v in strategies.values() if v.get("retention_base") is not None),
                         float("nan"))
@@ -414,6 +560,9 @@ def main() -> None:
     parser.add_argument("--reevaluate", action="store_true",
                         help="Re-score the runs of a finished study in --workdir with the current settings' "
                              "eval_crops (no training), then run the VCF check.")
+    parser.add_argument("--chain-only", action="store_true",
+                        help="Only (re)run scenario (c) (mouse tracks -> enhancers -> promoters) and add it to the "
+                             "finished study's JSON, summary.json and results.md.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine).")
     parser.add_argument("--lr", type=float, default=None, help="Override the update learning rate.")
     parser.add_argument("--epochs", type=int, default=None, help="Override the update epochs.")
@@ -442,6 +591,22 @@ def main() -> None:
     log = lambda msg: print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)  # noqa: E731
     if args.render_only:
         report = json.loads((plots / f"forgetting_{mode}.json").read_text())
+        (results_dir / "results.md").write_text(render(report))
+        log(f"wrote {results_dir / 'results.md'}")
+        return
+    if args.chain_only:
+        report = json.loads((plots / f"forgetting_{mode}.json").read_text())
+        work.mkdir(parents=True, exist_ok=True)
+        singles, _ = available_strategies(SINGLE)
+        chosen_e = (report.get("grid") or {}).get("enformer", {}).get("chosen", {})
+        chain_settings = {**settings, "chain": settings.get("chain", CHAIN)}
+        report["chain"] = run_chain(args.enformer, singles, chosen_e, chain_settings, work, Path(args.shared),
+                                    plots, log)
+        report["chain"].update(command=" ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]]),
+                               commit=_commit())
+        report["summary"] = build_summary(report, {"enformer": args.enformer, "procapnet": args.procapnet})
+        ev.write_json(report, plots / f"forgetting_{mode}.json")
+        ev.write_json(report["summary"], plots / "summary.json")
         (results_dir / "results.md").write_text(render(report))
         log(f"wrote {results_dir / 'results.md'}")
         return
@@ -593,6 +758,11 @@ def main() -> None:
         if seed == settings["seeds"][0]:
             extras()
 
+    if settings.get("chain") and "enformer" in bases:
+        report["chain"] = run_chain(model_spec["enformer"], strategies, chosen.get("enformer", {}), settings, work,
+                                    Path(args.shared), plots, log)
+        report["chain"].update(command=report.get("command"), commit=_commit())
+        flush()
     add_ood(report, work, Path(args.shared), settings, log)
     flush(final=True)
     log(f"wrote {results_dir / 'results.md'}")

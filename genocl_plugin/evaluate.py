@@ -748,10 +748,12 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         final_pred = ref_scores(chain[-1], chain)[0]
         drift = (retention(base_pred, final_pred, target) if base_pred is not None and final_pred is not None
                  else {})
-        configs = [read_run_metrics(r)["config"] for r in chain[1:]]
+        run_metrics = [read_run_metrics(r) for r in chain[1:]]
+        configs = [m["config"] for m in run_metrics]
         strategies = [c["strategy"] for c in configs]
-        screens = [f"{Path(c['data']).stem if c.get('data') else 'bundled screen'} (held-out elements)"
-                   for c in configs]
+        screens = [f"{Path(c['data']).stem if c.get('data') else 'bundled screen'} "
+                   f"(held-out {'windows' if m.get('new_task', {}).get('kind') == 'tracks' else 'elements'})"
+                   for c, m in zip(configs, run_metrics, strict=True)]
         results.append({
             "run": str(run_dir), "chain": chain, "strategies": strategies,
             "tasks": ["reference tracks (test windows)"] + screens,

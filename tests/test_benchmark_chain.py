@@ -1,0 +1,67 @@
+"""Scenario (c) of benchmarks/forgetting.py: the summary of task sequences, from hand-made matrices."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genocl_plugin import evaluate as ev
+
+SPEC = importlib.util.spec_from_file_location("forgetting_benchmark",
+                                              Path(__file__).parents[1] / "benchmarks" / "forgetting.py")
+forgetting = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(forgetting)
+NAN = float("nan")
+
+
+def _run(matrix, drift):
+    return {"matrix": matrix, "metrics": ev.continual_metrics(matrix), "drift": {"drift_pearson": drift}}
+
+
+def _chain():
+    # rows: base, after T1 (mouse head), after T2, after T3; the base has no mouse tracks (NaN)
+    ft = {0: [[0.20, NAN, 0.10, 0.05], [0.15, 0.30, 0.10, 0.05], [0.10, 0.20, 0.40, 0.06], [0.08, 0.10, 0.30, 0.50]],
+          1: [[0.20, NAN, 0.12, 0.05], [0.14, 0.28, 0.11, 0.04], [0.12, 0.22, 0.42, 0.05], [0.10, 0.12, 0.28, 0.46]]}
+    rp = {0: [[0.20, NAN, 0.10, 0.05], [0.19, 0.30, 0.10, 0.05], [0.18, 0.25, 0.38, 0.06], [0.17, 0.20, 0.33, 0.45]],
+          1: [[0.20, NAN, 0.12, 0.05], [0.18, 0.27, 0.11, 0.04], [0.18, 0.24, 0.40, 0.05], [0.16, 0.18, 0.31, 0.44]]}
+    labels, seeds, runs = [], [], []
+    for label, mats, drift in (("finetune", ft, 0.6), ("replay", rp, 0.9)):
+        for seed, m in mats.items():
+            labels.append(label)
+            seeds.append(seed)
+            runs.append(_run(m, drift))
+    return {"tasks": ["human", "mouse", "enhancers", "promoters"], "labels": labels, "seeds": seeds, "runs": runs,
+            "params": {"replay": {"replay_ratio": 0.5}}}
+
+
+def test_chain_summary_by_hand():
+    c = forgetting.chain_summary(_chain())
+    ft, rp = c["strategies"]["finetune"], c["strategies"]["replay"]
+    # BWT, finetune seed 0: mean(R[3,j] - R[j,j]) over j=0..2 = ((0.08-0.20) + (0.10-0.30) + (0.30-0.40)) / 3
+    bwt0 = ((0.08 - 0.20) + (0.10 - 0.30) + (0.30 - 0.40)) / 3
+    bwt1 = ((0.10 - 0.20) + (0.12 - 0.28) + (0.28 - 0.42)) / 3
+    assert ft["bwt"]["mean"] == pytest.approx((bwt0 + bwt1) / 2)
+    # FWT skips the mouse task (no base score): mean(R[1,2] - R[0,2], R[2,3] - R[0,3]), seed 0 = (0 + 0.01) / 2
+    assert ft["fwt"]["mean"] == pytest.approx(((0.0 + 0.01) / 2 + (-0.01 + 0.0) / 2) / 2)
+    assert ft["retention"]["mean"] == pytest.approx(0.09)
+    assert ft["final_T1"]["mean"] == pytest.approx(0.11)
+    assert ft["drift"]["mean"] == pytest.approx(0.4)
+    # forgetting of the mouse task: max over earlier rows - final, seed 0: 0.30 - 0.10
+    assert ft["forgetting_T1"]["mean"] == pytest.approx(((0.30 - 0.10) + (0.28 - 0.12)) / 2)
+    # paired differences from fine-tuning, seed by seed
+    assert rp["retention_vs_finetune"]["mean"] == pytest.approx(((0.17 - 0.08) + (0.16 - 0.10)) / 2)
+    assert rp["final_T1_vs_finetune"]["mean"] == pytest.approx(((0.20 - 0.10) + (0.18 - 0.12)) / 2)
+    assert "bwt_vs_finetune" not in ft
+    np.testing.assert_allclose(rp["matrix_mean"][3], [0.165, 0.19, 0.32, 0.445])
+    assert rp["params"] == {"replay_ratio": 0.5}
+
+
+def test_chain_rendering_shows_every_strategy_and_the_missing_base_score():
+    lines = forgetting.render_chain(forgetting.chain_summary(_chain()))
+    text = "\n".join(lines)
+    assert text.count("| finetune |") == 2 and text.count("| replay |") == 2
+    assert "| base | 0.200 | — |" in text  # the base model has no mouse tracks
+    assert "accuracy_matrix.png" in text
