@@ -57,7 +57,7 @@ SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 # Scenario (c): the mouse head trains on crops of the 28 mm10 training windows (the new head at
 # lr 1e-2: it starts from random weights), the MPRA tasks as in scenario (a) but smaller. Sized
 # for the CPU: one chain of 3 updates costs ~5 min here, scoring it on every task ~2 min.
-CHAIN = {"seeds": [0, 1, 2], "labels": ["finetune", "replay"],
+CHAIN = {"seeds": [0, 1, 2], "labels": ["finetune", "replay", "l2sp"],
          "tracks": {"max_train": 192, "max_eval": 64, "epochs": 1, "head_lr": 1e-2},
          "mpra": {"max_train": 128, "max_eval": 64}}
 
