@@ -167,7 +167,8 @@ def from_bigwigs(bigwigs: list[str], fasta: str, regions: str, bin_size: int = 3
         hg38 windows (N outside them).
     regions
         BED file: ``chrom start end [split]``; every region the same length, a multiple of
-        ``bin_size``. The 4th column, if present, is ``train`` / ``valid`` / ``test``.
+        ``bin_size``. A 4th column holding only ``train`` / ``valid`` / ``test`` is the split
+        (any other 4th column, e.g. BED6 names, is ignored).
     bin_size
         bp per coverage bin (the model's output resolution, or a divisor of it).
     context
@@ -185,7 +186,9 @@ def from_bigwigs(bigwigs: list[str], fasta: str, regions: str, bin_size: int = 3
     if len(lengths) != 1 or lengths[0] <= 0 or lengths[0] % bin_size:
         raise input_error(regions, "end - start", f"lengths {sorted(lengths)[:3]}",
                           f"use regions of one length, a multiple of --bin-size {bin_size}")
-    splits = table[3].astype(str).tolist() if table.shape[1] > 3 else None
+    # A 4th column is the split only when it holds split names (BED6 has a feature name there).
+    splits = table[3].astype(str).tolist() if table.shape[1] > 3 and set(table[3].astype(str)) <= set(SPLITS) \
+        else None
     names = names or [Path(b).name.rsplit(".", 1)[0] for b in bigwigs]
     genome_fa = None if fasta in (None, "bundled") else reference.open_fasta(fasta)
     n_bins = int(lengths[0]) // bin_size

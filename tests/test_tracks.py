@@ -212,3 +212,16 @@ def test_bigwig_tracks_at_enformer_geometry(data_dir, tmp_path, enformer_geometr
     assert metrics["new_task"]["after"]["n"] == 1 and np.isfinite(metrics["new_task"]["after"]["pearson"])
     model = load_model(tmp_path / "r" / "model")
     assert model.task_names[-1] == "GC fraction"
+
+
+def test_bed_names_are_not_splits_and_missing_inputs_are_one_line(data_dir, tmp_path):
+    folder = data_dir / "bundled_tracks"
+    rows = (folder / "crops.bed").read_text().splitlines()[:2]
+    bed6 = tmp_path / "named.bed"
+    bed6.write_text("".join("\t".join(r.split("\t")[:3] + [f"peak{k}", "0", "+"]) + "\n" for k, r in enumerate(rows)))
+    adata = tracks.from_bigwigs([str(folder / BUNDLED_BW[0])], "bundled", str(bed6), bin_size=32)
+    assert "split" not in adata.obs and adata.n_obs == 2
+    result = CliRunner().invoke(cli, ["screen", "from-tracks", "--bigwig", str(folder / BUNDLED_BW[0]),
+                                      "--out", str(tmp_path / "x.h5ad")])
+    assert result.exit_code == 2 and "--regions" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.h5ad").exists()
