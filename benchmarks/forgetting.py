@@ -568,6 +568,9 @@ def main() -> None:
     parser.add_argument("--chain-only", action="store_true",
                         help="Only (re)run scenario (c) (mouse tracks -> enhancers -> promoters) and add it to the "
                              "finished study's JSON, summary.json and results.md.")
+    parser.add_argument("--chain-labels", default=None,
+                        help="With --chain-only: rerun only these strategy labels (comma-separated) and keep the "
+                             "other strategies' chains of the saved study.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine).")
     parser.add_argument("--lr", type=float, default=None, help="Override the update learning rate.")
     parser.add_argument("--epochs", type=int, default=None, help="Override the update epochs.")
@@ -604,11 +607,28 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         singles, _ = available_strategies(SINGLE)
         chosen_e = (report.get("grid") or {}).get("enformer", {}).get("chosen", {})
-        chain_settings = {**settings, "chain": settings.get("chain", CHAIN)}
-        report["chain"] = run_chain(args.enformer, singles, chosen_e, chain_settings, work, Path(args.shared),
-                                    plots, log)
-        report["chain"].update(command=" ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]]),
-                               commit=_commit())
+        cs = dict(settings.get("chain", CHAIN))
+        if args.chain_labels:
+            cs["labels"] = args.chain_labels.split(",")
+        old = report.get("chain") or {}
+        new = run_chain(args.enformer, singles, chosen_e, {**settings, "chain": cs}, work, Path(args.shared),
+                        plots, log)
+        new.update(command=" ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]]), commit=_commit())
+        if args.chain_labels and old.get("runs"):
+            # keep the other strategies' chains (scored on the same crops), replace these
+            kept = [(lab, sd, run) for lab, sd, run in zip(old["labels"], old["seeds"], old["runs"], strict=True)
+                    if lab not in cs["labels"]]
+            merged = kept + list(zip(new["labels"], new["seeds"], new["runs"], strict=True))
+            new.update(labels=[m[0] for m in merged], seeds=[m[1] for m in merged], runs=[m[2] for m in merged],
+                       params={**old.get("params", {}), **new["params"]},
+                       settings={**cs, "labels": list(dict.fromkeys(m[0] for m in merged))},
+                       seconds=old.get("seconds", 0) + new["seconds"],
+                       reruns=[*old.get("reruns", []), {"labels": cs["labels"], "command": new["command"],
+                                                        "commit": new["commit"], "seconds": new["seconds"]}],
+                       command=old.get("command"), commit=old.get("commit"))
+            names = [f"{lab} (seed {sd})" for lab, sd in zip(new["labels"], new["seeds"], strict=True)]
+            ev.plot_evaluation({"runs": new["runs"]}, plots / "chain", labels=names)
+        report["chain"] = new
         report["summary"] = build_summary(report, {"enformer": args.enformer, "procapnet": args.procapnet})
         ev.write_json(report, plots / f"forgetting_{mode}.json")
         ev.write_json(report["summary"], plots / "summary.json")

@@ -225,3 +225,28 @@ def test_bed_names_are_not_splits_and_missing_inputs_are_one_line(data_dir, tmp_
                                       "--out", str(tmp_path / "x.h5ad")])
     assert result.exit_code == 2 and "--regions" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_l2sp_leaves_a_new_head_free_and_anchors_it_in_the_next_update(tiny_enformer):
+    """L2-SP anchors pretrained weights; a head created by this update has no starting point."""
+    from genocl_plugin.strategies.l2sp import L2SPCallback
+    from genocl_plugin.strategies.multihead import MultiHeadCallback
+
+    MultiHeadCallback(task_names=["mm10 a", "mm10 b"]).setup(None, tiny_enformer, "fit")
+    cb = L2SPCallback(alpha=1.0)
+    cb.on_fit_start(None, tiny_enformer)
+    head = [n for n, _ in tiny_enformer.model.named_parameters() if n.startswith("genocl_heads.heads.screen1.")]
+    assert head and not set(head) & set(cb.anchor)
+    assert len(cb.anchor) > 10  # the trunk is anchored
+    with torch.no_grad():
+        for name, param in tiny_enformer.model.named_parameters():
+            if name in head:
+                param += 1.0
+    assert cb.loss_term(tiny_enformer, None).item() == 0.0  # moving the new head costs nothing
+    # the next update (the head exists already): anchored to its trained weights
+    tiny_enformer.new_head_prefixes = ()
+    MultiHeadCallback(head_name="screen1").setup(None, tiny_enformer, "fit")
+    later = L2SPCallback(alpha=1.0)
+    later.load_state_from_run(cb.state_dict_for_run())
+    later.on_fit_start(None, tiny_enformer)
+    assert set(head) <= set(later.anchor)

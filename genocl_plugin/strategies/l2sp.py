@@ -2,6 +2,8 @@
 
 ``theta0`` is the pretrained base model: across sequential updates it is carried in the run's
 ``strategy_state.safetensors``, so every update is anchored to the same base, not to the parent.
+A head added by this update (``multihead``) has no pretrained starting point and is left out, as
+the new layers in Li et al.; from the next update on it is anchored to its trained weights.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ class L2SPCallback(QuadraticPenalty):
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.resumed:  # anchor restored from the resume checkpoint (QuadraticPenalty.state_dict)
             return
-        params = trainable_parameters(pl_module)
+        new_heads = tuple(getattr(pl_module, "new_head_prefixes", ()))
+        params = {n: p for n, p in trainable_parameters(pl_module).items()
+                  if not (new_heads and n.startswith(new_heads))}
         self.anchor = {n: p.detach().clone() for n, p in params.items()}
         for name, start in self.loaded.items():
             if name in self.anchor and start.shape == self.anchor[name].shape:

@@ -142,6 +142,10 @@ class MultiHeadCallback(pl.Callback):
         else:
             self.spec = {"name": name, "in_channels": feature_channels(net),
                          "task_names": self.task_names or [f"screen:{name}"]}
+            # Heads created by this update start from random weights: regularisers anchored to
+            # the starting point (L2-SP) must not pull them back there.
+            pl_module.new_head_prefixes = (*getattr(pl_module, "new_head_prefixes", ()),
+                                           f"{SCREEN_HEADS}.heads.{name}.")
             specs.append(self.spec)
             pl_module.data_params.setdefault("tasks", {})["name"] = \
                 list(pl_module.task_names) + self.spec["task_names"]
