@@ -1042,6 +1042,19 @@ def _findings(report: dict) -> list[str]:
         if worse:
             out.append(f"  Continual learning does not help retention here for: {', '.join(worse)}.")
     for key, sc in (report.get("summary") or {}).get("scenarios", {}).items():
+        if key == CHAIN_SCENARIO:
+            found = [f"  {label} vs fine-tuning, {q[:-len('_vs_finetune')]}: {_ci(d)} (paired, 95% interval "
+                     "excludes zero)." for label, v in sc["strategies"].items() for q, d in v.items()
+                     if q.endswith("_vs_finetune") and d and d.get("ci_low") is not None and np.isfinite(d["ci_low"])
+                     and (d["ci_low"] > 0 or d["ci_high"] < 0)]
+            n = {v["n_seeds"] for v in sc["strategies"].values()}
+            out.append(f"- {key} ({'/'.join(map(str, sorted(n)))} seeds): "
+                       + ("paired differences from fine-tuning whose 95% interval excludes zero:" if found else
+                          "no paired difference from fine-tuning (BWT, FWT, final score on any task, forgetting, "
+                          "retention, drift) has a 95% interval that excludes zero: with these seeds the task "
+                          "sequence shows no strategy forgetting less than fine-tuning."))
+            out += found
+            continue
         ft = sc["strategies"].get("finetune", {})
         gid = ft.get("gain_in_distribution") or {}
         if gid.get("mean") is not None:
