@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -120,6 +121,10 @@ def run_one(arch: str, setting: str, runner: str, log: Path | None = None) -> di
         with log.open("a") as handle:
             handle.write(proc.stderr[-3000:])
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode < 0:  # killed by a signal: on a CPU box, SIGKILL is the kernel's OOM killer
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+        return {"arch": arch, "setting": setting, "runner": runner,
+                "error": f"killed by signal {-proc.returncode} (machine RAM {ram:.0f} GB, no swap)"}
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
         return {"arch": arch, "setting": setting, "runner": runner, "error": tail[:200]}
