@@ -360,7 +360,7 @@ def chain_summary(chain: dict) -> dict:
             **{f"gain_T{j}": m[j, j] - m[j - 1, j] for j in range(1, len(m))}}
     ft = per.get("finetune", {})
     out = {"model": "enformer-mini", "tasks": chain["tasks"], "strategies": {}, "seconds": chain.get("seconds"),
-           "command": chain.get("command"), "commit": chain.get("commit")}
+           "command": chain.get("command"), "commit": chain.get("commit"), "reruns": chain.get("reruns", [])}
     for label, by_seed in per.items():
         keys = [k for k in next(iter(by_seed.values())) if k != "matrix"]
         stacked = np.array([v["matrix"] for v in by_seed.values()])
@@ -388,6 +388,10 @@ def render_chain(c: dict, seconds: float | None = None) -> list[str]:
              "the base model can be scored on (it has no mouse tracks); forgetting of task j = "
              "max_{i<T}(R[i,j]) − R[T,j]. Mean [95% CI] over seeds; Δ: paired difference from fine-tuning."
              + (f" Wall time {seconds / 60:.1f} min." if seconds else ""), "",
+             *([f"Command: `{c['command']}` (commit `{c.get('commit')}`)"
+                + "".join(f"; {', '.join(r['labels'])} rerun by `{r['command']}` (commit `{r['commit']}`, "
+                          f"{r['seconds'] / 60:.1f} min)" for r in c.get("reruns", [])) + ".", ""]
+               if c.get("command") else []),
              "| strategy | final T0 (human) | final T1 (mouse) | final T2 | final T3 | BWT | FWT | "
              "Δ BWT vs FT | Δ final T0 vs FT | Δ final T1 vs FT |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, v in c["strategies"].items():
