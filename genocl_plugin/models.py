@@ -213,14 +213,14 @@ class GenoclLightningModel(LightningModel):
         strategy callbacks add theirs: every callback with a ``loss_term(pl_module, batch)``
         method contributes to the loss (EWC penalties, replay, distillation, ...).
         """
-        if isinstance(batch, dict):
-            from genocl_plugin.objectives import batch_loss
+        from genocl_plugin.objectives import batch_loss, batch_size
 
+        if isinstance(batch, dict):
             loss = batch_loss(self, batch)  # effect MSE, or the personal-genome loss (batch["kind"])
         else:
             x, y = batch
             loss = self.loss(self.forward(x, logits=True), y)
-        self.log("task_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=_batch_size(batch))
+        self.log("task_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=batch_size(batch))
         trainer = getattr(self, "_trainer", None)
         for callback in (trainer.callbacks if trainer is not None else []):
             term = getattr(callback, "loss_term", None)
@@ -229,7 +229,7 @@ class GenoclLightningModel(LightningModel):
                 if extra is not None:
                     loss = loss + extra
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=_batch_size(batch))
+                 batch_size=batch_size(batch))
         return loss
 
     @property
@@ -978,9 +978,3 @@ def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None,
         "arch": "procapnet",
     }
     return model
-
-
-def _batch_size(batch) -> int:
-    if isinstance(batch, dict):  # perturbation / personal rows ("effect") or track crops ("target")
-        return int(batch["effect" if "effect" in batch else "target"].shape[0])
-    return int(batch[0].shape[0])

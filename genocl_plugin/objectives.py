@@ -555,6 +555,14 @@ def predict_batch(model, batch: dict) -> torch.Tensor:
     return predicted_effects(model, batch)
 
 
+def batch_size(batch) -> int:
+    """Examples in a training batch: perturbation / personal rows (``effect``), track crops
+    (``target``) or a gReLU ``(x, y)`` tuple."""
+    if isinstance(batch, dict):
+        return int(batch["effect" if "effect" in batch else "target"].shape[0])
+    return int(batch[0].shape[0])
+
+
 def batch_loss(model, batch: dict) -> torch.Tensor:
     """The training loss of a dict batch: pairwise/MSE for personal rows, effect MSE otherwise."""
     if batch.get("kind") == "personal":

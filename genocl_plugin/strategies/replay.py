@@ -22,15 +22,9 @@ import pytorch_lightning as pl
 import torch
 
 from genocl_plugin import reference
+from genocl_plugin.objectives import batch_size
 from genocl_plugin.replay import fill_reference_buffer
 from genocl_plugin.strategies.base import LossTermCallback, resolve_reference, rng_state, set_rng_state
-
-
-def batch_size_of(batch) -> int:
-    """Examples in a screen batch (dict perturbation batch or ``(x, y)`` tuple)."""
-    if isinstance(batch, dict):  # perturbation / personal rows ("effect") or track crops ("target")
-        return int(batch["effect" if "effect" in batch else "target"].shape[0])
-    return int(batch[0].shape[0])
 
 
 class ReplayCallback(LossTermCallback):
@@ -103,7 +97,7 @@ class ReplayCallback(LossTermCallback):
     def loss_term(self, pl_module, batch) -> torch.Tensor | None:
         shard = getattr(self, "shard", None)
         shard = np.arange(len(self.codes)) if shard is None else shard
-        n = min(len(shard), max(1, math.ceil(self.ratio * batch_size_of(batch))))
+        n = min(len(shard), max(1, math.ceil(self.ratio * batch_size(batch))))
         idx = np.sort(self.rng.choice(shard, n, replace=False))
         return self.weight * self.scale * self._replay_loss(pl_module, idx)
 
