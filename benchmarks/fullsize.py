@@ -34,11 +34,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = {
-    "enformer": {"seq_len": 196_608, "bin_size": 128, "steps": 1,
+    "enformer": {"seq_len": 196_608, "steps": 1,
                  "params": {"model_type": "EnformerModel", "n_tasks": 5313, "n_conv": 7, "channels": 1536,
                             "n_transformers": 11, "n_heads": 8, "key_len": 64, "crop_len": 320,
                             "final_act_func": None, "final_pool_func": None}},
-    "procapnet": {"seq_len": 2_114, "bin_size": 1, "steps": 3,
+    "procapnet": {"seq_len": 2_114, "steps": 3,
                   "params": {"model_type": "ProCapNetBPNet", "n_filters": 512, "n_layers": 8, "n_outputs": 2,
                              "n_control_tracks": 0, "trimming": 557}},
 }
@@ -60,16 +60,14 @@ def child(arch: str, setting: str, runner: str, steps: int | None = None) -> dic
     from torch.utils.data import DataLoader
 
     from genocl_plugin.hardware import enable_gradient_checkpointing
-    from genocl_plugin.models import GenoclLightningModel
+    from genocl_plugin.models import build_model
 
     spec = ARCHS[arch]
     steps = steps or spec["steps"]
     torch.manual_seed(0)
-    loss = "procapnet" if arch == "procapnet" else "poisson"
-    model = GenoclLightningModel(dict(spec["params"]), {"task": "regression", "loss": loss, "lr": 1e-5,
-                                                        "optimizer": "adam", "logger": None})
-    # output_length() reads the bin size from data_params, as for every model genocl builds or loads
-    model.data_params["train"] = {"seq_len": spec["seq_len"], "bin_size": spec["bin_size"]}
+    # genocl's builder records the input length and bin size that output_length() reads
+    model = build_model(arch, seq_len=spec["seq_len"], model_params=dict(spec["params"]),
+                        train_params={"lr": 1e-5, "logger": None})
     n_params = sum(p.numel() for p in model.parameters())
     if setting == "checkpointing":
         enable_gradient_checkpointing(model.model)
