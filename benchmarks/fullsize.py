@@ -63,7 +63,7 @@ def child(arch: str, setting: str, runner: str, steps: int | None = None) -> dic
     from genocl_plugin.models import build_model
 
     spec = ARCHS[arch]
-    steps = steps or spec["steps"]
+    steps = spec["steps"] if steps is None else steps
     torch.manual_seed(0)
     # genocl's builder records the input length and bin size that output_length() reads
     model = build_model(arch, seq_len=spec["seq_len"], model_params=dict(spec["params"]),
@@ -106,16 +106,20 @@ def child(arch: str, setting: str, runner: str, steps: int | None = None) -> dic
         torch.cuda.reset_peak_memory_stats()
     trainer.fit(model, train_dataloaders=loader)
     result = {"arch": arch, "setting": setting, "runner": runner, "params_m": n_params / 1e6,
-              "seq_len": seq_len, "step_s": sum(times[1:]) / max(1, len(times[1:])),
-              "first_step_s": times[0], "peak_rss_gb": peak_rss_gb(),
+              "seq_len": seq_len,
+              # with --steps 0 only the first step is run; its time includes the warm-up cost
+              "step_s": sum(times[1:]) / len(times[1:]) if times[1:] else times[0],
+              "measured_steps": len(times[1:]), "first_step_s": times[0], "peak_rss_gb": peak_rss_gb(),
               "device": "cuda" if torch.cuda.is_available() else "cpu"}
     if torch.cuda.is_available():
         result["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1024**3
     return result
 
 
-def run_one(arch: str, setting: str, runner: str, log: Path | None = None) -> dict:
+def run_one(arch: str, setting: str, runner: str, log: Path | None = None, steps: int | None = None) -> dict:
     cmd = ["nice", "-n", "15", sys.executable, __file__, "--child", arch, setting, runner]
+    if steps is not None:
+        cmd += ["--steps", str(steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if log:
         with log.open("a") as handle:
@@ -165,18 +169,22 @@ def main() -> None:
     parser.add_argument("--arch", action="append", choices=list(ARCHS))
     parser.add_argument("--setting", action="append", choices=list(SETTINGS))
     parser.add_argument("--out", type=Path, default=None, help="JSON lines of results (appended).")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Measured steps after the warm-up step (default per architecture); 0 runs one step "
+                             "and reports its time (warm-up included), for settings too slow for more on a CPU.")
     args = parser.parse_args()
     if args.child:
         import torch
 
         torch.set_num_threads(2)
-        print(json.dumps(child(*args.child)), flush=True)
+        print(json.dumps(child(*args.child, steps=args.steps)), flush=True)
         return
     results = []
     for arch in args.arch or list(ARCHS):
         for setting in args.setting or list(SETTINGS):
             for runner in RUNNERS:
-                result = run_one(arch, setting, runner, log=args.out.with_suffix(".log") if args.out else None)
+                result = run_one(arch, setting, runner, log=args.out.with_suffix(".log") if args.out else None,
+                                 steps=args.steps)
                 print(json.dumps(result), flush=True)
                 results.append(result)
                 if args.out:
