@@ -1,7 +1,8 @@
 """Full-width models on this machine: seconds per training step and peak memory, batch 1.
 
 For each architecture at full width and real geometry (gReLU ``EnformerModel``: 196,608 bp,
-7 conv blocks, 1,536 channels, 11 transformers, 5,313 tracks; ProCapNet: bpnet-lite BPNet,
+7 conv blocks, 1,536 channels, 11 transformers, 5,313 tracks; gReLU ``BorzoiModel``: 524,288 bp,
+1,536 channels, 8 transformers, U-net to 32-bp bins, 7,611 tracks; ProCapNet: bpnet-lite BPNet,
 512 filters, 8 layers, 2,114 -> 1,000), and for each setting (fp32, bf16-mixed, gradient
 checkpointing), two runners are timed:
 
@@ -38,6 +39,10 @@ ARCHS = {
                  "params": {"model_type": "EnformerModel", "n_tasks": 5313, "n_conv": 7, "channels": 1536,
                             "n_transformers": 11, "n_heads": 8, "key_len": 64, "crop_len": 320,
                             "final_act_func": None, "final_pool_func": None}},
+    # gReLU's BorzoiModel at its default (Borzoi) widths: 524,288 bp -> 6,144 x 32-bp bins, 7,611 tracks
+    "borzoi": {"seq_len": 524_288, "steps": 1,
+               "params": {"model_type": "BorzoiModel", "n_tasks": 7611, "crop_len": 5120,
+                          "final_act_func": None, "final_pool_func": None}},
     "procapnet": {"seq_len": 2_114, "steps": 3,
                   "params": {"model_type": "ProCapNetBPNet", "n_filters": 512, "n_layers": 8, "n_outputs": 2,
                              "n_control_tracks": 0, "trimming": 557}},
@@ -66,8 +71,18 @@ def child(arch: str, setting: str, runner: str, steps: int | None = None) -> dic
     steps = spec["steps"] if steps is None else steps
     torch.manual_seed(0)
     # genocl's builder records the input length and bin size that output_length() reads
-    model = build_model(arch, seq_len=spec["seq_len"], model_params=dict(spec["params"]),
-                        train_params={"lr": 1e-5, "logger": None})
+    if arch == "borzoi":
+        # genocl builds only its two minis' families from scratch; a Borzoi is what users load
+        # (gReLU .ckpt), so the benchmark builds the same GenoclLightningModel that loading gives.
+        from genocl_plugin.models import GenoclLightningModel
+
+        model = GenoclLightningModel(dict(spec["params"]), {"task": "regression", "loss": "poisson", "lr": 1e-5,
+                                                            "optimizer": "adam", "logger": None})
+        model.data_params = {"tasks": {"name": [f"track_{i}" for i in range(spec["params"]["n_tasks"])]},
+                             "train": {"seq_len": spec["seq_len"], "bin_size": 32}, "arch": "borzoi"}
+    else:
+        model = build_model(arch, seq_len=spec["seq_len"], model_params=dict(spec["params"]),
+                            train_params={"lr": 1e-5, "logger": None})
     n_params = sum(p.numel() for p in model.parameters())
     if setting == "checkpointing":
         enable_gradient_checkpointing(model.model)
