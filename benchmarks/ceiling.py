@@ -16,7 +16,8 @@ sequence). This script measures, on exactly the test bins the minis are scored o
    fit, not by having memorised too little data).
 
     python benchmarks/ceiling.py                 # writes docs/pretrain/ceiling.{json,png}
-    python benchmarks/ceiling.py --no-minis      # ridge only (seconds)
+    python benchmarks/ceiling.py --no-minis      # ridge only (~4 min)
+    python benchmarks/ceiling.py --plot-only     # redraw the PNG from the JSON
 
 The Pearson metric is the minis' own (``pretrain.resolution_metrics``): per track over all
 test bins on the coverage scale, averaged per assay group; counts Pearson on log1p totals.
@@ -249,11 +250,12 @@ def plot(result: dict, path: Path) -> Path:
             ax.axhline(mini["train"][key], color="C1", ls=":", label="shipped mini (its train windows)")
         ax.axhline(TARGETS[key], color="C3", ls="--", label="issue 12 target")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.set_xlabel("training windows (131 kb each)")
         ax.set_ylabel("test Pearson")
         ax.set_title(title)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="center right")
     fig.suptitle("What 45 hg38 windows teach: k-mer ridge learning curve vs the shipped minis")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -265,7 +267,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "pretrain" / "ceiling.json")
     parser.add_argument("--no-minis", action="store_true", help="Skip scoring the shipped minis (ridge only).")
+    parser.add_argument("--plot-only", action="store_true", help="Redraw the PNG from the saved JSON.")
     args = parser.parse_args()
+    if args.plot_only:
+        print(plot(json.loads(args.out.read_text()), args.out.with_suffix(".png")))
+        return
     start = time.time()
     result = {"command": "python benchmarks/ceiling.py" + (" --no-minis" if args.no_minis else ""),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
