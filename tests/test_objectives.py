@@ -137,3 +137,28 @@ def test_crispri_dataset_reads_bundled_window_and_tss():
         tss_out = tss - start - trim
         assert ds.lo[i] <= tss_out < ds.hi[i]
         assert ds.hi[i] - ds.lo[i] == 64  # +-32 bp around the TSS at base resolution
+
+
+def test_training_effects_see_one_network_not_two_dropout_masks():
+    """In train mode the reference and the perturbed sequence must not get different dropout
+    masks: on enformer-mini that noise was 4x the effects themselves."""
+    from genocl_plugin.models import load_model
+
+    torch.manual_seed(0)
+    model = load_model("enformer")
+    dropout = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert dropout and max(m.p for m in dropout) >= 0.4  # the mini's transformer dropout
+    screen = anndata.read_h5ad(reference.BUNDLED / "mpra_enhancers.h5ad")
+    dataset = objectives.mpra_dataset(screen[:64], model)
+    batch = objectives.collate_perturbations([dataset[i] for i in range(0, 64, 8)])
+    model.train()
+    with torch.no_grad():
+        first, second = (objectives.predicted_effects(model, batch) for _ in range(2))
+        torch.testing.assert_close(first, second)  # no dropout noise in the effect
+        assert all(m.training for m in dropout)  # dropout is back on for everything else
+        x = batch["ref"][:1]
+        assert not torch.equal(model(x, logits=True), model(x, logits=True))
+    # gradients still flow through the effect
+    model.zero_grad()
+    objectives.effect_loss(objectives.predicted_effects(model, batch), batch["effect"]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
