@@ -566,6 +566,9 @@ def main() -> None:
                         help="Only (re)run the Kircher VCF check on the runs of a finished study in --workdir.")
     parser.add_argument("--render-only", action="store_true",
                         help="Only rewrite docs/results.md from the saved JSON (no computation).")
+    parser.add_argument("--note", action="append", default=[],
+                        help="With --render-only: add this note (e.g. a later fix the runs predate) to the saved "
+                             "JSON's notes, shown under the commit in results.md.")
     parser.add_argument("--reevaluate", action="store_true",
                         help="Re-score the runs of a finished study in --workdir with the current settings' "
                              "eval_crops (no training), then run the VCF check.")
@@ -603,6 +606,9 @@ def main() -> None:
     log = lambda msg: print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)  # noqa: E731
     if args.render_only:
         report = json.loads((plots / f"forgetting_{mode}.json").read_text())
+        if args.note:
+            report["notes"] = [*report.get("notes", []), *args.note]
+            ev.write_json(report, plots / f"forgetting_{mode}.json")
         (results_dir / "results.md").write_text(render(report))
         log(f"wrote {results_dir / 'results.md'}")
         return
@@ -874,6 +880,7 @@ def render(report: dict) -> str:
                                             "written; only the finished stages are shown.**", ""]),
         f"- command: `{report['command']}`",
         f"- commit: `{report['commit']}`",
+        *[f"- **note:** {note}" for note in report.get("notes", [])],
         f"- date: {report['date']}; wall time {report['seconds'] / 60:.1f} min; {report['platform']}",
         f"- settings: seeds {s['seeds']}, {s['max_train']} training / {s['max_eval']} held-out perturbations per "
         f"update, {s['epochs']} epochs, lr {s['lr']}, batch {s['batch_size']}, {s['holdout']:.0%} of elements held "
