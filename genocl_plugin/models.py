@@ -232,6 +232,20 @@ class GenoclLightningModel(LightningModel):
                  batch_size=batch_size(batch))
         return loss
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # A screen compares two predictions: the whole step, strategy terms (replay,
+        # distillation) included, runs with dropout off, so both sides see one network and
+        # gradient checkpointing recomputes each block in the mode its forward ran in
+        # (objectives.disable_dropout says why). Track batches keep their dropout.
+        from genocl_plugin.objectives import disable_dropout, is_comparison
+
+        self._dropout_disabled = disable_dropout(self) if is_comparison(batch) else []
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        for layer in getattr(self, "_dropout_disabled", []):  # after backward and the optimiser step
+            layer.train()
+        self._dropout_disabled = []
+
     @property
     def seq_len(self) -> int:
         """Input length the model was trained on (bp)."""

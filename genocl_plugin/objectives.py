@@ -87,28 +87,45 @@ def activity(log_coverage: torch.Tensor, track_mask: torch.Tensor, lo: torch.Ten
     return torch.logsumexp(masked.flatten(1), dim=-1)
 
 
-@contextlib.contextmanager
-def dropout_off(model):
-    """Dropout layers in eval mode while the sequences of one comparison are predicted.
+def disable_dropout(model) -> list:
+    """Put the model's dropout layers that are training in eval mode; returns them (to restore).
 
     A screen measures a difference between two predictions (perturbed vs reference; one person
     vs another). In train mode each sequence gets its own dropout mask, and that noise swamps
     the difference: on the bundled enformer-mini (transformer dropout 0.4), two train-mode
     passes over the same 32 Kircher variants give effects that differ by sd 0.114, while the
     effects themselves have sd 0.028 (measured 2026-11-30), so fine-tuning fitted dropout noise.
-    Dropout stays on for the track losses (replay, tracks tasks); BatchNorm is untouched (the
-    sequences of a comparison share one forward, hence one set of batch statistics).
+    BatchNorm is untouched (the sequences of a comparison share one forward, hence one set of
+    batch statistics).
     """
-    layers = []
-    if isinstance(model, torch.nn.Module):
-        layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training]
+    if not isinstance(model, torch.nn.Module):
+        return []
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training]
     for layer in layers:
         layer.eval()
+    return layers
+
+
+@contextlib.contextmanager
+def dropout_off(model):
+    """:func:`disable_dropout` for the duration of a block (restored after it).
+
+    Inside an update the whole training step already runs with dropout off
+    (``GenoclLightningModel.on_train_batch_start``), which gradient checkpointing needs: its
+    backward recomputes each block in the mode the block is in then. This context covers direct
+    calls (evaluation code, custom loops without checkpointing).
+    """
+    layers = disable_dropout(model)
     try:
         yield
     finally:
         for layer in layers:
             layer.train()
+
+
+def is_comparison(batch) -> bool:
+    """Whether a training batch is a screen comparison (perturbation or personal genomes)."""
+    return isinstance(batch, dict) and batch.get("kind") != "tracks"
 
 
 def predicted_effects(model, batch: dict, logits_fn=None) -> torch.Tensor:

@@ -162,3 +162,28 @@ def test_training_effects_see_one_network_not_two_dropout_masks():
     model.zero_grad()
     objectives.effect_loss(objectives.predicted_effects(model, batch), batch["effect"]).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_update_steps_on_screens_run_without_dropout_also_under_checkpointing():
+    """The whole step of a screen batch runs with dropout off (strategy terms included), so
+    gradient checkpointing's backward recomputes blocks in the mode their forward ran in."""
+    from genocl_plugin.hardware import enable_gradient_checkpointing
+    from genocl_plugin.models import load_model
+
+    model = load_model("enformer")
+    enable_gradient_checkpointing(model.model)
+    dropout = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    screen = anndata.read_h5ad(reference.BUNDLED / "mpra_enhancers.h5ad")
+    dataset = objectives.mpra_dataset(screen[:16], model)
+    batch = objectives.collate_perturbations([dataset[i] for i in range(0, 16, 4)])
+    model.train()
+    model.on_train_batch_start(batch, 0)
+    assert not any(m.training for m in dropout)
+    loss = objectives.batch_loss(model, batch)
+    loss.backward()  # a CheckpointError if dropout changed mode between forward and recompute
+    model.on_train_batch_end(None, batch, 0)
+    assert all(m.training for m in dropout)
+    # track batches keep dropout
+    model.on_train_batch_start({"kind": "tracks", "target": torch.zeros(1)}, 0)
+    assert all(m.training for m in dropout)
+    model.on_train_batch_end(None, {}, 0)
