@@ -133,9 +133,8 @@ class RetentionStats:
     def __init__(self) -> None:
         self.n = 0
         self.sums: dict[str, np.ndarray] = {}
-        self.flat = np.zeros(6)  # global log1p drift: n, sum b, sum n, sum b^2, sum n^2, sum b*n
 
-    def _acc(self, key: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _acc(self, key: str, x: np.ndarray, y: np.ndarray) -> None:
         # x, y: (k, tracks, bins) -> per-track sums over windows and bins (float64). einsum forms
         # the products without a full-size temporary each (a Borzoi window is 47 M values).
         x, y = x.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
@@ -143,16 +142,15 @@ class RetentionStats:
                           x.sum((0, 2)), y.sum((0, 2)), np.einsum("ktb,ktb->t", x, x),
                           np.einsum("ktb,ktb->t", y, y), np.einsum("ktb,ktb->t", x, y)])
         self.sums[key] = self.sums.get(key, 0) + stats
-        return stats
 
     def add(self, base_pred: np.ndarray, new_pred: np.ndarray, target: np.ndarray | None = None) -> None:
         """Accumulate one batch (k, tracks, bins)."""
         lb, ln = np.log1p(base_pred, dtype=np.float64), np.log1p(new_pred, dtype=np.float64)
-        drift = self._acc("drift", lb, ln)
-        # the global drift sums are the per-track ones summed over tracks
-        self.flat += [lb.size, *drift[1:].sum(1)]
-        ln -= lb  # in place: the squared difference is summed directly, not as sxx + syy - 2 sxy,
-        self.sums["sq_diff"] = self.sums.get("sq_diff", 0) + np.einsum("ktb,ktb->t", ln, ln)  # exact when small
+        self._acc("drift", lb, ln)
+        # The squared difference is summed directly (in place), not as sxx + syy - 2 sxy, which
+        # cancels catastrophically when the update barely moved a track.
+        ln -= lb
+        self.sums["sq_diff"] = self.sums.get("sq_diff", 0) + np.einsum("ktb,ktb->t", ln, ln)
         if target is not None:
             self._acc("before", base_pred, target)
             self._acc("after", new_pred, target)
@@ -179,12 +177,13 @@ class RetentionStats:
             per_track["pearson_after"] = self._pearson(self.sums["after"])
             before = float(np.nanmean(per_track["pearson_before"]))
             after = float(np.nanmean(per_track["pearson_after"]))
-        flat = np.array(self.flat).reshape(6, 1)
+        # global log1p drift (n, sum b, sum n, sum b^2, sum n^2, sum b*n): the per-track sums, summed
+        flat = self.sums["drift"].sum(1).reshape(6, 1)
         out = {
             "pearson_before": before, "pearson_after": after,
             "retention_ratio": after / before if before and np.isfinite(before) else nan,
             "drift_pearson": float(self._pearson(flat)[0]),
-            "drift_rel_l2": float(np.sqrt(self.sums["sq_diff"].sum() / max(self.flat[3], 1e-24))),
+            "drift_rel_l2": float(np.sqrt(self.sums["sq_diff"].sum() / max(flat[3, 0], 1e-24))),
             "n_windows": int(self.n),
         }
         names = track_names or [f"track_{i}" for i in range(len(per_track["drift_pearson"]))]
