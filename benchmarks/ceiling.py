@@ -153,8 +153,7 @@ def ridge_predict(fit: dict, x: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def group_indices() -> dict[str, list[int]]:
-    names = reference.track_names()
-    return {g.lower(): [i for i, n in enumerate(names) if n.split(":")[0] == g] for g in ("CAGE", "DNASE")}
+    return {g.lower(): reference.track_indices(f"{g}:") for g in ("CAGE", "DNASE")}
 
 
 def coverage_scores(pred_log: np.ndarray, target: np.ndarray) -> dict[str, float]:
