@@ -18,7 +18,6 @@ The model's ``forward(x, logits=True)`` is log coverage, so an activity is a ``l
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -95,8 +94,10 @@ def disable_dropout(model) -> list:
     the difference: on the bundled enformer-mini (transformer dropout 0.4), two train-mode
     passes over the same 32 Kircher variants give effects that differ by sd 0.114, while the
     effects themselves have sd 0.028 (measured 2026-11-30), so fine-tuning fitted dropout noise.
-    BatchNorm is untouched (the sequences of a comparison share one forward, hence one set of
-    batch statistics).
+    ``GenoclLightningModel.on_train_batch_start`` calls this for every screen batch, so the whole
+    step (strategy terms included) runs in one mode, which gradient checkpointing needs: its
+    backward recomputes each block in the mode the block is in then. BatchNorm is untouched (the
+    sequences of a comparison share one forward, hence one set of batch statistics).
     """
     if not isinstance(model, torch.nn.Module):
         return []
@@ -104,23 +105,6 @@ def disable_dropout(model) -> list:
     for layer in layers:
         layer.eval()
     return layers
-
-
-@contextlib.contextmanager
-def dropout_off(model):
-    """:func:`disable_dropout` for the duration of a block (restored after it).
-
-    Inside an update the whole training step already runs with dropout off
-    (``GenoclLightningModel.on_train_batch_start``), which gradient checkpointing needs: its
-    backward recomputes each block in the mode the block is in then. This context covers direct
-    calls (evaluation code, custom loops without checkpointing).
-    """
-    layers = disable_dropout(model)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.train()
 
 
 def is_comparison(batch) -> bool:
@@ -149,8 +133,7 @@ def predicted_effects(model, batch: dict, logits_fn=None) -> torch.Tensor:
     n_ref = batch["ref"].shape[0]
     # One forward over references and perturbed sequences together: references are shared
     # by many MPRA variants, so they are computed once per batch.
-    with dropout_off(model):
-        out = forward(torch.cat([batch["ref"], batch["alt"]]))
+    out = forward(torch.cat([batch["ref"], batch["alt"]]))
     ref_out, alt_out = out[:n_ref][batch["ref_index"]], out[n_ref:]
     mask = batch["track_mask"]
     screen = getattr(model, "screen_tracks", None)
@@ -461,8 +444,7 @@ def predicted_expression(model, batch: dict, logits_fn=None) -> torch.Tensor:
         (batch,) ``log2(signal(haplotype 1) + signal(haplotype 2))``.
     """
     forward = logits_fn or (lambda x: model(x, logits=True))
-    with dropout_off(model):  # the loss compares people: one network for all of them
-        out = forward(batch["seqs"])
+    out = forward(batch["seqs"])
     mask = batch["track_mask"]
     screen = getattr(model, "screen_tracks", None)
     if screen:  # multi-head models read their screen head (as in predicted_effects)

@@ -152,16 +152,19 @@ def test_training_effects_see_one_network_not_two_dropout_masks():
     dataset = objectives.mpra_dataset(screen[:64], model)
     batch = objectives.collate_perturbations([dataset[i] for i in range(0, 64, 8)])
     model.train()
+    model.on_train_batch_start(batch, 0)  # what Lightning calls before each training step
     with torch.no_grad():
         first, second = (objectives.predicted_effects(model, batch) for _ in range(2))
-        torch.testing.assert_close(first, second)  # no dropout noise in the effect
-        assert all(m.training for m in dropout)  # dropout is back on for everything else
-        x = batch["ref"][:1]
-        assert not torch.equal(model(x, logits=True), model(x, logits=True))
+    torch.testing.assert_close(first, second)  # no dropout noise in the effect
     # gradients still flow through the effect
     model.zero_grad()
     objectives.effect_loss(objectives.predicted_effects(model, batch), batch["effect"]).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.on_train_batch_end(None, batch, 0)
+    assert all(m.training for m in dropout)  # dropout is back on for everything else
+    with torch.no_grad():
+        x = batch["ref"][:1]
+        assert not torch.equal(model(x, logits=True), model(x, logits=True))
 
 
 def test_update_steps_on_screens_run_without_dropout_also_under_checkpointing():
