@@ -24,7 +24,7 @@ commit), ``docs/results/*.png`` and ``docs/results/forgetting.json`` (every numb
 
 Usage::
 
-    python benchmarks/forgetting.py            # full study: (a) 5 seeds ~75 min + (c) 3 seeds ~46 min on 2 cores
+    python benchmarks/forgetting.py            # full study: (a) 5 seeds 69 min + (c) 3 seeds 35 min on 2 cores
     python benchmarks/forgetting.py --quick    # CI-sized run
     python benchmarks/forgetting.py --ood-only # redo only the VCF check on a finished study
     python benchmarks/forgetting.py --reevaluate  # re-score a finished study's runs (eval_crops), then the VCF check
@@ -65,8 +65,8 @@ SETTINGS = {
     # retention_crops: the reference crops each update scores for its own metrics.json (not used
     # here); eval_crops: the crops every model is re-scored on for the tables (same crops for all).
     # full: an enformer-mini update on 512 perturbations (1 epoch, 32 steps at lr 3e-4) costs ~3.5
-    # min on this 2-core CPU, so 5 seeds x 3 strategies + a 5-run grid take ~75 min and scenario (c)
-    # ~46 min. The update size was picked after the dropout fix (d690ef9) from three fine-tuning
+    # min on this 2-core CPU, so 5 seeds x 3 strategies + a 5-run grid took 69 min and scenario (c)
+    # 35 min (2026-11-30). The update size was picked after the dropout fix (d690ef9) from three fine-tuning
     # pilots on seeds 0-2 (docs/results/pilot_dropout_fix_2026-11-30.jsonl): 256 perturbations at lr
     # 1e-4 gained +0.04 in distribution on average, 256 at lr 1e-3 +0.02 (OOD +0.11, drift r 0.2),
     # 512 at lr 3e-4 +0.17 (all three positive). Seeds 0-2 of fine-tuning's gain are therefore
