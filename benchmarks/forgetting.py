@@ -605,6 +605,8 @@ def main() -> None:
     plots.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)  # noqa: E731
+    if args.note and not args.render_only:
+        parser.error("--note goes with --render-only (a study's own notes are written after it has run)")
     if args.render_only:
         report = json.loads((plots / f"forgetting_{mode}.json").read_text())
         if args.note:

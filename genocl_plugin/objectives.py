@@ -86,7 +86,7 @@ def activity(log_coverage: torch.Tensor, track_mask: torch.Tensor, lo: torch.Ten
     return torch.logsumexp(masked.flatten(1), dim=-1)
 
 
-def disable_dropout(model) -> list:
+def disable_dropout(model: torch.nn.Module) -> list:
     """Put the model's dropout layers that are training in eval mode; returns them (to restore).
 
     A screen measures a difference between two predictions (perturbed vs reference; one person
@@ -99,8 +99,6 @@ def disable_dropout(model) -> list:
     backward recomputes each block in the mode the block is in then. BatchNorm is untouched (the
     sequences of a comparison share one forward, hence one set of batch statistics).
     """
-    if not isinstance(model, torch.nn.Module):
-        return []
     layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training]
     for layer in layers:
         layer.eval()
