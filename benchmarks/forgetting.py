@@ -140,7 +140,7 @@ def update(model: str, data: Path, strategy: str, seed: int, out: Path, settings
                           lr=settings["lr"], batch_size=settings["batch_size"], max_train=settings["max_train"],
                           max_eval=settings["max_eval"], holdout=settings["holdout"],
                           retention_crops=settings["retention_crops"], strategy_params=dict(params or {}),
-                          head_lr=settings.get("head_lr"))
+                          head_lr=settings.get("head_lr"), mpra_input_length=settings.get("mpra_input_length"))
     start = time.perf_counter()
     run_update(config, out, force=True)
     return {"seconds": time.perf_counter() - start, "metrics": json.loads((out / "metrics.json").read_text())}
@@ -317,7 +317,8 @@ def run_chain(model: str, strategies: dict[str, str], chosen: dict[str, dict], s
     mouse = mouse_tracks_screen(shared, work)
     if mouse is None:
         return {"skipped": f"{shared / MOUSE} not found (the mouse tracks come from ../shared/data)"}
-    tasks = [("mouse tracks (new head)", mouse, {**settings, **cs["tracks"]}),
+    # --mpra-input-length applies to the MPRA tasks only (a tracks screen refuses it)
+    tasks = [("mouse tracks (new head)", mouse, {**settings, **cs["tracks"], "mpra_input_length": None}),
              ("enhancer MPRA", reference.BUNDLED / "mpra_enhancers.h5ad", {**settings, **cs["mpra"]}),
              ("promoter MPRA", reference.BUNDLED / "mpra_promoters.h5ad", {**settings, **cs["mpra"]})]
     started = time.perf_counter()

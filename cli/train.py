@@ -210,6 +210,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
 @click.option("--readout-tracks", default=None,
               help="Tracks the perturbation objective reads: indices, exact names, globs ('CAGE:*K562*') or "
                    "'re:<regex>'. Default: the assay's CAGE(+DNase) tracks, the screen's cell type's if it has one.")
+@click.option("--mpra-input-length", type=P.positive_int("pass an input length in bp, e.g. 2048"), default=None,
+              help="MPRA: centre each element in an input of this many bp instead of the model's full input "
+                   "(constructs are episomal, the rest is N padding; shorter is faster). Default: the model's input.")
 @click.option("--targets", "targets_file", default=None, type=click.Path(),
               help="targets file naming the model's outputs (e.g. Enformer's targets_human.txt); stored with "
                    "the updated model.")
@@ -231,8 +234,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
-           reference_tracks, reference_holdout_chroms, readout_tracks, targets_file, force, pairwise_alpha,
-           holdout_by, trust_checkpoint, head, accelerator, precision, accumulate_grad_batches,
+           reference_tracks, reference_holdout_chroms, readout_tracks, mpra_input_length, targets_file, force,
+           pairwise_alpha, holdout_by, trust_checkpoint, head, accelerator, precision, accumulate_grad_batches,
            gradient_checkpointing, num_workers, checkpoint_every, resume_run) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
@@ -283,7 +286,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
             reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
             if reference_holdout_chroms else None,
-            readout_tracks=readout_tracks, targets=targets_file,
+            readout_tracks=readout_tracks, mpra_input_length=mpra_input_length, targets=targets_file,
             pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
             precision=settings.pop("precision"), accumulate_grad_batches=settings.pop("accumulate_grad_batches"),
             gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,

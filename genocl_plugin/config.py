@@ -39,6 +39,9 @@ class UpdateConfig:
     # Which tracks the perturbation objective reads (indices, names, globs, re:regex); None:
     # the assay's default (the screen's cell type's CAGE tracks when uns["cell_type"] is set).
     readout_tracks: str | None = None
+    # MPRA: centre each element in an input of this many bp instead of the model's full input
+    # (objectives.mpra_dataset); None: the model's input length.
+    mpra_input_length: int | None = None
     # A Basenji-style targets file naming the model's outputs (stored with the updated model).
     targets: str | None = None
     pairwise_alpha: float = 0.5  # personal genomes: MSE weight of the pairwise loss (1 = MSE)

@@ -634,7 +634,7 @@ def screen_task(run_dir: str | Path, model):
     path, _, test = prepare_screen(config, model)
     dataset = objectives.screen_dataset(test, model, config.silencing, config.seed, path=str(path),
                                         readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha,
-                                        max_items=config.max_eval)
+                                        max_items=config.max_eval, mpra_seq_len=config.mpra_input_length)
     stored = metrics.get("split", {}).get("test_elements")
     if stored is not None and sorted(set(dataset.groups)) != sorted(stored):
         raise input_error(path, "elements", f"held-out elements differ from {run_dir}/metrics.json",

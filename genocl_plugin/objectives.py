@@ -238,15 +238,77 @@ def _output_window(model, seq_len: int, start: int, end: int) -> tuple[int, int]
     return lo, max(hi, lo + 1)
 
 
-def mpra_dataset(screen, model, path: str = "<screen>", readout: str | None = None) -> PerturbationDataset:
+def check_input_length(model, seq_len: int, longest: int, path: str = "<screen>") -> None:
+    """Refuse an MPRA input length the model cannot take or whose output misses an element.
+
+    Parameters
+    ----------
+    model
+        The model (``output_length``, ``bin_size``, ``seq_len``).
+    seq_len
+        The requested input length (bp).
+    longest
+        Length of the screen's longest element (bp): it must lie inside the model's output.
+    path
+        The screen, for the error message.
+
+    Raises
+    ------
+    click.UsageError
+        (via :func:`~genocl_plugin.errors.input_error`) naming ``--mpra-input-length``.
+    """
+    field = "--mpra-input-length"
+    if seq_len == model.seq_len:
+        return
+    if seq_len % model.bin_size:
+        raise input_error(seq_len, field, f"is not a multiple of the model's {model.bin_size}-bp output bins",
+                          f"pass a multiple of {model.bin_size}")
+    span = model.output_length(seq_len) * model.bin_size
+    if span > seq_len or span <= 0:
+        # enformer-pytorch / borzoi-pytorch crop their output to a fixed number of bins
+        raise input_error(seq_len, field, f"is too short for this model: its output would need {span} bp of input"
+                          if span > 0 else "leaves the model no output positions",
+                          f"leave {field} out or pass at least the model's input ({model.seq_len} bp)"
+                          if span > 0 else "pass a longer input length")
+    if longest > span:
+        raise input_error(path, "uns['element_sequences']",
+                          f"an element of {longest} bp does not fit the {span}-bp output of a {seq_len}-bp input "
+                          f"({field})", f"pass a {field} whose output covers {longest} bp")
+    # Some architectures need more than whole bins (e.g. a U-net's pooling levels): one forward says.
+    weight = next(model.parameters(), None)
+    probe = torch.zeros(1, 4, seq_len, device=weight.device if weight is not None else "cpu")
+    training = model.training
+    model.eval()  # BatchNorm must not learn statistics from the probe
+    try:
+        with torch.no_grad():
+            out = model(probe, logits=True)
+        ok = out.shape[-1] == model.output_length(seq_len)
+    except Exception:  # whatever the architecture raises, the user's fix is the same
+        ok = False
+    finally:
+        model.train(training)
+    if not ok:
+        raise input_error(seq_len, field, "is not an input length this model accepts",
+                          f"leave {field} out (the model's input, {model.seq_len} bp) or try a multiple of "
+                          f"{model.bin_size * 16}")
+
+
+def mpra_dataset(screen, model, path: str = "<screen>", readout: str | None = None,
+                 seq_len: int | None = None) -> PerturbationDataset:
     """Build the MPRA pairs of a screen for a model.
 
-    Each element is centred in an input of ``model.seq_len`` bp, padded with N; each
-    variant is applied to the element before padding.
+    Each element is centred in an input of ``seq_len`` bp (default ``model.seq_len``), padded
+    with N; each variant is applied to the element before padding. MPRA constructs are
+    episomal, so the padding carries no genomic context: an input just longer than the
+    model's receptive field around the element gives the same kind of prediction at a fraction
+    of the cost (a 600-bp element in Enformer's 196,608-bp input is 0.3% of it).
     """
-    seq_len = model.seq_len
     sequences = screen.uns["element_sequences"]
     elements = sorted(screen.obs["element"].astype(str).unique())
+    if seq_len is None:
+        seq_len = model.seq_len
+    else:
+        check_input_length(model, int(seq_len), max(len(sequences[e]) for e in elements), path)
     ref_codes, offsets, windows = [], {}, {}
     for element in elements:
         seq = sequences[element]
@@ -347,13 +409,18 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
 
 def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
                    path: str = "<screen>", readout: str | None = None, pairwise_alpha: float = 0.5,
-                   max_items: int | None = None):
+                   max_items: int | None = None, mpra_seq_len: int | None = None):
     """The perturbation dataset of any supported screen (a PersonalDataset for personal genomes,
     a :class:`~genocl_plugin.tracks.TracksDataset` for coverage tracks).
 
     ``readout`` is ``--readout-tracks`` (see :func:`readout_tracks`); ``max_items`` subsamples
-    the crops of a tracks screen (other screens are subsampled by row in ``prepare_screen``).
+    the crops of a tracks screen (other screens are subsampled by row in ``prepare_screen``);
+    ``mpra_seq_len`` is ``--mpra-input-length`` (MPRA only: the other assays need the genome
+    around the element).
     """
+    if mpra_seq_len is not None and screen.uns["assay"] != "mpra":
+        raise input_error(path, "uns['assay']", f"is {screen.uns['assay']!r}; --mpra-input-length applies to MPRA "
+                          "screens only", "leave --mpra-input-length out")
     if screen.uns["assay"] == "tracks":
         from genocl_plugin.tracks import tracks_dataset
 
@@ -361,7 +428,7 @@ def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
     if screen.uns["assay"] == "personal":
         return personal_dataset(screen, model, alpha=pairwise_alpha, path=path, readout=readout)
     if screen.uns["assay"] == "mpra":
-        return mpra_dataset(screen, model, path=path, readout=readout)
+        return mpra_dataset(screen, model, path=path, readout=readout, seq_len=mpra_seq_len)
     return crispri_dataset(screen, model, silencing=silencing, seed=seed, readout=readout, path=path)
 
 

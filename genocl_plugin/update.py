@@ -179,7 +179,10 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     callbacks = (None if config.strategy.strip() == "auto"
                  else resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params))
     if config.data:
-        screens.read_screen(config.data)
+        assay = screens.read_screen(config.data).uns["assay"]
+        if config.mpra_input_length is not None and assay != "mpra":
+            raise input_error(config.data, "uns['assay']", f"is {assay!r}; --mpra-input-length applies to MPRA "
+                              "screens only", "leave --mpra-input-length out")
     model = load_model(config.model)
     if callbacks is None:
         config = replace(config, strategy=resolve_auto_strategy(config.strategy, model))
@@ -210,7 +213,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     limits = {"train": config.max_train, "test": config.max_eval, "id": config.max_eval}
     datasets = {key: objectives.screen_dataset(part, model, config.silencing, config.seed, path=str(screen_path),
                                                readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha,
-                                               max_items=limits[key])
+                                               max_items=limits[key], mpra_seq_len=config.mpra_input_length)
                 for key, part in (("train", train), ("test", test), ("id", test_id)) if key != "id" or part.n_obs}
     train_set, test_set, id_set = datasets["train"], datasets["test"], datasets.get("id")
     is_tracks = getattr(train_set, "kind", None) == "tracks"

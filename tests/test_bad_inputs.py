@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from genocl_cli.main import main
 
 DATA = Path(__file__).parent / "data"
+BUNDLED = Path(__file__).parents[1] / "genocl_plugin" / "bundled"
 KIRCHER_TSV = DATA / "kircher2019_elements_subset.tsv.gz"
 KIRCHER_FA = DATA / "kircher2019_elements_subset_GRCh38.fa"
 ENGREITZ_TSV = DATA / "engreitz_K562_subset.GRCh38.tsv.gz"
@@ -172,6 +173,7 @@ _UPDATE_BAD = {
     "silencing bogus": (["--silencing", "bogus"], "--silencing"),
     "replay-policy bogus": (["--replay-policy", "bogus"], "--replay-policy"),
     "unknown option": (["--epoch", "2"], "--epoch"),
+    "mpra-input-length 0": (["--mpra-input-length", "0"], "--mpra-input-length"),
 }
 for _name, (_args, *_expected) in _UPDATE_BAD.items():
     _opt("option", f"update {_name}", ["update", *_args], *_expected)
@@ -302,6 +304,18 @@ CASES["screen/validate a directory"] = lambda tmp, shared: (
 CASES["screen/validate not h5ad"] = lambda tmp, shared: (
     (tmp / "s.h5ad").write_text("gene\teffect\n") and ["screen", "validate", str(tmp / "s.h5ad")],
     ("s.h5ad", "not a readable .h5ad"))
+# --mpra-input-length against the tiny model (352 bp in, 48 bp trimmed each side) and 20-bp elements
+for _name, (_length, *_expected) in {
+    "too short for any output": ("96", "--mpra-input-length", "no output positions"),
+    "output misses the element": ("112", "mpra.h5ad", "uns['element_sequences']", "does not fit"),
+}.items():
+    CASES[f"screen/update --mpra-input-length {_name}"] = (lambda length, expected: lambda tmp, shared: (
+        ["update", "--model", str(shared["model"]), "--strategy", "finetune", "--data", str(shared["screen"]),
+         "--mpra-input-length", length, "--out", str(tmp / "run")], expected))(_length, _expected)
+CASES["screen/update --mpra-input-length on a CRISPRi screen"] = lambda tmp, shared: (
+    ["update", "--model", str(shared["model"]), "--strategy", "finetune",
+     "--data", str(shutil.copy(BUNDLED / "crispri_example.h5ad", tmp / "crispri.h5ad")), "--mpra-input-length", "256",
+     "--out", str(tmp / "run")], ("crispri.h5ad", "uns['assay']", "MPRA screens only"))
 CASES["screen/update --data missing"] = lambda tmp, shared: (
     ["update", "--model", "procapnet", "--strategy", "finetune", "--data", str(tmp / "no.h5ad"),
      "--out", str(tmp / "run")], ("no.h5ad", "not found"))

@@ -136,3 +136,22 @@ def test_metrics_json_is_sealed_and_an_edit_is_refused(tmp_path):
     (run / "metrics.json").write_text(text)
     with pytest.raises(GenoclInputError, match="config_sha256: does not match"):
         ev.read_run_metrics(run)
+
+
+def test_evaluate_reproduces_a_run_with_mpra_input_length(tmp_path):
+    # 800-bp model, 704-bp output; the promoters (<= 600 bp) are scored in a 704-bp input
+    torch.manual_seed(0)
+    base = build_model("procapnet", seq_len=800, task_names=BUNDLED_STRANDS,
+                       model_params={"n_filters": 8, "n_layers": 3, "trimming": 48})
+    base_dir = save_model(base, tmp_path / "base")
+    run = tmp_path / "run"
+    out = run_update(UpdateConfig(model=str(base_dir), data=str(reference.BUNDLED / "mpra_promoters.h5ad"),
+                                  strategy="finetune", max_train=32, max_eval=16, retention_crops=4, lr=1e-2,
+                                  mpra_input_length=704), run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["config"]["mpra_input_length"] == 704
+    dataset = ev.screen_task(run, base)
+    assert {len(r) for r in dataset.refs} == {704}
+    (scored,) = ev.evaluate_runs([run], max_crops=4)["runs"]
+    assert scored["matrix"][1][1] == pytest.approx(out["report"]["new_task"]["after"]["pearson"], abs=1e-5)
+    assert scored["matrix"][0][1] == pytest.approx(out["report"]["new_task"]["before"]["pearson"], abs=1e-5)

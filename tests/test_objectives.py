@@ -190,3 +190,40 @@ def test_update_steps_on_screens_run_without_dropout_also_under_checkpointing():
     model.on_train_batch_start({"kind": "tracks", "target": torch.zeros(1)}, 0)
     assert all(m.training for m in dropout)
     model.on_train_batch_end(None, {}, 0)
+
+
+def test_mpra_input_length_centres_element_in_shorter_input():
+    element = "ACGTAACCGGTTAAAC"
+    screen = _mpra_screen(element, [(0, "A", "C", 0.0), (1, "C", "A", 0.0)])
+    model = CountAModel()
+    full = objectives.mpra_dataset(screen, model)
+    short = objectives.mpra_dataset(screen, model, seq_len=32)
+    assert len(short.refs[0]) == 32 and len(full.refs[0]) == 64
+    ref = reference.codes_to_seq(short.refs[0])
+    offset = (32 - len(element)) // 2
+    assert ref[offset : offset + len(element)] == element and set(ref.replace(element, "")) == {"N"}
+    # the readout window is the element's output positions in the shorter input
+    assert (short.lo[0], short.hi[0]) == (offset, offset + len(element))
+    # CountAModel's effect does not depend on the N padding, so both inputs agree
+    effects = [objectives.predicted_effects(model, objectives.collate_perturbations([d[i] for i in range(len(d))]))
+               for d in (full, short)]
+    np.testing.assert_allclose(effects[0].numpy(), effects[1].numpy(), rtol=1e-6)
+
+
+class FixedOutputModel(CountAModel):
+    """Crops its output to 8 bins of 8 bp whatever the input (like enformer-pytorch's target_length)."""
+
+    bin_size = 8
+
+    def output_length(self, seq_len: int) -> int:
+        return 8
+
+
+def test_mpra_input_length_refusals():
+    screen = _mpra_screen("ACGTAACCGGTTAAAC", [(0, "A", "C", 0.0)])
+    with pytest.raises(Exception, match="fit the 8-bp output"):
+        objectives.mpra_dataset(screen, CountAModel(), seq_len=8)  # output 8 bp < 16-bp element
+    with pytest.raises(Exception, match="too short for this model"):
+        objectives.mpra_dataset(screen, FixedOutputModel(), seq_len=32)  # needs 64 bp of input
+    with pytest.raises(Exception, match="multiple of the model's 8-bp"):
+        objectives.mpra_dataset(screen, FixedOutputModel(), seq_len=36)
