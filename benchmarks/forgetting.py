@@ -128,6 +128,11 @@ def base_settings(settings: dict, base: str | None) -> dict:
     return {**settings, **settings.get("per_base", {}).get(base or "", {})}
 
 
+# The parents' predictions on each held-out split, shared by the strategies updating one parent on
+# one split (keyed by weights digest and dataset content, so nothing else can hit).
+PARENT_PREDICTIONS: dict = {}
+
+
 def update(model: str, data: Path, strategy: str, seed: int, out: Path, settings: dict,
            params: dict | None = None) -> dict:
     """One ``genocl update`` run; returns its wall time and metrics.json.
@@ -142,7 +147,7 @@ def update(model: str, data: Path, strategy: str, seed: int, out: Path, settings
                           retention_crops=settings["retention_crops"], strategy_params=dict(params or {}),
                           head_lr=settings.get("head_lr"), mpra_input_length=settings.get("mpra_input_length"))
     start = time.perf_counter()
-    run_update(config, out, force=True)
+    run_update(config, out, force=True, parent_predictions=PARENT_PREDICTIONS)
     return {"seconds": time.perf_counter() - start, "metrics": json.loads((out / "metrics.json").read_text())}
 
 

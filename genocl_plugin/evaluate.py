@@ -653,6 +653,10 @@ def run_reference_set(run_dir: str | Path, model):
         return None
 
 
+# The run settings that define its reference set (``run_reference_set``).
+REFERENCE_FIELDS = ("reference_fasta", "reference_regions", "reference_tracks", "reference_holdout_chroms")
+
+
 def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
     """Accuracy matrices, transfer, forgetting and drift for one or more run sequences.
 
@@ -681,7 +685,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         else as agreement with the base model's predictions (drift Pearson; 1 for the base).
     """
     from genocl_plugin.models import load_model
-    from genocl_plugin.objectives import predict_screen_effects
+    from genocl_plugin.objectives import dataset_fingerprint, predict_screen_effects
 
     say = progress or (lambda _msg: None)
     models: dict[str, object] = {}
@@ -695,14 +699,23 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
             models[spec] = load_model(spec)
         return models[spec]
 
-    ref_sets: dict[str, object] = {}
+    ref_sets: dict[tuple, object] = {}
+
+    def reference_key(chain) -> tuple:
+        # runs of one base with the same --reference-* settings share the reference set, so the
+        # base's predictions on it are computed once (several strategies from one parent)
+        if len(chain) < 2:
+            return (chain[0], "")
+        config = read_run_metrics(chain[1]).get("config", {})
+        return (chain[0], json.dumps([config.get(k) for k in REFERENCE_FIELDS]))
 
     def ref_scores(spec, chain):
-        key = (spec, chain[0], chain[1] if len(chain) > 1 else "")
+        ref_key = reference_key(chain)
+        key = (spec, *ref_key)
         if key not in ref_cache:
-            if chain[0] not in ref_sets:
-                ref_sets[chain[0]] = (run_reference_set(chain[1], get_model(chain[0])) if len(chain) > 1 else None)
-            ref_set = ref_sets[chain[0]]
+            if ref_key not in ref_sets:
+                ref_sets[ref_key] = (run_reference_set(chain[1], get_model(chain[0])) if len(chain) > 1 else None)
+            ref_set = ref_sets[ref_key]
             model = get_model(spec)
             if ref_set is None:
                 ref_cache[key] = (None, None, {"pearson": float("nan"), "per_track": []})
@@ -718,6 +731,8 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
                 ref_cache[key] = (pred, target, scores)
         return ref_cache[key]
 
+    by_content: dict[tuple[str, str], tuple] = {}
+
     def screen(spec, run):
         key = (spec, str(run))
         if key not in screen_cache:
@@ -729,11 +744,18 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
                 screen_cache[key] = tracks_metrics(predict_tracks(model, dataset), dataset_targets(dataset))["pearson"]
                 xind_cache[key] = None
                 return screen_cache[key]
+            # runs holding out the same perturbations (several strategies on one split) share
+            # a model's score on them
+            content = (spec, dataset_fingerprint(dataset), tuple(np.asarray(dataset.effect, dtype=float).round(9)))
+            if content[1] is not None and content in by_content:
+                screen_cache[key], xind_cache[key] = by_content[content]
+                return screen_cache[key]
             predicted = predict_screen_effects(model, dataset)
             screen_cache[key] = pearson(predicted, dataset.effect)
             # personal-genome screens: also the per-gene correlation across individuals
             xind_cache[key] = (cross_individual_metrics(predicted, dataset.effect, dataset.groups)
                                if hasattr(dataset, "individuals") else None)
+            by_content[content] = (screen_cache[key], xind_cache[key])
         return screen_cache[key]
 
     results = []

@@ -18,6 +18,7 @@ The model's ``forward(x, logits=True)`` is log coverage, so an activity is a ``l
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -211,6 +212,26 @@ class PerturbationDataset(Dataset):
         return {"ref_id": int(self.ref_index[i]), "ref": self.refs[self.ref_index[i]],
                 "alt": self.alts[i], "lo": int(self.lo[i]), "hi": int(self.hi[i]),
                 "effect": float(self.effect[i]), "track_mask": self.track_mask}
+
+
+def dataset_fingerprint(dataset) -> str | None:
+    """Content hash of a perturbation dataset (or a Subset of one); None for other kinds.
+
+    Covers the sequences, readout windows and readout tracks -- everything a model's predicted
+    effects depend on -- so two datasets with the same fingerprint get the same predictions
+    from the same weights (``run_update(parent_predictions=...)`` shares them that way).
+    """
+    indices = None
+    if isinstance(dataset, torch.utils.data.Subset):
+        dataset, indices = dataset.dataset, np.asarray(dataset.indices)
+    if not isinstance(dataset, PerturbationDataset):
+        return None
+    digest = hashlib.sha1()
+    for array in (*dataset.refs, *dataset.alts, dataset.ref_index, dataset.lo, dataset.hi,
+                  dataset.track_mask.numpy(), indices if indices is not None else np.zeros(0)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
 
 
 def collate_perturbations(items: list[dict]) -> dict:

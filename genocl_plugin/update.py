@@ -140,9 +140,22 @@ def _launched_by_lightning() -> bool:
     return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-1 of a model's parameters and buffers (names, shapes, values)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False,
                trainer_kwargs: dict | None = None, checkpoint_every: int | None = None,
-               resume_run: bool = False) -> dict:
+               resume_run: bool = False, parent_predictions: dict | None = None) -> dict:
     """Update a model on a screen; write ``model/``, ``metrics.json``, ``report.png``.
 
     Parameters
@@ -159,6 +172,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         Save the training state every N optimiser steps in ``.<out>.partial/`` (resumable).
     resume_run
         Continue the interrupted run whose state is in ``.<out>.partial/``.
+    parent_predictions
+        A dict shared by several updates of one parent (a benchmark running each strategy on the
+        same split): the parent's predictions on the held-out and fit sets are stored in it and
+        reused, keyed by a digest of the parent's weights and each dataset's content
+        (:func:`~genocl_plugin.objectives.dataset_fingerprint`), so a different parent or split
+        never hits. None: no sharing.
 
     Returns
     -------
@@ -225,9 +244,20 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         len(train_set), min(len(train_set), TRAIN_FIT_ROWS), replace=False))
     fit_set = torch.utils.data.Subset(train_set, fit_idx)
     predict = tracks.predict_tracks if is_tracks else predict_screen_effects
-    before_test = predict(base, test_set, eval_batch)
-    before_train = predict(base, fit_set, eval_batch)
-    before_id = predict(base, id_set, eval_batch) if id_set is not None else None
+    weights = weights_digest(base) if parent_predictions is not None else None
+
+    def predict_parent(dataset):
+        key = (weights, objectives.dataset_fingerprint(dataset)) if weights else None
+        if key is None or key[1] is None or key not in parent_predictions:
+            pred = predict(base, dataset, eval_batch)
+            if key is not None and key[1] is not None:
+                parent_predictions[key] = pred
+            return pred
+        return parent_predictions[key].copy()
+
+    before_test = predict_parent(test_set)
+    before_train = predict_parent(fit_set)
+    before_id = predict_parent(id_set) if id_set is not None else None
 
     partial = resume.partial_dir(out) if (checkpoint_every or resume_from) else None
     train_on_screen(model, train_set, config, callbacks, trainer_kwargs, checkpoint_dir=partial,

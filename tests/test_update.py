@@ -139,3 +139,43 @@ def test_auto_strategy_resolves_per_architecture(tiny_procapnet_dir, tmp_path):
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert saved["config"]["strategy"] == AUTO_STRATEGY["procapnet"]
     assert saved["lineage"][-1]["strategy"] == AUTO_STRATEGY["procapnet"]
+
+
+def test_parent_predictions_are_shared_between_updates_of_one_split(tiny_procapnet_dir, tmp_path, monkeypatch):
+    from genocl_plugin import evaluate as ev
+    from genocl_plugin import objectives
+    from genocl_plugin import update as update_module
+
+    calls = []
+    real = objectives.predict_screen_effects
+
+    def counting(model, dataset, *args, **kwargs):
+        calls.append(len(dataset))
+        return real(model, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(update_module, "predict_screen_effects", counting)
+    cache: dict = {}
+    first = run_update(_config(tiny_procapnet_dir, lr=1e-2), tmp_path / "ft", parent_predictions=cache)
+    n_first = len(calls)  # parent and updated model on the held-out, fit and in-distribution sets
+    assert n_first == 6 and len(cache) == 3
+    second = run_update(_config(tiny_procapnet_dir, lr=1e-2, strategy="l2sp"), tmp_path / "l2sp",
+                        parent_predictions=cache)
+    assert len(calls) - n_first == 3  # only the updated model predicts
+    a, b = first["report"]["new_task"], second["report"]["new_task"]
+    assert a["before"] == b["before"] and a["in_distribution"]["before"] == b["in_distribution"]["before"]
+    # another seed holds out other perturbations: no sharing
+    run_update(_config(tiny_procapnet_dir, lr=1e-2, seed=1), tmp_path / "seed1", parent_predictions=cache)
+    assert len(calls) - n_first == 9 and len(cache) == 6
+    # and without the cache the parent's numbers are the same as with it
+    plain = run_update(_config(tiny_procapnet_dir, lr=1e-2, strategy="l2sp"), tmp_path / "plain")
+    assert plain["report"]["new_task"]["before"] == b["before"]
+
+    # evaluate_runs scores the shared parent once on the shared split, and its numbers still
+    # match each run's own
+    monkeypatch.setattr(objectives, "predict_screen_effects", counting)
+    before = len(calls)
+    result = ev.evaluate_runs([tmp_path / "ft", tmp_path / "l2sp"], max_crops=4)
+    assert len(calls) - before == 3  # parent once, each updated model once
+    for run, report in zip(result["runs"], (first, second), strict=True):
+        assert run["matrix"][0][1] == pytest.approx(report["report"]["new_task"]["before"]["pearson"], abs=1e-5)
+        assert run["matrix"][1][1] == pytest.approx(report["report"]["new_task"]["after"]["pearson"], abs=1e-5)
