@@ -479,10 +479,25 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
                                                        "strategies": strategies}
         by_spec = {v["strategy"]: v for v in strategies.values()}
         pick, why = choose_auto_strategy(by_spec)
-        out["auto"][base] = {"strategy": pick, "reason": why, "mode": report["mode"], "commit": report.get("commit")}
+        out["auto"][base] = {"strategy": pick, "reason": why, "mode": report["mode"], "commit": report.get("commit"),
+                             "evidence": auto_evidence(b, strategies)}
     if (report.get("chain") or {}).get("runs"):
         out["scenarios"][CHAIN_SCENARIO] = chain_summary(report["chain"])
     return out
+
+
+def auto_evidence(base_report: dict, strategies: dict) -> dict:
+    """What ``genocl update`` prints after fine-tuning: each strategy's paired differences from it."""
+    params = {}
+    for row in base_report["rows"]:
+        params.setdefault(row["label"], row.get("params") or {})
+    keys = ("gain_in_distribution_vs_finetune", "retention_vs_finetune", "drift_vs_finetune")
+    ft = strategies.get("finetune", {})
+    return {"model": base_report["name"], "n_seeds": ft.get("n_seeds"),
+            "finetune": {k: ft.get(k) for k in ("gain_in_distribution", "retention", "drift")},
+            "strategies": {label: {"strategy": item["strategy"], "params": params.get(label, {}),
+                                   **{k: item[k] for k in keys if k in item}}
+                           for label, item in strategies.items() if label != "finetune"}}
 
 
 def write_auto_strategy(summary: dict, path: Path | None = None) -> Path:
@@ -576,7 +591,8 @@ def main() -> None:
     parser.add_argument("--ood-only", action="store_true",
                         help="Only (re)run the Kircher VCF check on the runs of a finished study in --workdir.")
     parser.add_argument("--render-only", action="store_true",
-                        help="Only rewrite docs/results.md from the saved JSON (no computation).")
+                        help="Only rewrite docs/results.md, summary.json and auto's evidence from the saved JSON "
+                             "(no computation).")
     parser.add_argument("--note", action="append", default=[],
                         help="With --render-only: add this note (e.g. a later fix the runs predate) to the saved "
                              "JSON's notes, shown under the commit in results.md.")
@@ -621,7 +637,12 @@ def main() -> None:
         report = json.loads((plots / f"forgetting_{mode}.json").read_text())
         if args.note:
             report["notes"] = [*report.get("notes", []), *args.note]
-            ev.write_json(report, plots / f"forgetting_{mode}.json")
+        # summary.json and auto's evidence are derived from the report alone: rebuilt with it
+        report["summary"] = build_summary(report, {"enformer": args.enformer, "procapnet": args.procapnet})
+        ev.write_json(report, plots / f"forgetting_{mode}.json")
+        ev.write_json(report["summary"], plots / "summary.json")
+        if report.get("complete") and results_dir.resolve() == (ROOT / "docs").resolve():
+            write_auto_strategy(report["summary"])
         (results_dir / "results.md").write_text(render(report))
         log(f"wrote {results_dir / 'results.md'}")
         return

@@ -304,6 +304,12 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             ref = retained["reference"]
             click.echo(f"reference set: {ref['name']} (retention on {retained.get('n_windows', ref['n_test'])} of "
                        f"{ref['n_test']} held-out windows of {ref['seq_len']:,} bp; targets: {ref['tracks']})")
+        if result["strategy"].strip() == "finetune" and not retained.get("not_measured"):
+            from genocl_plugin.stats import auto_evidence, format_evidence
+
+            evidence = auto_evidence(result.get("arch") or "")
+            if evidence:  # what a continual-learning strategy would have kept, from the benchmark
+                click.echo("\n" + "\n".join(format_evidence(evidence, retained.get("drift_pearson"))))
         click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
         if publish_name:
             from genocl_plugin.zoo import publish

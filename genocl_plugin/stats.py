@@ -98,3 +98,54 @@ def load_auto_strategy(path: str | Path = AUTO_FILE) -> dict[str, str]:
     if not path.exists():
         return {}
     return {arch: entry["strategy"] for arch, entry in json.loads(path.read_text()).items()}
+
+
+def auto_evidence(arch: str, path: str | Path | None = None) -> dict | None:
+    """The forgetting study's numbers behind ``auto`` for one architecture (None if not recorded).
+
+    ``{"reason", "mode", "commit", "n_seeds", "finetune": {...}, "strategies": {label: {"strategy",
+    "params", "gain_in_distribution_vs_finetune", "retention_vs_finetune", "drift_vs_finetune"}}}``
+    as ``benchmarks/forgetting.py`` writes it to ``auto_strategy.json``.
+    """
+    path = Path(path or AUTO_FILE)
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text()).get(arch) or {}
+    if not entry.get("evidence"):
+        return None
+    return {**entry["evidence"], "auto": entry.get("strategy"), "reason": entry.get("reason"),
+            "mode": entry.get("mode"), "commit": entry.get("commit")}
+
+
+def _interval(c: dict) -> str:
+    return f"{c['mean']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+
+
+def format_evidence(evidence: dict, drift_pearson: float | None = None) -> list[str]:
+    """Lines saying what fine-tuning forgot in this run and what the study's strategies kept instead.
+
+    Parameters
+    ----------
+    evidence
+        :func:`auto_evidence`.
+    drift_pearson
+        This run's Pearson of updated vs parent predictions on the reference windows.
+    """
+    lines = []
+    if drift_pearson is not None and np.isfinite(drift_pearson):
+        lines.append(f"what fine-tuning forgot: its predictions on the reference windows now follow the parent's "
+                     f"at r {drift_pearson:.2f} (drift 1 - r = {1 - drift_pearson:.2f}).")
+    lines.append(f"what the forgetting study measured instead ({evidence.get('n_seeds', '?')} seeds, "
+                 f"{evidence.get('model', 'the bundled model')}, paired with fine-tuning, mean [95% CI]; "
+                 "docs/results.md):")
+    for label, item in evidence.get("strategies", {}).items():
+        params = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                           for k, v in (item.get("params") or {}).items())
+        parts = [f"{name} {_interval(item[key])}" for name, key in (
+            ("drift", "drift_vs_finetune"), ("retention", "retention_vs_finetune"),
+            ("in-distribution gain", "gain_in_distribution_vs_finetune")) if item.get(key)]
+        lines.append(f"  --strategy {item.get('strategy', label)}{f' ({params})' if params else ''}: "
+                     + ", ".join(parts))
+    if evidence.get("reason"):
+        lines.append(f"  --strategy auto runs {evidence.get('auto', 'finetune')}: {evidence['reason']}.")
+    return lines

@@ -346,7 +346,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         if per_track is not None:
             _write_per_track(tmp / "retention_per_track.tsv", ref.track_names, per_track)
     resume.remove_partial(out)
-    return {"report": report, "run": out, "strategy": config.strategy}
+    return {"report": report, "run": out, "strategy": config.strategy, "arch": model.data_params.get("arch")}
 
 
 def track_head(names, model, callbacks: list, config: UpdateConfig, path) -> tuple[list, UpdateConfig]:

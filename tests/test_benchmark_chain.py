@@ -65,3 +65,27 @@ def test_chain_rendering_shows_every_strategy_and_the_missing_base_score():
     assert text.count("| finetune |") == 2 and text.count("| replay |") == 2
     assert "| base | 0.200 | — |" in text  # the base model has no mouse tracks
     assert "accuracy_matrix.png" in text
+
+
+def test_auto_evidence_round_trips_to_what_update_prints(tmp_path):
+    from genocl_plugin import stats
+
+    ci = lambda m: {"mean": m, "ci_low": m - 0.1, "ci_high": m + 0.1, "sd": 0.05, "n": 5}  # noqa: E731
+    strategies = {"finetune": {"strategy": "finetune", "n_seeds": 5, "gain_in_distribution": ci(0.15),
+                               "retention": ci(0.04), "drift": ci(0.86)},
+                  "l2sp": {"strategy": "l2sp", "n_seeds": 5, "gain_in_distribution_vs_finetune": ci(-0.05),
+                           "retention_vs_finetune": ci(-0.01), "drift_vs_finetune": ci(-0.34)}}
+    base = {"name": "enformer-mini", "rows": [{"label": "finetune", "params": {}, "seed": 0},
+                                              {"label": "l2sp", "params": {"l2sp_alpha": 1.0}, "seed": 0}]}
+    evidence = forgetting.auto_evidence(base, strategies)
+    assert evidence["strategies"]["l2sp"]["params"] == {"l2sp_alpha": 1.0}
+    assert evidence["strategies"]["l2sp"]["drift_vs_finetune"]["mean"] == -0.34
+    assert evidence["n_seeds"] == 5 and evidence["finetune"]["drift"]["mean"] == 0.86
+    path = forgetting.write_auto_strategy({"auto": {"enformer": {"strategy": "finetune", "reason": "why",
+                                                                 "evidence": evidence}}}, tmp_path / "auto.json")
+    back = stats.auto_evidence("enformer", path)
+    assert back["strategies"] == evidence["strategies"] and back["auto"] == "finetune"
+    lines = stats.format_evidence(back, drift_pearson=0.21)
+    assert "r 0.21 (drift 1 - r = 0.79)" in lines[0]
+    assert any("--strategy l2sp (l2sp_alpha 1): drift -0.34 [-0.44, -0.24]" in line for line in lines)
+    assert stats.load_auto_strategy(path) == {"enformer": "finetune"}

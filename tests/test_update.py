@@ -179,3 +179,36 @@ def test_parent_predictions_are_shared_between_updates_of_one_split(tiny_procapn
     for run, report in zip(result["runs"], (first, second), strict=True):
         assert run["matrix"][0][1] == pytest.approx(report["report"]["new_task"]["before"]["pearson"], abs=1e-5)
         assert run["matrix"][1][1] == pytest.approx(report["report"]["new_task"]["after"]["pearson"], abs=1e-5)
+
+
+def _evidence_file(path):
+    ci = lambda m, lo, hi: {"mean": m, "ci_low": lo, "ci_high": hi}  # noqa: E731
+    path.write_text(json.dumps({"procapnet": {
+        "strategy": "finetune", "reason": "no strategy keeps in-distribution gain within 5% of fine-tuning's",
+        "mode": "full", "commit": "abc",
+        "evidence": {"model": "procapnet-mini", "n_seeds": 5, "finetune": {},
+                     "strategies": {"replay": {"strategy": "replay", "params": {"replay_ratio": 0.25},
+                                               "drift_vs_finetune": ci(-0.2, -0.37, -0.04),
+                                               "retention_vs_finetune": ci(0.002, -0.037, 0.041),
+                                               "gain_in_distribution_vs_finetune": ci(-0.066, -0.22, 0.088)}}}}}))
+    return path
+
+
+def test_finetune_prints_what_the_study_says_strategies_would_have_kept(tiny_procapnet_dir, tmp_path, monkeypatch):
+    from genocl_cli.main import main
+    from genocl_plugin import stats
+
+    monkeypatch.setattr(stats, "AUTO_FILE", _evidence_file(tmp_path / "auto.json"))
+    base = ["update", "--model", str(tiny_procapnet_dir), "--max-train", "16", "--max-eval", "8",
+            "--retention-crops", "2"]
+    result = CliRunner().invoke(main, [*base, "--strategy", "finetune", "--out", str(tmp_path / "ft")])
+    assert result.exit_code == 0, result.output
+    drift = json.loads((tmp_path / "ft" / "metrics.json").read_text())["retention"]["drift_pearson"]
+    assert f"now follow the parent's at r {drift:.2f}" in result.output
+    assert ("--strategy replay (replay_ratio 0.25): drift -0.20 [-0.37, -0.04], retention +0.00 [-0.04, +0.04], "
+            "in-distribution gain -0.07 [-0.22, +0.09]") in result.output
+    assert "5 seeds, procapnet-mini" in result.output and "--strategy auto runs finetune: no strategy" in result.output
+    # another strategy's run, or an architecture without recorded evidence, prints none of it
+    other = CliRunner().invoke(main, [*base, "--strategy", "l2sp", "--out", str(tmp_path / "l2sp")])
+    assert other.exit_code == 0 and "what fine-tuning forgot" not in other.output
+    assert stats.auto_evidence("enformer") is None
