@@ -227,3 +227,33 @@ def test_mpra_input_length_refusals():
         objectives.mpra_dataset(screen, FixedOutputModel(), seq_len=32)  # needs 64 bp of input
     with pytest.raises(Exception, match="multiple of the model's 8-bp"):
         objectives.mpra_dataset(screen, FixedOutputModel(), seq_len=36)
+
+
+def test_mpra_input_length_at_real_enformer_geometry():
+    """gReLU Enformer geometry (128-bp bins, 320 bins cropped per side; reduced width): the
+    shortest input is 81,920 bp plus the element, and the element's readout window sits in the
+    output of the shorter input."""
+    import anndata
+
+    from genocl_plugin.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("enformer", task_names=["CAGE:a", "DNASE:b"], seq_len=196_608,
+                        model_params={"n_tasks": 2, "n_conv": 7, "channels": 384, "n_transformers": 1, "n_heads": 2,
+                                      "key_len": 8, "crop_len": 320, "final_pool_func": None})
+    screen = anndata.read_h5ad(reference.BUNDLED / "mpra_enhancers.h5ad")[:6].copy()
+    with pytest.raises(Exception, match="no output positions"):
+        objectives.mpra_dataset(screen, model, seq_len=81_920)
+    with pytest.raises(Exception, match="does not fit the 512-bp output"):
+        objectives.mpra_dataset(screen, model, seq_len=82_432)  # 4 output bins
+    ds = objectives.mpra_dataset(screen, model, seq_len=90_112)  # 64 output bins = 8,192 bp
+    assert {len(r) for r in ds.refs} == {90_112}
+    element = len(screen.uns["element_sequences"][screen.obs["element"].iloc[0]])
+    lo, hi = int(ds.lo[0]), int(ds.hi[0])
+    # the element is centred: its output bins are the middle ones of the 64
+    assert 0 < lo < hi < 64 and lo + hi in (63, 64, 65) and (hi - lo) * 128 >= element
+    model.eval()
+    batch = objectives.collate_perturbations([ds[0], ds[1]])
+    with torch.no_grad():
+        effects = objectives.predicted_effects(model, batch)
+    assert effects.shape == (2,) and torch.isfinite(effects).all()
