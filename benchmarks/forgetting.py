@@ -24,7 +24,7 @@ commit), ``docs/results/*.png`` and ``docs/results/forgetting.json`` (every numb
 
 Usage::
 
-    python benchmarks/forgetting.py            # full study: (a) 5 seeds 69 min + (c) 3 seeds 35 min on 2 cores
+    python benchmarks/forgetting.py            # full study: (a) 5 seeds 31 min + (c) 3 seeds 19 min on 2 cores
     python benchmarks/forgetting.py --quick    # CI-sized run
     python benchmarks/forgetting.py --ood-only # redo only the VCF check on a finished study
     python benchmarks/forgetting.py --reevaluate  # re-score a finished study's runs (eval_crops), then the VCF check
@@ -56,7 +56,8 @@ SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 
 # Scenario (c): the mouse head trains on crops of the 28 mm10 training windows (the new head at
 # lr 1e-2: it starts from random weights), the MPRA tasks as in scenario (a) but smaller. Sized
-# for the CPU: one chain of 3 updates costs ~5 min here, scoring it on every task ~2 min.
+# for the CPU: one chain of 3 updates costs ~2 min here, scoring it on every task ~25 s; 3 seeds
+# keep the full study under 60 min (50.7; 5 seeds would add ~13 min).
 CHAIN = {"seeds": [0, 1, 2], "labels": ["finetune", "replay", "l2sp"],
          "tracks": {"max_train": 192, "max_eval": 64, "epochs": 1, "head_lr": 1e-2},
          "mpra": {"max_train": 128, "max_eval": 64}}
@@ -64,16 +65,19 @@ CHAIN = {"seeds": [0, 1, 2], "labels": ["finetune", "replay", "l2sp"],
 SETTINGS = {
     # retention_crops: the reference crops each update scores for its own metrics.json (not used
     # here); eval_crops: the crops every model is re-scored on for the tables (same crops for all).
-    # full: an enformer-mini update on 512 perturbations (1 epoch, 32 steps at lr 3e-4) costs ~3.5
-    # min on this 2-core CPU, so 5 seeds x 3 strategies + a 5-run grid took 69 min and scenario (c)
-    # 35 min (2026-11-30). The update size was picked after the dropout fix (d690ef9) from three fine-tuning
-    # pilots on seeds 0-2 (docs/results/pilot_dropout_fix_2026-11-30.jsonl): 256 perturbations at lr
-    # 1e-4 gained +0.04 in distribution on average, 256 at lr 1e-3 +0.02 (OOD +0.11, drift r 0.2),
-    # 512 at lr 3e-4 +0.17 (all three positive). Seeds 0-2 of fine-tuning's gain are therefore
-    # selected; seeds 3-4 are not, and the setting is the same for every strategy.
+    # full: an enformer-mini update on 512 perturbations (1 epoch, 32 steps at lr 3e-4) at 2,048-bp
+    # MPRA inputs costs 62-109 s on this 2-core CPU (with the parent's predictions shared between
+    # strategies), so 5 seeds x 3 strategies + a 5-run grid took 31 min and scenario (c) 19 min:
+    # 50.7 min in all (2026-11-30; at 4,096 bp it was 104 min). The update size was picked after
+    # the dropout fix (d690ef9) from three fine-tuning pilots on seeds 0-2
+    # (docs/results/pilot_dropout_fix_2026-11-30.jsonl): 256 perturbations at lr 1e-4 gained +0.04
+    # in distribution on average, 256 at lr 1e-3 +0.02 (OOD +0.11, drift r 0.2), 512 at lr 3e-4
+    # +0.17 (all three positive). Seeds 0-2 of fine-tuning's gain are therefore selected; seeds
+    # 3-4 are not, and the setting is the same for every strategy.
     # procapnet-mini did not learn the promoter screen even from 2,000 perturbations x 3 epochs
-    # (in-distribution Pearson 0.054 -> 0.008), so it is not in the full study; --bases procapnet
-    # runs it with the same settings.
+    # (in-distribution Pearson 0.054 -> 0.008; again 2026-11-30 at lr 1e-3: 0.088 -> 0.014 while its
+    # retention fell 0.41 -> 0.05), so it is not in the full study; --bases procapnet runs it with
+    # the same settings.
     # MPRA elements (<= 601 bp) are centred in 2,048 bp (--mpra-input-length) instead of the mini's
     # 4,096: the rest is N padding either way, and an update costs about half (pilot on seeds 0-2,
     # 2026-11-30: fine-tuning gained +0.32, +0.12 and +0.07 in distribution at 2,048 bp,
