@@ -404,8 +404,10 @@ def render_chain(c: dict, seconds: float | None = None) -> list[str]:
              "max_{i<T}(R[i,j]) − R[T,j]. Mean [95% CI] over seeds; Δ: paired difference from fine-tuning."
              + (f" Wall time {seconds / 60:.1f} min." if seconds else ""), "",
              *([f"Command: `{c['command']}` (commit `{c.get('commit')}`)"
-                + "".join(f"; {', '.join(r['labels'])} rerun by `{r['command']}` (commit `{r['commit']}`, "
-                          f"{r['seconds'] / 60:.1f} min)" for r in c.get("reruns", [])) + ".", ""]
+                + "".join(f"; {', '.join(r['labels'])}"
+                          + (f" seeds {', '.join(map(str, r['seeds']))}" if r.get("seeds") else "")
+                          + f" run by `{r['command']}` (commit `{r['commit']}`, {r['seconds'] / 60:.1f} min)"
+                          for r in c.get("reruns", [])) + ".", ""]
                if c.get("command") else []),
              "| strategy | final T0 (human) | final T1 (mouse) | final T2 | final T3 | BWT | FWT | "
              "Δ BWT vs FT | Δ final T0 vs FT | Δ final T1 vs FT |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -609,6 +611,9 @@ def main() -> None:
     parser.add_argument("--chain-labels", default=None,
                         help="With --chain-only: rerun only these strategy labels (comma-separated) and keep the "
                              "other strategies' chains of the saved study.")
+    parser.add_argument("--chain-seeds", default=None,
+                        help="With --chain-only: run only these seeds (comma-separated), added to (or replacing) "
+                             "the saved study's chains of those seeds.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine).")
     parser.add_argument("--lr", type=float, default=None, help="Override the update learning rate.")
     parser.add_argument("--epochs", type=int, default=None, help="Override the update epochs.")
@@ -658,21 +663,26 @@ def main() -> None:
         cs = dict(settings.get("chain", CHAIN))
         if args.chain_labels:
             cs["labels"] = args.chain_labels.split(",")
+        if args.chain_seeds:
+            cs["seeds"] = [int(x) for x in args.chain_seeds.split(",")]
         old = report.get("chain") or {}
         new = run_chain(args.enformer, singles, chosen_e, {**settings, "chain": cs}, work, Path(args.shared),
                         plots, log)
         new.update(command=" ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]]), commit=_commit())
-        if args.chain_labels and old.get("runs"):
-            # keep the other strategies' chains (scored on the same crops), replace these
+        if (args.chain_labels or args.chain_seeds) and old.get("runs"):
+            # keep the other chains (scored on the same crops), replace or add these labels x seeds
             kept = [(lab, sd, run) for lab, sd, run in zip(old["labels"], old["seeds"], old["runs"], strict=True)
-                    if lab not in cs["labels"]]
-            merged = kept + list(zip(new["labels"], new["seeds"], new["runs"], strict=True))
+                    if not (lab in cs["labels"] and sd in cs["seeds"])]
+            merged = sorted(kept + list(zip(new["labels"], new["seeds"], new["runs"], strict=True)),
+                            key=lambda m: (m[1], cs["labels"].index(m[0]) if m[0] in cs["labels"] else -1))
             new.update(labels=[m[0] for m in merged], seeds=[m[1] for m in merged], runs=[m[2] for m in merged],
                        params={**old.get("params", {}), **new["params"]},
-                       settings={**cs, "labels": list(dict.fromkeys(m[0] for m in merged))},
+                       settings={**cs, "labels": list(dict.fromkeys(m[0] for m in merged)),
+                                 "seeds": sorted({m[1] for m in merged})},
                        seconds=old.get("seconds", 0) + new["seconds"],
-                       reruns=[*old.get("reruns", []), {"labels": cs["labels"], "command": new["command"],
-                                                        "commit": new["commit"], "seconds": new["seconds"]}],
+                       reruns=[*old.get("reruns", []), {"labels": cs["labels"], "seeds": cs["seeds"],
+                                                        "command": new["command"], "commit": new["commit"],
+                                                        "seconds": new["seconds"]}],
                        command=old.get("command"), commit=old.get("commit"))
             names = [f"{lab} (seed {sd})" for lab, sd in zip(new["labels"], new["seeds"], strict=True)]
             ev.plot_evaluation({"runs": new["runs"]}, plots / "chain", labels=names)
