@@ -519,11 +519,9 @@ def write_auto_strategy(summary: dict, path: Path | None = None) -> Path:
 
 def _ci(c: dict | None, digits: int = 3) -> str:
     """``mean [low, high]`` of a mean_ci dict."""
-    if not c or c.get("mean") is None or not np.isfinite(c["mean"]):
-        return "n/a"
-    if not np.isfinite(c.get("ci_low", float("nan"))):
-        return f"{c['mean']:+.{digits}f}"
-    return f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
+    from genocl_plugin.stats import format_ci
+
+    return format_ci(c, digits)
 
 
 def render_summary(summary: dict) -> list[str]:

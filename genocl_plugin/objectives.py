@@ -259,6 +259,14 @@ def _output_window(model, seq_len: int, start: int, end: int) -> tuple[int, int]
     return lo, max(hi, lo + 1)
 
 
+def check_mpra_assay(assay: str, path: str = "<screen>") -> None:
+    """Refuse ``--mpra-input-length`` for a screen that is not an MPRA (the other assays need the
+    genome around the element)."""
+    if assay != "mpra":
+        raise input_error(path, "uns['assay']", f"is {assay!r}; --mpra-input-length applies to MPRA screens only",
+                          "leave --mpra-input-length out")
+
+
 def check_input_length(model, seq_len: int, longest: int, path: str = "<screen>") -> None:
     """Refuse an MPRA input length the model cannot take or whose output misses an element.
 
@@ -439,9 +447,8 @@ def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
     ``mpra_seq_len`` is ``--mpra-input-length`` (MPRA only: the other assays need the genome
     around the element).
     """
-    if mpra_seq_len is not None and screen.uns["assay"] != "mpra":
-        raise input_error(path, "uns['assay']", f"is {screen.uns['assay']!r}; --mpra-input-length applies to MPRA "
-                          "screens only", "leave --mpra-input-length out")
+    if mpra_seq_len is not None:
+        check_mpra_assay(screen.uns["assay"], path)
     if screen.uns["assay"] == "tracks":
         from genocl_plugin.tracks import tracks_dataset
 

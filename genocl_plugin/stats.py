@@ -117,8 +117,14 @@ def auto_evidence(arch: str, path: str | Path | None = None) -> dict | None:
             "mode": entry.get("mode"), "commit": entry.get("commit")}
 
 
-def _interval(c: dict) -> str:
-    return f"{c['mean']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+def format_ci(c: dict | None, digits: int = 3) -> str:
+    """``mean [low, high]`` of a :func:`mean_ci` dict (``n/a`` without a mean; the mean alone
+    without a finite interval)."""
+    if not c or c.get("mean") is None or not np.isfinite(c["mean"]):
+        return "n/a"
+    if not np.isfinite(c.get("ci_low", float("nan"))):
+        return f"{c['mean']:+.{digits}f}"
+    return f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
 
 
 def format_evidence(evidence: dict, drift_pearson: float | None = None) -> list[str]:
@@ -141,7 +147,7 @@ def format_evidence(evidence: dict, drift_pearson: float | None = None) -> list[
     for label, item in evidence.get("strategies", {}).items():
         params = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
                            for k, v in (item.get("params") or {}).items())
-        parts = [f"{name} {_interval(item[key])}" for name, key in (
+        parts = [f"{name} {format_ci(item[key], 2)}" for name, key in (
             ("drift", "drift_vs_finetune"), ("retention", "retention_vs_finetune"),
             ("in-distribution gain", "gain_in_distribution_vs_finetune")) if item.get(key)]
         lines.append(f"  --strategy {item.get('strategy', label)}{f' ({params})' if params else ''}: "

@@ -199,9 +199,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
                  else resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params))
     if config.data:
         assay = screens.read_screen(config.data).uns["assay"]
-        if config.mpra_input_length is not None and assay != "mpra":
-            raise input_error(config.data, "uns['assay']", f"is {assay!r}; --mpra-input-length applies to MPRA "
-                              "screens only", "leave --mpra-input-length out")
+        if config.mpra_input_length is not None:  # before the slow model load
+            objectives.check_mpra_assay(assay, config.data)
     model = load_model(config.model)
     if callbacks is None:
         config = replace(config, strategy=resolve_auto_strategy(config.strategy, model))
@@ -247,13 +246,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     weights = weights_digest(base) if parent_predictions is not None else None
 
     def predict_parent(dataset):
-        key = (weights, objectives.dataset_fingerprint(dataset)) if weights else None
-        if key is None or key[1] is None or key not in parent_predictions:
-            pred = predict(base, dataset, eval_batch)
-            if key is not None and key[1] is not None:
-                parent_predictions[key] = pred
-            return pred
-        return parent_predictions[key].copy()
+        fingerprint = objectives.dataset_fingerprint(dataset) if weights else None
+        if fingerprint is None:
+            return predict(base, dataset, eval_batch)
+        if (weights, fingerprint) not in parent_predictions:
+            parent_predictions[weights, fingerprint] = predict(base, dataset, eval_batch)
+        return parent_predictions[weights, fingerprint].copy()
 
     before_test = predict_parent(test_set)
     before_train = predict_parent(fit_set)

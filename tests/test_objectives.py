@@ -257,3 +257,29 @@ def test_mpra_input_length_at_real_enformer_geometry():
     with torch.no_grad():
         effects = objectives.predicted_effects(model, batch)
     assert effects.shape == (2,) and torch.isfinite(effects).all()
+
+
+def test_mpra_input_length_at_procapnet_geometry():
+    """ProCapNet geometry (2,114 bp in, 557 bp trimmed per side, 1,000 bp out; reduced width): the
+    promoters' longest element (600 bp) needs an input of at least 1,714 bp."""
+    import anndata
+
+    from genocl_plugin.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("procapnet", seq_len=2_114, task_names=["plus", "minus"],
+                        model_params={"n_filters": 8, "n_layers": 8, "trimming": 557})
+    assert model.output_length(2_114) == 1_000
+    screen = anndata.read_h5ad(reference.BUNDLED / "mpra_promoters.h5ad")
+    lengths = {e: len(seq) for e, seq in screen.uns["element_sequences"].items()}
+    longest = max(lengths, key=lengths.get)
+    assert lengths[longest] == 600
+    screen = screen[(screen.obs["element"].astype(str) == longest).to_numpy()][:16].copy()
+    with pytest.raises(Exception, match="does not fit the 598-bp output"):
+        objectives.mpra_dataset(screen, model, seq_len=1_712)
+    ds = objectives.mpra_dataset(screen, model, seq_len=1_714)
+    assert {len(r) for r in ds.refs} == {1_714}
+    model.eval()
+    with torch.no_grad():
+        effects = objectives.predicted_effects(model, objectives.collate_perturbations([ds[0], ds[1]]))
+    assert torch.isfinite(effects).all()
