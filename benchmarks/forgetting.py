@@ -357,6 +357,28 @@ def run_chain(model: str, strategies: dict[str, str], chosen: dict[str, dict], s
             "seconds": time.perf_counter() - started}
 
 
+def merge_chains(old: dict, new: dict, cs: dict) -> dict:
+    """Merge a rerun of some scenario-(c) chains into a finished study's chains.
+
+    The old chains of the other (label, seed) pairs are kept (they are scored on the same crops);
+    the rerun's pairs replace or add to them. Runs are ordered by seed, then by ``cs["labels"]``.
+    The study's command and commit stay; the rerun is recorded under ``reruns``.
+    """
+    kept = [(lab, sd, run) for lab, sd, run in zip(old["labels"], old["seeds"], old["runs"], strict=True)
+            if not (lab in cs["labels"] and sd in cs["seeds"])]
+    merged = sorted(kept + list(zip(new["labels"], new["seeds"], new["runs"], strict=True)),
+                    key=lambda m: (m[1], cs["labels"].index(m[0]) if m[0] in cs["labels"] else -1))
+    return {**new, "labels": [m[0] for m in merged], "seeds": [m[1] for m in merged],
+            "runs": [m[2] for m in merged], "params": {**old.get("params", {}), **new["params"]},
+            "settings": {**cs, "labels": list(dict.fromkeys(m[0] for m in merged)),
+                         "seeds": sorted({m[1] for m in merged})},
+            "seconds": old.get("seconds", 0) + new["seconds"],
+            "reruns": [*old.get("reruns", []), {"labels": cs["labels"], "seeds": cs["seeds"],
+                                                 "command": new["command"], "commit": new["commit"],
+                                                 "seconds": new["seconds"]}],
+            "command": old.get("command"), "commit": old.get("commit")}
+
+
 def chain_summary(chain: dict) -> dict:
     """Per strategy: mean accuracy matrix and, as mean [95% CI] over seeds, BWT, FWT, forgetting
     and final score per task, retention and drift, with paired differences from fine-tuning."""
@@ -668,20 +690,7 @@ def main() -> None:
                         plots, log)
         new.update(command=" ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]]), commit=_commit())
         if (args.chain_labels or args.chain_seeds) and old.get("runs"):
-            # keep the other chains (scored on the same crops), replace or add these labels x seeds
-            kept = [(lab, sd, run) for lab, sd, run in zip(old["labels"], old["seeds"], old["runs"], strict=True)
-                    if not (lab in cs["labels"] and sd in cs["seeds"])]
-            merged = sorted(kept + list(zip(new["labels"], new["seeds"], new["runs"], strict=True)),
-                            key=lambda m: (m[1], cs["labels"].index(m[0]) if m[0] in cs["labels"] else -1))
-            new.update(labels=[m[0] for m in merged], seeds=[m[1] for m in merged], runs=[m[2] for m in merged],
-                       params={**old.get("params", {}), **new["params"]},
-                       settings={**cs, "labels": list(dict.fromkeys(m[0] for m in merged)),
-                                 "seeds": sorted({m[1] for m in merged})},
-                       seconds=old.get("seconds", 0) + new["seconds"],
-                       reruns=[*old.get("reruns", []), {"labels": cs["labels"], "seeds": cs["seeds"],
-                                                        "command": new["command"], "commit": new["commit"],
-                                                        "seconds": new["seconds"]}],
-                       command=old.get("command"), commit=old.get("commit"))
+            new = merge_chains(old, new, cs)
             names = [f"{lab} (seed {sd})" for lab, sd in zip(new["labels"], new["seeds"], strict=True)]
             ev.plot_evaluation({"runs": new["runs"]}, plots / "chain", labels=names)
         report["chain"] = new

@@ -89,3 +89,29 @@ def test_auto_evidence_round_trips_to_what_update_prints(tmp_path):
     assert "r 0.21 (drift 1 - r = 0.79)" in lines[0]
     assert any("--strategy l2sp (l2sp_alpha 1): drift -0.34 [-0.44, -0.24]" in line for line in lines)
     assert stats.load_auto_strategy(path) == {"enformer": "finetune"}
+
+
+def test_merge_chains_adds_seeds_and_replaces_reruns():
+    old = {**_chain(), "command": "python benchmarks/forgetting.py", "commit": "abc", "seconds": 100.0}
+    old_runs = {(lab, sd): run for lab, sd, run in zip(old["labels"], old["seeds"], old["runs"], strict=True)}
+    cs = {"labels": ["finetune", "replay"], "seeds": [1, 2]}
+    matrix = old["runs"][0]["matrix"]
+    new_runs = {(lab, sd): _run(matrix, 0.1 * sd) for sd in (1, 2) for lab in cs["labels"]}
+    new = {"labels": [k[0] for k in new_runs], "seeds": [k[1] for k in new_runs], "runs": list(new_runs.values()),
+           "params": {"l2sp": {"alpha": 0.01}}, "seconds": 30.0, "command": "python benchmarks/forgetting.py "
+           "--chain-only --chain-seeds 1,2", "commit": "def"}
+    merged = forgetting.merge_chains(old, new, cs)
+    # seed 0 kept from the study, seed 1 replaced by the rerun, seed 2 added; ordered by seed, then label
+    assert list(zip(merged["labels"], merged["seeds"], strict=True)) == [
+        ("finetune", 0), ("replay", 0), ("finetune", 1), ("replay", 1), ("finetune", 2), ("replay", 2)]
+    for lab, sd, run in zip(merged["labels"], merged["seeds"], merged["runs"], strict=True):
+        assert run is (old_runs if sd == 0 else new_runs)[(lab, sd)]
+    assert merged["settings"]["seeds"] == [0, 1, 2]
+    assert merged["params"] == {"replay": {"replay_ratio": 0.5}, "l2sp": {"alpha": 0.01}}
+    assert merged["seconds"] == 130.0
+    assert (merged["command"], merged["commit"]) == ("python benchmarks/forgetting.py", "abc")
+    assert merged["reruns"] == [{"labels": cs["labels"], "seeds": [1, 2], "command": new["command"],
+                                 "commit": "def", "seconds": 30.0}]
+    # the summary pools the kept and the added runs: drift (1 - r) of fine-tuning over seeds 0, 1, 2
+    summary = forgetting.chain_summary({**merged, "tasks": old["tasks"]})
+    assert summary["strategies"]["finetune"]["drift"]["mean"] == pytest.approx((0.4 + 0.9 + 0.8) / 3)
