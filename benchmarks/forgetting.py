@@ -209,6 +209,7 @@ def score_seed(seed_rows: list[dict], crops: int) -> list[dict]:
         row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
                     "retention_before": mat[0][0], "retention_after": mat[1][0],
                     "bwt": run["metrics"]["bwt"], "drift_pearson": run["drift"].get("drift_pearson"),
+                    "drift_rel_l2": run["drift"].get("drift_rel_l2"),
                     "retention_ratio": run["drift"].get("retention_ratio")})
         if "jsd" in run["reference"][-1]:
             row["jsd_before"], row["jsd_after"] = run["reference"][0]["jsd"], run["reference"][-1]["jsd"]
@@ -489,13 +490,16 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
             entry["by_seed"][row["seed"]] = {
                 "gain_in_distribution": row.get("gain_id"), "gain_ood": row.get("gain"),
                 "retention": row.get("retention_after"), "retention_base": row.get("retention_before"),
-                "drift": None if row.get("drift_pearson") is None else 1.0 - row["drift_pearson"]}
+                "drift": None if row.get("drift_pearson") is None else 1.0 - row["drift_pearson"],
+                "drift_rel_l2": row.get("drift_rel_l2")}
         ft = per.get("finetune", {}).get("by_seed", {})
         strategies = {}
         for label, entry in per.items():
             seeds = entry["by_seed"]
             item = {"strategy": entry["spec"], "n_seeds": len(seeds)}
-            for key in ("gain_in_distribution", "gain_ood", "retention", "drift"):
+            for key in ("gain_in_distribution", "gain_ood", "retention", "drift", "drift_rel_l2"):
+                if key == "drift_rel_l2" and any(v[key] is None for v in seeds.values()):
+                    continue  # studies scored before 2026-12-01 did not keep it
                 item[key] = mean_ci([v[key] for v in seeds.values()])
                 if label != "finetune" and ft:
                     item[f"{key}_vs_finetune"] = paired_diff_ci(
@@ -558,7 +562,9 @@ def render_summary(summary: dict) -> list[str]:
               f"Seeds: {summary['seeds']}. Gains are effect-Pearson after − before the update; *in distribution*: "
               "held-out 50-bp position blocks of the training elements; *OOD*: held-out elements. Retention: "
               "track Pearson on the test windows (the parent's value is in each heading). Drift: "
-              "1 − Pearson of updated vs parent predictions there. Δ columns: paired difference from fine-tuning "
+              "1 − Pearson of updated vs parent predictions there. Scale drift: ‖log1p(updated) − log1p(parent)‖ / "
+              "‖log1p(parent)‖ there, which sees what Pearson cannot — outputs shrinking or growing as a whole "
+              "(1.0: as far from the parent as predicting zero). Δ columns: paired difference from fine-tuning "
               "(same seeds). Intervals: Student t over seeds.", ""]
     for key, sc in summary["scenarios"].items():
         if key == CHAIN_SCENARIO:
@@ -568,11 +574,11 @@ def render_summary(summary: dict) -> list[str]:
         base_ret = next((v["retention_base"] for v in strategies.values() if v.get("retention_base") is not None),
                         float("nan"))
         lines += [f"### {key}: {sc['model']} on `{sc['screen']}` (parent retention {base_ret:.3f})", "",
-                  "| strategy | gain, in distribution | gain, OOD | retention | drift | Δ gain in distr. vs FT | "
-                  "Δ retention vs FT | Δ drift vs FT |", "|---|---|---|---|---|---|---|---|"]
+                  "| strategy | gain, in distribution | gain, OOD | retention | drift | scale drift | "
+                  "Δ gain in distr. vs FT | Δ retention vs FT | Δ drift vs FT |", "|---" * 9 + "|"]
         for label, v in strategies.items():
             lines.append(f"| {label} | {_ci(v['gain_in_distribution'])} | {_ci(v['gain_ood'])} | "
-                         f"{_ci(v['retention'])} | {_ci(v['drift'])} | "
+                         f"{_ci(v['retention'])} | {_ci(v['drift'])} | {_ci(v.get('drift_rel_l2'))} | "
                          f"{_ci(v.get('gain_in_distribution_vs_finetune'))} | "
                          f"{_ci(v.get('retention_vs_finetune'))} | {_ci(v.get('drift_vs_finetune'))} |")
         lines.append("")
@@ -1134,7 +1140,7 @@ def _findings(report: dict) -> list[str]:
                           "held-out positions of the screen."))
         for label, v in sc["strategies"].items():
             for q, name in (("gain_in_distribution", "in-distribution gain"), ("gain_ood", "OOD gain"),
-                            ("retention", "retention"), ("drift", "drift")):
+                            ("retention", "retention"), ("drift", "drift"), ("drift_rel_l2", "scale drift")):
                 d = v.get(f"{q}_vs_finetune") or {}
                 if d.get("ci_low") is not None and np.isfinite(d["ci_low"]) and (d["ci_low"] > 0 or d["ci_high"] < 0):
                     out.append(f"  {label} vs fine-tuning, {name}: {_ci(d)} (paired, 95% interval excludes zero).")

@@ -115,3 +115,36 @@ def test_merge_chains_adds_seeds_and_replaces_reruns():
     # the summary pools the kept and the added runs: drift (1 - r) of fine-tuning over seeds 0, 1, 2
     summary = forgetting.chain_summary({**merged, "tasks": old["tasks"]})
     assert summary["strategies"]["finetune"]["drift"]["mean"] == pytest.approx((0.4 + 0.9 + 0.8) / 3)
+
+
+def _study(rel_l2: bool) -> dict:
+    """A finished scenario-(a) report: fine-tuning and replay over seeds 0-2."""
+    rows = []
+    for seed in range(3):
+        for label, gain, ret, r, l2 in (("finetune", 0.20, 0.21, 0.2, 0.98 + 0.01 * seed),
+                                         ("replay", 0.10, 0.06, 0.3, 0.90 - 0.02 * seed)):
+            row = {"label": label, "spec": label, "seed": seed, "params": {}, "gain_id": gain + 0.01 * seed,
+                   "gain": 0.0, "retention_after": ret, "retention_before": 0.19, "drift_pearson": r}
+            if rel_l2:
+                row["drift_rel_l2"] = l2
+            rows.append(row)
+    return {"mode": "full", "command": "python benchmarks/forgetting.py", "commit": "abc", "date": "2026-12-01",
+            "settings": {"seeds": [0, 1, 2]},
+            "bases": {"enformer": {"name": "enformer-mini", "screen": "mpra_enhancers.h5ad", "rows": rows}}}
+
+
+def test_summary_reports_scale_drift_and_its_paired_difference():
+    summary = forgetting.build_summary(_study(rel_l2=True))
+    (scenario,) = summary["scenarios"].values()
+    ft, rp = scenario["strategies"]["finetune"], scenario["strategies"]["replay"]
+    assert ft["drift_rel_l2"]["mean"] == pytest.approx(0.99)
+    assert rp["drift_rel_l2_vs_finetune"]["mean"] == pytest.approx(0.88 - 0.99)
+    assert rp["drift_rel_l2_vs_finetune"]["ci_high"] < 0  # replay kept the scale closer in every seed
+    text = "\n".join(forgetting.render_summary(summary))
+    assert "| scale drift |" in text and "| finetune | +0.210" in text
+    assert "+0.990 [" in text
+    # a study saved before scale drift was kept renders without it instead of failing
+    old = forgetting.build_summary(_study(rel_l2=False))
+    (scenario,) = old["scenarios"].values()
+    assert "drift_rel_l2" not in scenario["strategies"]["finetune"]
+    assert "| n/a |" in "\n".join(forgetting.render_summary(old))
