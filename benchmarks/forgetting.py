@@ -753,6 +753,8 @@ def main() -> None:
 
     # strategies_seeded: the run seed reaches replay / distillation draws and EWC / MAS windows
     # (before that fix every run drew them with seed 0).
+    # The commit of the code that runs, read once: a commit made while the study runs is not it.
+    commit = _commit()
     report: dict = {"mode": mode, "settings": settings, "skipped": skipped, "bases": {}, "sequential": {},
                     "crispri": None, "strategies_seeded": True}
 
@@ -761,7 +763,7 @@ def main() -> None:
         report["seconds"] = time.perf_counter() - started
         report["complete"] = final
         report["command"] = " ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]])
-        report["commit"] = _commit()
+        report["commit"] = commit
         report["platform"] = f"{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
         report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         report["summary"] = build_summary(report, model_spec)
@@ -857,7 +859,7 @@ def main() -> None:
     if settings.get("chain") and "enformer" in bases:
         report["chain"] = run_chain(model_spec["enformer"], strategies, chosen.get("enformer", {}), settings, work,
                                     Path(args.shared), plots, log)
-        report["chain"].update(command=report.get("command"), commit=_commit())
+        report["chain"].update(command=report.get("command"), commit=commit)
         flush()
     add_ood(report, work, Path(args.shared), settings, log)
     flush(final=True)
