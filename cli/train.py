@@ -58,13 +58,16 @@ def hardware_options(func):
               default=1.0, show_default=True,
               help="Fraction (<=1) or number (>1) of training batches per epoch.")
 @click.option("--seed", type=P.non_negative_int("pass a seed >= 0"), default=0, show_default=True)
+@click.option("--calibrate-output", is_flag=True,
+              help="Before training, set each track's output offset to its Poisson optimum on training crops "
+                   "(enformer only).")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @click.option("--devices", default="1", show_default=True, help="Device count, auto, or GPU indices (0,1).")
 @hardware_options
 @user_errors
 def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, init, limit_val_batches, select, log_path,
-             limit_train_batches, seed, force, devices, accelerator, precision, accumulate_grad_batches,
-             gradient_checkpointing, num_workers) -> None:
+             limit_train_batches, seed, calibrate_output, force, devices, accelerator, precision,
+             accumulate_grad_batches, gradient_checkpointing, num_workers) -> None:
     """Train a mini base model on the bundled real hg38 windows (reproduces the shipped ones).
 
     \b
@@ -86,6 +89,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
     if limit_train_batches > 1 and not float(limit_train_batches).is_integer():
         raise input_error("--limit-train-batches", str(limit_train_batches), "above 1 it counts batches",
                           "pass a fraction in (0, 1] or a whole number of batches")
+    if calibrate_output and arch != "enformer":
+        raise input_error("--calibrate-output", arch, "calibrates per-track exp outputs; procapnet-mini's profile "
+                          "is a softmax", "leave out --calibrate-output for procapnet")
     settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches)
     with claim(out):  # a second pretrain into the same --out fails at once
         limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
@@ -103,14 +109,15 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
                              limit_train_batches=limit, seq_len=seq_len, loss=loss, patience=patience,
                              log_path=log_path, init=init, limit_val_batches=limit_val,
                              select=select, trainer_kwargs=settings,
-                             gradient_checkpointing=gradient_checkpointing, num_workers=num_workers)
+                             gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
+                             calibrate_output=calibrate_output)
         recipe = RECIPES[arch]
         command = (f"genocl pretrain --model {arch} --out {out} --max-epochs {max_epochs or recipe['max_epochs']} "
                    f"--batch-size {batch_size or recipe['batch_size']} --lr {lr or recipe['lr']} "
                    f"--seq-len {model.seq_len} --loss {loss or recipe['loss']} --patience {patience} "
                    f"--limit-train-batches {limit_train_batches} --limit-val-batches {limit_val_batches} "
                    f"--select {select} --seed {seed}"
-                   + (f" --init {init}" if init else ""))
+                   + (f" --init {init}" if init else "") + (" --calibrate-output" if calibrate_output else ""))
         write_pretrained(model, metrics, out, force=force, command=command, init_lineage=init_lineage)
         click.echo(f"wrote {out}")
         for key, value in metrics.items():

@@ -191,6 +191,7 @@ _PRETRAIN_BAD = {
     "limit-train-batches 0": (["--limit-train-batches", "0"], "--limit-train-batches"),
     "limit-train-batches 2.5": (["--limit-train-batches", "2.5"], "--limit-train-batches"),
     "model bogus": (["--model", "bogus"], "--model"),
+    "calibrate-output on procapnet": (["--calibrate-output"], "--calibrate-output", "leave out --calibrate-output"),
 }
 for _name, (_args, *_expected) in _PRETRAIN_BAD.items():
     _opt("option", f"pretrain {_name}", ["pretrain", "--model", "procapnet", *_args], *_expected)

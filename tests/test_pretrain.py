@@ -69,3 +69,31 @@ def test_warmup_cosine_schedule():
     assert sched.lr_at(9) == pytest.approx(1e-3)
     assert sched.lr_at(60) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
     assert sched.lr_at(500) == pytest.approx(5e-5)
+
+
+def test_output_calibration_matches_track_means_and_keeps_pearson():
+    """The per-track offset is the Poisson optimum: mean prediction = mean target, Pearson unchanged."""
+    import torch
+
+    from genocl_plugin.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("enformer", task_names=reference.track_names(), seq_len=1024)
+    data = pretrain.WindowCropDataset("enformer", "train", model.seq_len, pretrain.output_bins(model))
+    idx = np.random.default_rng(5).choice(len(data), 24, replace=False)
+    x = torch.stack([data[int(i)][0] for i in idx])
+    y = torch.stack([data[int(i)][1] for i in idx])
+    model.eval()
+    with torch.no_grad():
+        before = model(x, logits=True)
+    shift = pretrain.calibrate_output_offsets(model, "enformer", seed=5, n_crops=24)
+    with torch.no_grad():
+        after = model(x, logits=True)
+    assert shift.shape == (74,) and np.abs(shift).max() > 0.5  # a random head is far from the targets' scale
+    np.testing.assert_allclose(after.numpy(), (before + torch.from_numpy(shift)[None, :, None]).numpy(), atol=1e-4)
+    np.testing.assert_allclose(after.exp().sum((0, 2)).numpy(), y.sum((0, 2)).clamp_min(1e-6).numpy(), rtol=1e-3)
+    assert model.loss(after, y) < model.loss(before, y)
+    assert pearson(after[:, 30].flatten().numpy(), y[:, 30].flatten().numpy()) == pytest.approx(
+        pearson(before[:, 30].flatten().numpy(), y[:, 30].flatten().numpy()), abs=1e-3)
+    with pytest.raises(ValueError, match="enformer-mini"):
+        pretrain.calibrate_output_offsets(model, "procapnet")
