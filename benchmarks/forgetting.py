@@ -242,6 +242,8 @@ GRID = {"l2sp": {"l2sp_alpha": [0.01, 1.0]}, "ewc": {"ewc_lambda": [1.0, 10.0, 1
         "si": {"si_c": [1.0, 10.0]}, "replay": {"replay_ratio": [0.25, 0.5]},
         "distill": {"distill_weight": [1.0, 10.0]}}
 VALIDATION_SEED = 100
+# What --reevaluate keeps of a run's row before re-scoring it: how it was trained, not its scores.
+RESCORE_KEYS = ("label", "spec", "seed", "run", "params", "seconds", "train_after", "gain_id")
 
 
 def grid_score(run: Path, crops: int) -> dict:
@@ -532,6 +534,17 @@ def auto_evidence(base_report: dict, strategies: dict) -> dict:
                            for label, item in strategies.items() if label != "finetune"}}
 
 
+def write_summary(report: dict, model_spec: dict, plots: Path, results_dir: Path) -> None:
+    """Rebuild summary.json (and auto's evidence, for a finished study in docs/) from the report alone."""
+    from genocl_plugin import evaluate as ev
+
+    report["summary"] = build_summary(report, model_spec)
+    ev.write_json(report, plots / f"forgetting_{report['mode']}.json")
+    ev.write_json(report["summary"], plots / "summary.json")
+    if report.get("complete") and results_dir.resolve() == (ROOT / "docs").resolve():
+        write_auto_strategy(report["summary"])
+
+
 def write_auto_strategy(summary: dict, path: Path | None = None) -> Path:
     """Write the evidence rule's picks to ``genocl_plugin/bundled/auto_strategy.json`` (what auto runs)."""
     from genocl_plugin.stats import AUTO_FILE
@@ -672,12 +685,7 @@ def main() -> None:
         report = json.loads((plots / f"forgetting_{mode}.json").read_text())
         if args.note:
             report["notes"] = [*report.get("notes", []), *args.note]
-        # summary.json and auto's evidence are derived from the report alone: rebuilt with it
-        report["summary"] = build_summary(report, {"enformer": args.enformer, "procapnet": args.procapnet})
-        ev.write_json(report, plots / f"forgetting_{mode}.json")
-        ev.write_json(report["summary"], plots / "summary.json")
-        if report.get("complete") and results_dir.resolve() == (ROOT / "docs").resolve():
-            write_auto_strategy(report["summary"])
+        write_summary(report, {"enformer": args.enformer, "procapnet": args.procapnet}, plots, results_dir)
         (results_dir / "results.md").write_text(render(report))
         log(f"wrote {results_dir / 'results.md'}")
         return
@@ -713,9 +721,7 @@ def main() -> None:
             for base, b in report["bases"].items():
                 rows, evaluated, labels = [], [], []
                 for seed in b["seeds_done"]:
-                    seed_rows = [{k: r.get(k) for k in ("label", "spec", "seed", "run", "seconds", "train_after",
-                                                         "gain_id")}
-                                 for r in b["rows"] if r["seed"] == seed]
+                    seed_rows = [{k: r[k] for k in RESCORE_KEYS if k in r} for r in b["rows"] if r["seed"] == seed]
                     log(f"{b['name']}: re-scoring the {len(seed_rows)} runs of seed {seed} on "
                         f"{settings['eval_crops']} crops")
                     evaluated += score_seed(seed_rows, settings["eval_crops"])
@@ -729,7 +735,7 @@ def main() -> None:
             report["settings"]["eval_crops"] = settings["eval_crops"]
             report["reevaluation"] = {"command": f"{command} (commit {_commit()})",
                                       "seconds": time.perf_counter() - started}
-            ev.write_json(report, plots / f"forgetting_{mode}.json")
+            write_summary(report, {"enformer": args.enformer, "procapnet": args.procapnet}, plots, results_dir)
         add_ood(report, work, Path(args.shared), settings, log)
         report["ood_command"] = f"{command} (commit {_commit()})"
         ev.write_json(report, plots / f"forgetting_{mode}.json")

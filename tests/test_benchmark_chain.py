@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,20 @@ def test_summary_reports_scale_drift_and_its_paired_difference():
     (scenario,) = old["scenarios"].values()
     assert "drift_rel_l2" not in scenario["strategies"]["finetune"]
     assert "| n/a |" in "\n".join(forgetting.render_summary(old))
+
+
+def test_rescoring_keeps_how_each_run_was_trained(tmp_path):
+    """--reevaluate re-scores rows it has stripped of their scores; auto's evidence still names the params."""
+    study = _study(rel_l2=True)
+    for row in study["bases"]["enformer"]["rows"]:
+        row["params"] = {"replay_ratio": 0.25} if row["label"] == "replay" else {}
+    stripped = [{k: r[k] for k in forgetting.RESCORE_KEYS if k in r} for r in study["bases"]["enformer"]["rows"]]
+    assert all("retention_after" not in r and "drift_rel_l2" not in r for r in stripped)
+    for row, old in zip(stripped, study["bases"]["enformer"]["rows"], strict=True):
+        row.update({k: old[k] for k in ("gain", "retention_after", "retention_before", "drift_pearson")})
+    study["bases"]["enformer"]["rows"] = stripped
+    study["complete"] = True
+    forgetting.write_summary(study, {}, tmp_path, tmp_path)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["auto"]["enformer"]["evidence"]["strategies"]["replay"]["params"] == {"replay_ratio": 0.25}
+    assert json.loads((tmp_path / "forgetting_full.json").read_text())["summary"] == saved
