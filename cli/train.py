@@ -236,6 +236,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
               help="Personal genomes: loss = a*MSE + (1-a)*same-gene pairwise-difference loss (1 = MSE).")
 @click.option("--holdout-by", type=click.Choice(["gene", "individual"]), default="gene", show_default=True,
               help="Personal genomes: hold out whole genes or whole individuals.")
+@click.option("--batchnorm-stats", type=click.Choice(["frozen", "update"]), default="frozen", show_default=True,
+              help="BatchNorm running statistics: keep the parent's (its affine weights still train) or let the "
+                   "screen's batches overwrite them.")
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max_train, max_eval, holdout, id_holdout,
            silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
@@ -243,7 +246,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
            reference_tracks, reference_holdout_chroms, readout_tracks, mpra_input_length, targets_file, force,
            pairwise_alpha, holdout_by, trust_checkpoint, head, accelerator, precision, accumulate_grad_batches,
-           gradient_checkpointing, num_workers, checkpoint_every, resume_run) -> None:
+           gradient_checkpointing, num_workers, checkpoint_every, resume_run, batchnorm_stats) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -296,7 +299,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             readout_tracks=readout_tracks, mpra_input_length=mpra_input_length, targets=targets_file,
             pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
             precision=settings.pop("precision"), accumulate_grad_batches=settings.pop("accumulate_grad_batches"),
-            gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
+            gradient_checkpointing=gradient_checkpointing, num_workers=num_workers, batchnorm_stats=batchnorm_stats,
         )
         with trusted_checkpoints(trust_checkpoint), enformer_head(head):
             result = run_update(config, out, force=force, trainer_kwargs=settings,

@@ -49,4 +49,11 @@ class UpdateConfig:
     precision: str = "32"
     accumulate_grad_batches: int = 1
     gradient_checkpointing: bool = False
+    # BatchNorm running statistics during the update: "frozen" keeps the parent's (BatchNorm in
+    # eval mode, its affine weights still trained), "update" lets screen batches overwrite them.
+    # Frozen by default: an MPRA batch (a 600-bp element in N padding) or a small GPU batch is
+    # nothing like the genome the statistics were measured on, and overwriting them alone -- at
+    # learning rate ~0 -- took enformer-mini's reference-window Pearson from 0.255 to 0.016
+    # (docs/results/batchnorm_probe_2026-12-01.jsonl).
+    batchnorm_stats: str = "frozen"
     num_workers: int = 0

@@ -76,6 +76,7 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     import pytorch_lightning as pl
 
     from genocl_plugin.hardware import enable_gradient_checkpointing
+    from genocl_plugin.strategies.freeze import FrozenBatchNormStats
 
     pl.seed_everything(config.seed, workers=True)
     model.train_params["lr"] = config.lr
@@ -84,6 +85,8 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model.model)
     callbacks = list(callbacks)
+    if config.batchnorm_stats == "frozen":
+        callbacks.append(FrozenBatchNormStats())
     if isinstance(dataset, objectives.PersonalDataset):  # one gene per batch: same-gene pairs exist
         kw = trainer_kwargs or {}
         if kw.get("strategy") == "ddp" or kw.get("num_nodes", 1) > 1 or kw.get("devices", 1) not in (1, "1"):

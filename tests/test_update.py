@@ -212,3 +212,23 @@ def test_finetune_prints_what_the_study_says_strategies_would_have_kept(tiny_pro
     other = CliRunner().invoke(main, [*base, "--strategy", "l2sp", "--out", str(tmp_path / "l2sp")])
     assert other.exit_code == 0 and "what fine-tuning forgot" not in other.output
     assert stats.auto_evidence("enformer") is None
+
+
+@pytest.mark.parametrize("stats", ["frozen", "update"])
+def test_batchnorm_running_stats_kept_unless_asked(stats, tmp_path):
+    """By default an update keeps the parent's BatchNorm statistics (MPRA batches are mostly N
+    padding); its BatchNorm affine weights still train. --batchnorm-stats update overwrites them."""
+    torch.manual_seed(0)
+    base_dir = save_model(build_model("enformer", seq_len=1024, task_names=[f"t{i}" for i in range(74)]),
+                          tmp_path / "base")
+    run_update(UpdateConfig(model=str(base_dir), data=str(reference.BUNDLED / "mpra_enhancers.h5ad"),
+                            strategy="finetune", max_train=32, max_eval=16, retention_crops=8, batch_size=16,
+                            lr=1e-2, batchnorm_stats=stats), tmp_path / "run")
+    base, updated = load_model(base_dir).model, load_model(tmp_path / "run").model
+    norms = [n for n, m in base.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms
+    before, after = dict(base.named_modules()), dict(updated.named_modules())
+    same_stats = [torch.equal(before[n].running_mean, after[n].running_mean)
+                  and torch.equal(before[n].running_var, after[n].running_var) for n in norms]
+    assert all(same_stats) if stats == "frozen" else not any(same_stats)
+    assert not all(torch.equal(before[n].weight, after[n].weight) for n in norms)  # affine weights trained

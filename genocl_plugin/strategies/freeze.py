@@ -129,6 +129,20 @@ class FreezeCallback(pl.Callback):
         return {"parts": self.parts, "n_frozen_tensors": len(self.frozen)}
 
 
+class FrozenBatchNormStats(pl.Callback):
+    """Keep BatchNorm running statistics as the parent had them (``--batchnorm-stats frozen``).
+
+    BatchNorm layers normalise with the stored statistics and never update them; their affine
+    weights still train (``--freeze batchnorm`` freezes those too). This is the usual way to
+    fine-tune a BatchNorm network on data unlike its training data (Keras' transfer-learning
+    guide does the same).
+    """
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # Lightning puts the whole module in train mode at the start of every epoch.
+        set_batchnorm_eval(pl_module.model)
+
+
 def freeze_callbacks(freeze: str | list[str] | None = None, **_params) -> list:
     """The freeze callback for ``--freeze`` (default: ``embedding,conv,batchnorm``)."""
     return [FreezeCallback(parse_parts(freeze or "embedding,conv,batchnorm"))]
