@@ -508,6 +508,8 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: s
                      "transcription-initiation signal: CAGE is the closest real signal here to PRO-cap, "
                      "and it is binned at 32 bp, so the base-resolution profile is only as sharp as 32-bp data allow.",
     }[arch]
+    # The lineage lists every warm start back to the first; the card names the one this run began from.
+    direct_init = [step for step in (lineage or []) if step.get("step") == "init"][-1:]
     lines = [
         f"# {arch}-mini", "", what, "",
         f"- parameters: {n_params:,}",
@@ -517,8 +519,7 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: s
         "45 train, 10 valid (early stopping), 10 test",
         f"- reproduce: `{command}`",
         *[f"- `--init` weights: sha256 `{step['weights_sha256']}`, made by `{step.get('command')}`"
-          + (" (the previous bundled model; `git log -- genocl_plugin/bundled` finds it)") for step in (lineage or [])
-          if step.get("step") == "init"],
+          + (" (the previous bundled model; `git log -- genocl_plugin/bundled` finds it)") for step in direct_init],
         "- recipe: reverse-complement (strand pairs swapped) and +/-3 bp shift augmentation, whole-bin "
         "crop jitter, " + ("Poisson loss on the Basenji-transformed (soft-clipped sqrt) targets"
                            if arch == "enformer" else "ProCapNet's loss") +
@@ -527,7 +528,7 @@ def model_card(arch: str, model: GenoclLightningModel, metrics: dict, command: s
         *["- the `--init` weights scored on the test windows: "
           + ", ".join(f"{k} {v:.4f}" for k, v in step["test_metrics"].items() if k.startswith("test_pearson")
                       or k.endswith("counts_pearson"))
-          for step in (lineage or []) if step.get("step") == "init" and step.get("test_metrics")],
+          for step in direct_init if step.get("test_metrics")],
         "", "## Held-out test windows", "",
         "Pearson per track over all test crops and bins, averaged per assay group; 128-bp values sum "
         "four 32-bp bins.", "",

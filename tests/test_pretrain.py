@@ -97,3 +97,19 @@ def test_output_calibration_matches_track_means_and_keeps_pearson():
         pearson(before[:, 30].flatten().numpy(), y[:, 30].flatten().numpy()), abs=1e-3)
     with pytest.raises(ValueError, match="enformer-mini"):
         pretrain.calibrate_output_offsets(model, "procapnet")
+
+
+def test_model_card_names_the_direct_init_only(tiny_enformer):
+    """A model warm-started twice keeps both steps in its lineage; its card describes the weights
+    this run began from, not the first ones."""
+    from genocl_plugin.pretrain import model_card
+
+    lineage = [{"step": "pretrain"}, {"step": "init", "weights_sha256": "a" * 64, "command": "first",
+                                      "test_metrics": {"test_pearson_mean": 0.01}},
+               {"step": "pretrain"}, {"step": "init", "weights_sha256": "b" * 64, "command": "second",
+                                      "test_metrics": {"test_pearson_mean": 0.02}},
+               {"step": "pretrain"}]
+    card = model_card("enformer", tiny_enformer, {"test_pearson_mean": 0.03}, "genocl pretrain --init X",
+                      lineage=lineage)
+    assert "b" * 64 in card and "made by `second`" in card and "test_pearson_mean 0.0200" in card
+    assert "a" * 64 not in card and "0.0100" not in card
