@@ -6,6 +6,7 @@ import click
 
 from genocl_cli import params as P
 from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
+from genocl_plugin.config import BATCHNORM_STATS
 
 HARDWARE_OPTIONS = [
     click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto",
@@ -236,7 +237,7 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
               help="Personal genomes: loss = a*MSE + (1-a)*same-gene pairwise-difference loss (1 = MSE).")
 @click.option("--holdout-by", type=click.Choice(["gene", "individual"]), default="gene", show_default=True,
               help="Personal genomes: hold out whole genes or whole individuals.")
-@click.option("--batchnorm-stats", type=click.Choice(["frozen", "update"]), default="frozen", show_default=True,
+@click.option("--batchnorm-stats", type=click.Choice(BATCHNORM_STATS), default="frozen", show_default=True,
               help="BatchNorm running statistics: keep the parent's (its affine weights still train) or let the "
                    "screen's batches overwrite them.")
 @user_errors

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+BATCHNORM_STATS = ("frozen", "update")  # the values of UpdateConfig.batchnorm_stats / --batchnorm-stats
+
 
 @dataclass
 class UpdateConfig:

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from genocl_plugin import evaluate, hardware, objectives, reference, resume, screens, tracks
-from genocl_plugin.config import UpdateConfig
+from genocl_plugin.config import BATCHNORM_STATS, UpdateConfig
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
@@ -194,6 +194,9 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise input_error(checkpoint_every, "--checkpoint-every", "must be at least 1", "e.g. --checkpoint-every 100")
+    if config.batchnorm_stats not in BATCHNORM_STATS:  # the CLI's Choice checks it; the Python API lands here
+        raise input_error(config.batchnorm_stats, "batchnorm_stats", "unknown value",
+                          f"pass one of {', '.join(BATCHNORM_STATS)}")
     resume_from = resume.check_partial(out, resume_run)
     # The run's seed also seeds the strategies' sampling (replay draws, Fisher / MAS windows).
     # An explicit strategy is resolved before the (slow) model load so bad flags fail fast;

@@ -232,3 +232,16 @@ def test_batchnorm_running_stats_kept_unless_asked(stats, tmp_path):
                   and torch.equal(before[n].running_var, after[n].running_var) for n in norms]
     assert all(same_stats) if stats == "frozen" else not any(same_stats)
     assert not all(torch.equal(before[n].weight, after[n].weight) for n in norms)  # affine weights trained
+
+
+def test_unknown_batchnorm_stats_is_one_clear_error(tiny_procapnet_dir, tmp_path):
+    """The CLI's Choice guards --batchnorm-stats; a Python caller's typo must not fall back to
+    overwriting the statistics."""
+    with pytest.raises(GenoclInputError, match="batchnorm_stats: unknown value.*frozen, update"):
+        run_update(_config(tiny_procapnet_dir, batchnorm_stats="freeze"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    from genocl_cli.main import main
+
+    result = CliRunner().invoke(main, ["update", "--model", str(tiny_procapnet_dir), "--batchnorm-stats", "freeze",
+                                       "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 2 and "frozen" in result.output
