@@ -48,17 +48,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-# label -> --strategy value. "new head" is the multihead strategy.
+# label -> --strategy value. "new head" is the multihead strategy; "head only" freezes the trunk.
 SINGLE = {"finetune": "finetune", "replay": "replay", "distill": "distill", "ewc": "ewc", "si": "si",
-          "l2sp": "l2sp", "new head": "multihead", "lora": "lora"}
+          "l2sp": "l2sp", "new head": "multihead", "lora": "lora", "head only": "freeze"}
+# Hyperparameters a label always runs with (the grid's picks are added to them). Head only and the
+# LoRA rank were chosen in validation-seed pilots (seeds 100-102, valid windows;
+# docs/results/pilot_smaller_updates_2026-12-01.jsonl): head only gained +0.146 in distribution
+# against fine-tuning's +0.035, LoRA r8 +0.049.
+FIXED_PARAMS = {"head only": {"freeze": "trunk"}, "lora": {"lora_rank": 8}}
 COMBOS = {"replay+l2sp": "replay,l2sp", "replay+ewc": "replay,ewc", "distill+l2sp": "distill,l2sp"}
 SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 
 # Scenario (c): the mouse head trains on crops of the 28 mm10 training windows (the new head at
 # lr 1e-2: it starts from random weights), the MPRA tasks as in scenario (a) but smaller. Sized
-# for the CPU: one chain of 3 updates costs ~2 min here, scoring it on every task ~25 s; 3 seeds
-# keep the full study under 60 min (50.7; 5 seeds would add ~13 min).
-CHAIN = {"seeds": [0, 1, 2], "labels": ["finetune", "replay", "l2sp"],
+# for the CPU: one chain of 3 updates costs ~1 min on the 2-core EPYC of 2026-12-01 (6 chains and
+# their scoring took 6.2 min), so 5 seeds x 4 strategies keep the full study under 60 min. LoRA
+# is not chained: its adapters would have to be merged between tasks.
+CHAIN = {"seeds": [0, 1, 2, 3, 4], "labels": ["finetune", "replay", "l2sp", "head only"],
          "tracks": {"max_train": 192, "max_eval": 64, "epochs": 1, "head_lr": 1e-2},
          "mpra": {"max_train": 128, "max_eval": 64}}
 
@@ -84,7 +90,7 @@ SETTINGS = {
     # setting learned the screen clearly on the validation seeds; 1e-3 is the least bad.
     "full": {"seeds": [0, 1, 2, 3, 4], "max_train": 512, "max_eval": 192, "retention_crops": 8, "eval_crops": 48,
              "epochs": 1, "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": [], "mpra_input_length": 2048,
-             "only": ["finetune", "replay", "l2sp"], "grid": True, "bases": "enformer",
+             "only": ["finetune", "replay", "l2sp", "head only", "lora"], "grid": True, "bases": "enformer",
              "sequential_seeds": [0], "sequential_bases": [], "kircher_sites": 0,
              # scenario (c), enformer-mini: mouse tracks (new head) -> enhancer MPRA -> promoter MPRA
              "chain": CHAIN},
@@ -292,11 +298,13 @@ def run_grid(base: str, model: str, screen: Path, strategies: dict[str, str], se
 
 
 def params_for(spec: str, chosen: dict[str, dict]) -> dict:
-    """Strategy hyperparameters of a (possibly combined) strategy from the grid's picks."""
+    """Strategy hyperparameters of a (possibly combined) strategy: its fixed ones and the grid's picks."""
     labels = {v: k for k, v in SINGLE.items()}
     out: dict = {}
     for name in spec.split(","):
-        out.update(chosen.get(labels.get(name, name), {}))
+        label = labels.get(name, name)
+        out.update(FIXED_PARAMS.get(label, {}))
+        out.update(chosen.get(label, {}))
     return out
 
 
@@ -511,10 +519,13 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
             strategies[label] = item
         out["scenarios"][SCENARIOS.get(base, base)] = {"model": b["name"], "screen": b["screen"],
                                                        "strategies": strategies}
-        by_spec = {v["strategy"]: v for v in strategies.values()}
-        pick, why = choose_auto_strategy(by_spec)
-        out["auto"][base] = {"strategy": pick, "reason": why, "mode": report["mode"], "commit": report.get("commit"),
-                             "evidence": auto_evidence(b, strategies)}
+        # Picked by label: one --strategy value can run with different parameters (freeze --freeze trunk).
+        pick, why = choose_auto_strategy(strategies)
+        evidence = auto_evidence(b, strategies)
+        out["auto"][base] = {"strategy": strategies.get(pick, {}).get("strategy", pick),
+                             "params": (evidence["strategies"].get(pick) or {}).get("params", {}), "label": pick,
+                             "reason": why, "mode": report["mode"], "commit": report.get("commit"),
+                             "evidence": evidence}
     if (report.get("chain") or {}).get("runs"):
         out["scenarios"][CHAIN_SCENARIO] = chain_summary(report["chain"])
     return out
@@ -565,6 +576,8 @@ def _ci(c: dict | None, digits: int = 3) -> str:
 
 def render_summary(summary: dict) -> list[str]:
     """The main tables of results.md, from summary.json only."""
+    from genocl_plugin.config import strategy_flags
+
     lines = ["## Base models (held-out test windows)", "",
              "| model | DNase Pearson, 128 bp | CAGE Pearson, 128 bp | counts Pearson |", "|---|---|---|---|"]
     for name, m in summary["base_models"].items():
@@ -601,7 +614,7 @@ def render_summary(summary: dict) -> list[str]:
               "fine-tuning has a 95% interval above zero; otherwise fine-tuning. The benchmark writes the picks "
               "to `genocl_plugin/bundled/auto_strategy.json`, which `genocl update --strategy auto` reads.", ""]
     for arch, a in summary["auto"].items():
-        lines.append(f"- {arch}: **{a['strategy']}** — {a['reason']}")
+        lines.append(f"- {arch}: **{strategy_flags(a['strategy'], a.get('params'))}** — {a['reason']}")
     lines.append("")
     return lines
 
@@ -1164,11 +1177,13 @@ def _findings(report: dict) -> list[str]:
 
 def _recommendation_text(report: dict) -> str:
     """What ``--strategy auto`` runs, from the summary's evidence rule (never from point estimates)."""
+    from genocl_plugin.config import strategy_flags
+
     summary = report.get("summary") or {}
     lines = ["`genocl update --strategy auto` (the default) runs, per architecture, the pick of the evidence "
              "rule above (`genocl_plugin/bundled/auto_strategy.json`, written by this benchmark):"]
     for arch, a in summary.get("auto", {}).items():
-        lines.append(f"- {arch}: `{a['strategy']}` ({a['reason']})")
+        lines.append(f"- {arch}: `--strategy {strategy_flags(a['strategy'], a.get('params'))}` ({a['reason']})")
     lines.append("\nWhere no strategy's retention advantage has an interval above zero, auto is plain "
                  "fine-tuning: this study does not show that continual learning helps there.")
     return "\n".join(lines)

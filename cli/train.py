@@ -6,7 +6,7 @@ import click
 
 from genocl_cli import params as P
 from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
-from genocl_plugin.config import BATCHNORM_STATS
+from genocl_plugin.config import BATCHNORM_STATS, strategy_flags
 
 HARDWARE_OPTIONS = [
     click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto",
@@ -306,7 +306,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             result = run_update(config, out, force=force, trainer_kwargs=settings,
                                 checkpoint_every=checkpoint_every, resume_run=resume_run)
         if strategy.strip() == "auto":
-            click.echo(f"strategy auto -> {result['strategy']} (benchmarked default for this architecture)")
+            click.echo(f"strategy auto -> {strategy_flags(result['strategy'], result.get('strategy_params'))} "
+                       "(benchmarked default for this architecture)")
         click.echo(evaluate.format_table(result["report"]))
         retained = result["report"]["retention"]
         if retained.get("not_measured"):

@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 BATCHNORM_STATS = ("frozen", "update")  # the values of UpdateConfig.batchnorm_stats / --batchnorm-stats
 
 
+def strategy_flags(strategy: str, params: dict | None = None) -> str:
+    """A strategy with its hyperparameters as ``genocl update`` flags.
+
+    ``strategy_flags("freeze", {"freeze": "trunk"})`` -> ``"freeze --freeze trunk"``: each key of
+    ``UpdateConfig.strategy_params`` is the option of the same name (``l2sp_alpha`` ->
+    ``--l2sp-alpha``), so the text can be pasted after ``--strategy``.
+    """
+    flags = [f"--{key.replace('_', '-')} {value:g}" if isinstance(value, int | float) and not isinstance(value, bool)
+             else f"--{key.replace('_', '-')} {value}" for key, value in (params or {}).items()]
+    return " ".join([strategy, *flags])
+
+
 @dataclass
 class UpdateConfig:
     """Everything an update needs; stored with the run as its hyperparameters."""

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genocl_plugin.config import strategy_flags
+
 AUTO_FILE = Path(__file__).parent / "bundled" / "auto_strategy.json"
 GAIN_TOLERANCE = 0.05  # a strategy is eligible when its gain is within 5% of fine-tuning's
 
@@ -100,6 +102,15 @@ def load_auto_strategy(path: str | Path = AUTO_FILE) -> dict[str, str]:
     return {arch: entry["strategy"] for arch, entry in json.loads(path.read_text()).items()}
 
 
+def load_auto_params(path: str | Path = AUTO_FILE) -> dict[str, dict]:
+    """``{architecture: strategy hyperparameters}`` of auto's picks (e.g. ``{"freeze": "trunk"}``
+    for head-only updates), as the study ran them; empty where none were recorded."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return {arch: dict(entry.get("params") or {}) for arch, entry in json.loads(path.read_text()).items()}
+
+
 def auto_evidence(arch: str, path: str | Path | None = None) -> dict | None:
     """The forgetting study's numbers behind ``auto`` for one architecture (None if not recorded).
 
@@ -113,8 +124,8 @@ def auto_evidence(arch: str, path: str | Path | None = None) -> dict | None:
     entry = json.loads(path.read_text()).get(arch) or {}
     if not entry.get("evidence"):
         return None
-    return {**entry["evidence"], "auto": entry.get("strategy"), "reason": entry.get("reason"),
-            "mode": entry.get("mode"), "commit": entry.get("commit")}
+    return {**entry["evidence"], "auto": entry.get("strategy"), "auto_params": entry.get("params") or {},
+            "reason": entry.get("reason"), "mode": entry.get("mode"), "commit": entry.get("commit")}
 
 
 def format_ci(c: dict | None, digits: int = 3) -> str:
@@ -145,13 +156,12 @@ def format_evidence(evidence: dict, drift_pearson: float | None = None) -> list[
                  f"{evidence.get('model', 'the bundled model')}, paired with fine-tuning, mean [95% CI]; "
                  "docs/results.md):")
     for label, item in evidence.get("strategies", {}).items():
-        params = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
-                           for k, v in (item.get("params") or {}).items())
         parts = [f"{name} {format_ci(item[key], 2)}" for name, key in (
             ("drift", "drift_vs_finetune"), ("retention", "retention_vs_finetune"),
             ("in-distribution gain", "gain_in_distribution_vs_finetune")) if item.get(key)]
-        lines.append(f"  --strategy {item.get('strategy', label)}{f' ({params})' if params else ''}: "
+        lines.append(f"  --strategy {strategy_flags(item.get('strategy', label), item.get('params'))}: "
                      + ", ".join(parts))
     if evidence.get("reason"):
-        lines.append(f"  --strategy auto runs {evidence.get('auto', 'finetune')}: {evidence['reason']}.")
+        auto = strategy_flags(evidence.get("auto") or "finetune", evidence.get("auto_params"))
+        lines.append(f"  --strategy auto runs {auto}: {evidence['reason']}.")
     return lines

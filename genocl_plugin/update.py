@@ -23,7 +23,7 @@ from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
 from genocl_plugin.objectives import predict_screen_effects
 from genocl_plugin.screens import BUNDLED_MAX_EVAL, BUNDLED_MAX_TRAIN, BUNDLED_SCREENS, default_screen, prepare_screen
-from genocl_plugin.stats import load_auto_strategy
+from genocl_plugin.stats import load_auto_params, load_auto_strategy
 
 # Re-exported: the update's settings, its screen split and effect predictions live below the
 # command so that evaluate (metrics) does not import it.
@@ -34,7 +34,9 @@ __all__ = ["UpdateConfig", "prepare_screen", "predict_screen_effects", "default_
 # benchmarks/forgetting.py found a strategy whose retention advantage over fine-tuning has a 95%
 # interval above zero while its in-distribution gain stays within 5% of fine-tuning's
 # (stats.choose_auto_strategy; the benchmark writes bundled/auto_strategy.json; docs/results.md).
+# With the strategy, its hyperparameters as the study ran them (e.g. {"freeze": "trunk"}).
 AUTO_STRATEGY = {"enformer": "finetune", "procapnet": "finetune", **load_auto_strategy()}
+AUTO_PARAMS = load_auto_params()
 
 TRAIN_FIT_ROWS = 64
 
@@ -44,6 +46,14 @@ def resolve_auto_strategy(strategy: str, model) -> str:
     if strategy.strip() != "auto":
         return strategy
     return AUTO_STRATEGY.get(model.data_params.get("arch", ""), "finetune")
+
+
+def resolve_auto(config: UpdateConfig, model) -> UpdateConfig:
+    """``auto`` -> the benchmarked strategy and its hyperparameters; the user's own flags win."""
+    arch = model.data_params.get("arch", "")
+    strategy = resolve_auto_strategy(config.strategy, model)
+    params = AUTO_PARAMS.get(arch, {}) if strategy == AUTO_STRATEGY.get(arch) else {}
+    return replace(config, strategy=strategy, strategy_params={**params, **config.strategy_params})
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
@@ -209,7 +219,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             objectives.check_mpra_assay(assay, config.data)
     model = load_model(config.model)
     if callbacks is None:
-        config = replace(config, strategy=resolve_auto_strategy(config.strategy, model))
+        config = resolve_auto(config, model)
         callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
     if config.batch_size is None:
         config = replace(config, batch_size=hardware.default_batch_size(model.model, model.seq_len))
@@ -331,7 +341,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     with atomic_dir(out, force=force) as tmp:
         save_model(model, tmp / "model", extra={
             "name": f"{base_name}+{Path(screen_path).stem}", "lineage": lineage,
-            "screens_seen": screens_seen, "strategy": config.strategy, "metrics": report,
+            "screens_seen": screens_seen, "strategy": config.strategy, "strategy_params": config.strategy_params,
+            "metrics": report,
             "test_metrics": parent_config.get("test_metrics", {}),
             "strategy_state": sorted({cb.state_name for cb in callbacks if hasattr(cb, "state_dict_for_run")}),
         })
@@ -350,7 +361,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         if per_track is not None:
             _write_per_track(tmp / "retention_per_track.tsv", ref.track_names, per_track)
     resume.remove_partial(out)
-    return {"report": report, "run": out, "strategy": config.strategy, "arch": model.data_params.get("arch")}
+    return {"report": report, "run": out, "strategy": config.strategy, "strategy_params": config.strategy_params,
+            "arch": model.data_params.get("arch")}
 
 
 def track_head(names, model, callbacks: list, config: UpdateConfig, path) -> tuple[list, UpdateConfig]:

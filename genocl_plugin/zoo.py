@@ -38,6 +38,7 @@ from kipoi.metadata import GenomicRanges
 from kipoi.model import BaseModel
 
 from genocl_plugin import __version__, reference
+from genocl_plugin.config import strategy_flags
 from genocl_plugin.errors import GenoclInputError, input_error
 from genocl_plugin.fileio import (
     atomic_dir,
@@ -781,10 +782,17 @@ def _write_yaml(path: Path, data: dict) -> None:
 def _doc(model, config: dict, name: str, n_out: int) -> str:
     base = str(config.get("name", name)).split("+")[0]
     screens = [Path(str(s.get("path", "?"))).stem for s in config.get("screens_seen", [])]
-    what = (f"{base} updated with genocl (strategy: {config.get('strategy', '?')}) on "
+    what = (f"{base} updated with genocl (strategy: {_strategy_text(config)}) on "
             f"{', '.join(screens)}" if screens else f"{base}, the genocl base model")
     return (f"{what}. Predicts {len(model.task_names)} coverage tracks at {model.bin_size}-bp "
             f"resolution ({n_out} positions) from {model.seq_len} bp of DNA.")
+
+
+def _strategy_text(config: dict) -> str:
+    """``--strategy`` with its hyperparameters as flags (e.g. ``freeze --freeze trunk``)."""
+    if not config.get("strategy"):
+        return "none (base model)"
+    return strategy_flags(config["strategy"], config.get("strategy_params"))
 
 
 def _base_data(config: dict) -> str:
@@ -822,7 +830,7 @@ def model_card(model, config: dict, name: str, checksums: dict, base_card: str =
         f"| input | one-hot DNA (4, {model.seq_len}) |",
         f"| output | coverage ({len(model.task_names)} tracks, {n_out} positions x {model.bin_size} bp) |",
         f"| screens seen | {', '.join(Path(str(s.get('path'))).name for s in screens) or 'none'} |",
-        f"| strategy | {config.get('strategy', 'none (base model)')} |",
+        f"| strategy | {_strategy_text(config)} |",
         f"| weights | `model.safetensors`, sha256 `{checksums['sha256']}`, md5 `{checksums['md5']}` |",
         f"| published with | genocl {__version__}, Kipoi 0.8.6 |",
         "", "## Lineage", "",

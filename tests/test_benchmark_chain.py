@@ -88,7 +88,7 @@ def test_auto_evidence_round_trips_to_what_update_prints(tmp_path):
     assert back["strategies"] == evidence["strategies"] and back["auto"] == "finetune"
     lines = stats.format_evidence(back, drift_pearson=0.21)
     assert "r 0.21 (drift 1 - r = 0.79)" in lines[0]
-    assert any("--strategy l2sp (l2sp_alpha 1): drift -0.34 [-0.44, -0.24]" in line for line in lines)
+    assert any("--strategy l2sp --l2sp-alpha 1: drift -0.34 [-0.44, -0.24]" in line for line in lines)
     assert stats.load_auto_strategy(path) == {"enformer": "finetune"}
 
 
@@ -166,3 +166,30 @@ def test_rescoring_keeps_how_each_run_was_trained(tmp_path):
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["auto"]["enformer"]["evidence"]["strategies"]["replay"]["params"] == {"replay_ratio": 0.25}
     assert json.loads((tmp_path / "forgetting_full.json").read_text())["summary"] == saved
+
+
+def test_auto_names_the_parameters_of_a_picked_head_only_update(tmp_path):
+    """A label that runs --strategy freeze with --freeze trunk wins: auto records the spec *and* its params."""
+    from genocl_plugin import stats
+
+    assert forgetting.params_for("freeze", {}) == {"freeze": "trunk"}
+    assert forgetting.params_for("lora", {"lora": {"lora_rank": 4}}) == {"lora_rank": 4}  # the grid's pick wins
+    assert forgetting.params_for("replay,l2sp", {"l2sp": {"l2sp_alpha": 0.01}}) == {"l2sp_alpha": 0.01}
+    study = _study(rel_l2=True)
+    for seed in range(3):  # gains like fine-tuning's, retention above it in every seed
+        study["bases"]["enformer"]["rows"].append(
+            {"label": "head only", "spec": "freeze", "seed": seed, "params": {"freeze": "trunk"},
+             "gain_id": 0.21 + 0.01 * seed, "gain": 0.0, "retention_after": 0.30 + 0.01 * seed,
+             "retention_before": 0.19, "drift_pearson": 0.9, "drift_rel_l2": 0.1})
+    study["complete"] = True
+    forgetting.write_summary(study, {}, tmp_path, tmp_path)
+    auto = json.loads((tmp_path / "summary.json").read_text())["auto"]["enformer"]
+    assert (auto["strategy"], auto["params"], auto["label"]) == ("freeze", {"freeze": "trunk"}, "head only")
+    assert auto["reason"].startswith("head only: retention +0.1")
+    path = forgetting.write_auto_strategy({"auto": {"enformer": auto}}, tmp_path / "auto.json")
+    assert stats.load_auto_strategy(path) == {"enformer": "freeze"}
+    assert stats.load_auto_params(path) == {"enformer": {"freeze": "trunk"}}
+    lines = stats.format_evidence(stats.auto_evidence("enformer", path))
+    assert lines[-1].startswith("  --strategy auto runs freeze --freeze trunk: head only: retention")
+    assert "**freeze --freeze trunk**" in "\n".join(forgetting.render_summary(
+        json.loads((tmp_path / "summary.json").read_text())))

@@ -141,6 +141,50 @@ def test_auto_strategy_resolves_per_architecture(tiny_procapnet_dir, tmp_path):
     assert saved["lineage"][-1]["strategy"] == AUTO_STRATEGY["procapnet"]
 
 
+def test_auto_runs_the_benchmarked_strategy_with_its_parameters(tiny_procapnet_dir, tmp_path, monkeypatch):
+    """auto picked head-only updates (freeze --freeze trunk): the trunk stays bit-identical, the heads train,
+    the run and its model card say so; a flag the user passes wins over the benchmarked one."""
+    from genocl_cli.main import main
+    from genocl_plugin import update as update_module
+    from genocl_plugin.models import load_model
+
+    monkeypatch.setattr(update_module, "AUTO_STRATEGY", {"procapnet": "freeze"})
+    monkeypatch.setattr(update_module, "AUTO_PARAMS", {"procapnet": {"freeze": "trunk"}})
+    base = ["update", "--model", str(tiny_procapnet_dir), "--max-train", "16", "--max-eval", "8",
+            "--retention-crops", "2", "--lr", "1e-2"]
+    result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "head")])
+    assert result.exit_code == 0, result.output
+    assert "strategy auto -> freeze --freeze trunk (benchmarked default" in result.output
+    saved = json.loads((tmp_path / "head" / "metrics.json").read_text())
+    assert (saved["config"]["strategy"], saved["config"]["strategy_params"]) == ("freeze", {"freeze": "trunk"})
+    parent = load_model(str(tiny_procapnet_dir)).model.state_dict()
+    updated = load_model(str(tmp_path / "head" / "model")).model.state_dict()
+    heads = ("bpnet.fconv.", "bpnet.linear.")
+    assert all(torch.equal(parent[k], v) for k, v in updated.items() if not k.startswith(heads))
+    assert any(not torch.equal(parent[k], v) for k, v in updated.items() if k.startswith(heads))
+    config = json.loads((tmp_path / "head" / "model" / "config.json").read_text())
+    assert config["strategy_params"] == {"freeze": "trunk"}
+    from genocl_plugin.zoo import _strategy_text
+
+    assert _strategy_text(config) == "freeze --freeze trunk"
+    mine = CliRunner().invoke(main, [*base, "--freeze", "embedding", "--out", str(tmp_path / "mine")])
+    assert mine.exit_code == 0, mine.output
+    assert "strategy auto -> freeze --freeze embedding" in mine.output
+
+
+def test_strategy_params_name_update_options():
+    """strategy_flags turns each hyperparameter into the option of the same name; every one exists."""
+    from genocl_cli.main import main
+    from genocl_plugin.config import strategy_flags
+
+    assert strategy_flags("replay,l2sp", {"replay_ratio": 0.25, "l2sp_alpha": 1.0}) == \
+        "replay,l2sp --replay-ratio 0.25 --l2sp-alpha 1"
+    help_text = CliRunner().invoke(main, ["update", "--help"]).output
+    for key in ("ewc_lambda", "ewc_decay", "si_c", "mas_lambda", "l2sp_alpha", "replay_ratio", "replay_budget_mb",
+                "replay_policy", "distill_weight", "lora_rank", "freeze", "max_drift"):
+        assert f"--{key.replace('_', '-')}" in help_text, key
+
+
 def test_parent_predictions_are_shared_between_updates_of_one_split(tiny_procapnet_dir, tmp_path, monkeypatch):
     from genocl_plugin import evaluate as ev
     from genocl_plugin import objectives
@@ -205,7 +249,7 @@ def test_finetune_prints_what_the_study_says_strategies_would_have_kept(tiny_pro
     assert result.exit_code == 0, result.output
     drift = json.loads((tmp_path / "ft" / "metrics.json").read_text())["retention"]["drift_pearson"]
     assert f"now follow the parent's at r {drift:.2f}" in result.output
-    assert ("--strategy replay (replay_ratio 0.25): drift -0.20 [-0.37, -0.04], retention +0.00 [-0.04, +0.04], "
+    assert ("--strategy replay --replay-ratio 0.25: drift -0.20 [-0.37, -0.04], retention +0.00 [-0.04, +0.04], "
             "in-distribution gain -0.07 [-0.22, +0.09]") in result.output
     assert "5 seeds, procapnet-mini" in result.output and "--strategy auto runs finetune: no strategy" in result.output
     # another strategy's run, or an architecture without recorded evidence, prints none of it
