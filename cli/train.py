@@ -305,9 +305,9 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         with trusted_checkpoints(trust_checkpoint), enformer_head(head):
             result = run_update(config, out, force=force, trainer_kwargs=settings,
                                 checkpoint_every=checkpoint_every, resume_run=resume_run)
+        ran = strategy_flags(result["strategy"], result.get("strategy_params"))
         if strategy.strip() == "auto":
-            click.echo(f"strategy auto -> {strategy_flags(result['strategy'], result.get('strategy_params'))} "
-                       "(benchmarked default for this architecture)")
+            click.echo(f"strategy auto -> {ran} (benchmarked default for this architecture)")
         click.echo(evaluate.format_table(result["report"]))
         retained = result["report"]["retention"]
         if retained.get("not_measured"):
@@ -316,12 +316,12 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             ref = retained["reference"]
             click.echo(f"reference set: {ref['name']} (retention on {retained.get('n_windows', ref['n_test'])} of "
                        f"{ref['n_test']} held-out windows of {ref['seq_len']:,} bp; targets: {ref['tracks']})")
-        if result["strategy"].strip() == "finetune" and not retained.get("not_measured"):
+        if (ran == "finetune" or strategy.strip() == "auto") and not retained.get("not_measured"):
             from genocl_plugin.stats import auto_evidence, format_evidence
 
             evidence = auto_evidence(result.get("arch") or "")
-            if evidence:  # what a continual-learning strategy would have kept, from the benchmark
-                click.echo("\n" + "\n".join(format_evidence(evidence, retained.get("drift_pearson"))))
+            if evidence:  # what fine-tuning / the other strategies did in the benchmark
+                click.echo("\n" + "\n".join(format_evidence(evidence, retained.get("drift_pearson"), ran)))
         click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
         if publish_name:
             from genocl_plugin.zoo import publish

@@ -138,8 +138,8 @@ def format_ci(c: dict | None, digits: int = 3) -> str:
     return f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
 
 
-def format_evidence(evidence: dict, drift_pearson: float | None = None) -> list[str]:
-    """Lines saying what fine-tuning forgot in this run and what the study's strategies kept instead.
+def format_evidence(evidence: dict, drift_pearson: float | None = None, strategy: str = "finetune") -> list[str]:
+    """Lines saying what this update forgot and what the study measured for fine-tuning and the others.
 
     Parameters
     ----------
@@ -147,14 +147,24 @@ def format_evidence(evidence: dict, drift_pearson: float | None = None) -> list[
         :func:`auto_evidence`.
     drift_pearson
         This run's Pearson of updated vs parent predictions on the reference windows.
+    strategy
+        What this run ran, as ``strategy_flags`` (``finetune``, or auto's pick such as
+        ``freeze --freeze trunk``).
     """
     lines = []
+    who = "fine-tuning" if strategy == "finetune" else f"--strategy {strategy}"
     if drift_pearson is not None and np.isfinite(drift_pearson):
-        lines.append(f"what fine-tuning forgot: its predictions on the reference windows now follow the parent's "
+        lines.append(f"what {who} forgot: its predictions on the reference windows now follow the parent's "
                      f"at r {drift_pearson:.2f} (drift 1 - r = {1 - drift_pearson:.2f}).")
-    lines.append(f"what the forgetting study measured instead ({evidence.get('n_seeds', '?')} seeds, "
-                 f"{evidence.get('model', 'the bundled model')}, paired with fine-tuning, mean [95% CI]; "
-                 "docs/results.md):")
+    ft = evidence.get("finetune") or {}
+    lines.append(f"what the forgetting study measured ({evidence.get('n_seeds', '?')} seeds, "
+                 f"{evidence.get('model', 'the bundled model')}, mean [95% CI]; docs/results.md):")
+    if ft:
+        parts = [f"{name} {format_ci(ft[key], 2)}" for name, key in (
+            ("drift", "drift"), ("retention", "retention"), ("in-distribution gain", "gain_in_distribution"))
+            if ft.get(key)]
+        lines.append("  --strategy finetune: " + ", ".join(parts))
+    lines.append("  the others, paired with fine-tuning (difference from it):")
     for label, item in evidence.get("strategies", {}).items():
         parts = [f"{name} {format_ci(item[key], 2)}" for name, key in (
             ("drift", "drift_vs_finetune"), ("retention", "retention_vs_finetune"),

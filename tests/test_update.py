@@ -145,16 +145,23 @@ def test_auto_runs_the_benchmarked_strategy_with_its_parameters(tiny_procapnet_d
     """auto picked head-only updates (freeze --freeze trunk): the trunk stays bit-identical, the heads train,
     the run and its model card say so; a flag the user passes wins over the benchmarked one."""
     from genocl_cli.main import main
+    from genocl_plugin import stats
     from genocl_plugin import update as update_module
     from genocl_plugin.models import load_model
 
     monkeypatch.setattr(update_module, "AUTO_STRATEGY", {"procapnet": "freeze"})
     monkeypatch.setattr(update_module, "AUTO_PARAMS", {"procapnet": {"freeze": "trunk"}})
+    monkeypatch.setattr(stats, "AUTO_FILE", _evidence_file(tmp_path / "auto.json", "freeze", {"freeze": "trunk"},
+                                                           "head only: retention +0.121 vs fine-tuning"))
     base = ["update", "--model", str(tiny_procapnet_dir), "--max-train", "16", "--max-eval", "8",
             "--retention-crops", "2", "--lr", "1e-2"]
     result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "head")])
     assert result.exit_code == 0, result.output
     assert "strategy auto -> freeze --freeze trunk (benchmarked default" in result.output
+    # what it kept, and what the study measured fine-tuning forgetting
+    assert "what --strategy freeze --freeze trunk forgot: its predictions" in result.output
+    assert "--strategy auto runs freeze --freeze trunk: head only: retention +0.121" in result.output
+    assert "  --strategy finetune: retention +0.03 [+0.02, +0.05]" in result.output
     saved = json.loads((tmp_path / "head" / "metrics.json").read_text())
     assert (saved["config"]["strategy"], saved["config"]["strategy_params"]) == ("freeze", {"freeze": "trunk"})
     parent = load_model(str(tiny_procapnet_dir)).model.state_dict()
@@ -225,12 +232,12 @@ def test_parent_predictions_are_shared_between_updates_of_one_split(tiny_procapn
         assert run["matrix"][1][1] == pytest.approx(report["report"]["new_task"]["after"]["pearson"], abs=1e-5)
 
 
-def _evidence_file(path):
+def _evidence_file(path, auto="finetune", params=None,
+                   reason="no strategy keeps in-distribution gain within 5% of fine-tuning's"):
     ci = lambda m, lo, hi: {"mean": m, "ci_low": lo, "ci_high": hi}  # noqa: E731
     path.write_text(json.dumps({"procapnet": {
-        "strategy": "finetune", "reason": "no strategy keeps in-distribution gain within 5% of fine-tuning's",
-        "mode": "full", "commit": "abc",
-        "evidence": {"model": "procapnet-mini", "n_seeds": 5, "finetune": {},
+        "strategy": auto, "params": params or {}, "reason": reason, "mode": "full", "commit": "abc",
+        "evidence": {"model": "procapnet-mini", "n_seeds": 5, "finetune": {"retention": ci(0.033, 0.019, 0.048)},
                      "strategies": {"replay": {"strategy": "replay", "params": {"replay_ratio": 0.25},
                                                "drift_vs_finetune": ci(-0.2, -0.37, -0.04),
                                                "retention_vs_finetune": ci(0.002, -0.037, 0.041),
@@ -252,6 +259,7 @@ def test_finetune_prints_what_the_study_says_strategies_would_have_kept(tiny_pro
     assert ("--strategy replay --replay-ratio 0.25: drift -0.20 [-0.37, -0.04], retention +0.00 [-0.04, +0.04], "
             "in-distribution gain -0.07 [-0.22, +0.09]") in result.output
     assert "5 seeds, procapnet-mini" in result.output and "--strategy auto runs finetune: no strategy" in result.output
+    assert "  --strategy finetune: retention +0.03 [+0.02, +0.05]" in result.output
     # another strategy's run, or an architecture without recorded evidence, prints none of it
     other = CliRunner().invoke(main, [*base, "--strategy", "l2sp", "--out", str(tmp_path / "l2sp")])
     assert other.exit_code == 0 and "what fine-tuning forgot" not in other.output
