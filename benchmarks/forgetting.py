@@ -287,7 +287,7 @@ def run_grid(base: str, model: str, screen: Path, strategies: dict[str, str], se
     todo = [("finetune", {})] + [(label, {key: value}) for label in GRID if label in strategies
                                  for key, values in GRID[label].items() for value in values]
     for label, params in todo:
-        tag = "_".join([label] + [f"{k}{v:g}" for k, v in params.items()])
+        tag = "_".join([label] + [param_text({k: v}, "") for k, v in params.items()])
         out = work / f"grid_{base}" / tag
         log(f"grid {base}: {label} {params or ''} (validation seed {VALIDATION_SEED})")
         res = update(model, screen, strategies.get(label, label), VALIDATION_SEED, out, settings, params)
@@ -295,6 +295,12 @@ def run_grid(base: str, model: str, screen: Path, strategies: dict[str, str], se
         results.setdefault(label, []).append(row)
         shutil.rmtree(out, ignore_errors=True)
     return {"results": results, "chosen": choose_from_grid(results)}
+
+
+def param_text(params: dict, sep: str = " ") -> str:
+    """``freeze trunk, l2sp_alpha 0.01``: numbers with ``:g``, anything else (a part name) as is."""
+    return ", ".join(f"{k}{sep}{v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}{sep}{v}"
+                     for k, v in params.items())
 
 
 def params_for(spec: str, chosen: dict[str, dict]) -> dict:
@@ -459,8 +465,7 @@ def render_chain(c: dict, seconds: float | None = None) -> list[str]:
     lines += ["", "Mean accuracy matrices (row i: the model after task i; column j: task j):", ""]
     for label, v in c["strategies"].items():
         m = np.asarray(v["matrix_mean"], dtype=float)
-        lines += [f"*{label}*" + (f" ({', '.join(f'{k} {x:g}' for k, x in v['params'].items())})"
-                                  if v.get("params") else ""), "",
+        lines += [f"*{label}*" + (f" ({param_text(v['params'])})" if v.get("params") else ""), "",
                   "| | " + " | ".join(f"T{j}" for j in range(len(m))) + " |", "|---|" + "---|" * len(m)]
         for i, row in enumerate(m):
             lines.append(f"| {'base' if i == 0 else f'after T{i}'} | "
@@ -949,6 +954,8 @@ def _commit() -> str:
 
 def render(report: dict) -> str:
     """docs/results.md from the report (every number comes from the report)."""
+    from genocl_plugin.config import strategy_flags
+
     mode = report["mode"]
     s = report["settings"]
     mpra_note = (f" (MPRA elements centred in {s['mpra_input_length']:,}-bp inputs)"
@@ -1024,7 +1031,8 @@ def render(report: dict) -> str:
                              f"{fmt(v['counts_before'])} | {fmt(v['counts_after'])} |")
             lines.append("")
         auto = (report.get("summary") or {}).get("auto", {}).get(base)
-        lines += [(f"`--strategy auto` for {b['name']} (evidence rule, see above): **{auto['strategy']}**."
+        lines += [(f"`--strategy auto` for {b['name']} (evidence rule, see above): "
+                   f"**{strategy_flags(auto['strategy'], auto.get('params'))}**."
                    if auto else f"Point-estimate pick for {b['name']}: **{b['recommended']}** ({b['why']})."), "",
                   f"![trade-off]({'results/' + base + '/tradeoff.png'})",
                   f"![per-track retention]({'results/' + base + '/per_track_retention.png'})", ""]
@@ -1101,7 +1109,7 @@ def render_grid(grid: dict) -> list[str]:
                   "|---|---|---|---|---|---|"]
         for label, rows in g["results"].items():
             for r in rows:
-                value = ", ".join(f"{k}={v:g}" for k, v in r["params"].items()) or "—"
+                value = param_text(r["params"], "=") or "—"
                 picked = "yes" if label in g["chosen"] and g["chosen"][label] == r["params"] else ""
                 gid = "n/a" if r["gain_id"] is None else f"{r['gain_id']:+.3f}"
                 lines.append(f"| {label} | {value} | {gid} | {r['gain_ood']:+.3f} | {r['retention_valid']:.3f} | "

@@ -61,8 +61,11 @@ def test_chain_summary_by_hand():
 
 
 def test_chain_rendering_shows_every_strategy_and_the_missing_base_score():
-    lines = forgetting.render_chain(forgetting.chain_summary(_chain()))
+    chain = _chain()
+    chain["params"]["replay"] = {"replay_ratio": 0.5, "freeze": "trunk"}  # a part name is not a number
+    lines = forgetting.render_chain(forgetting.chain_summary(chain))
     text = "\n".join(lines)
+    assert "*replay* (replay_ratio 0.5, freeze trunk)" in text
     assert text.count("| finetune |") == 2 and text.count("| replay |") == 2
     assert "| base | 0.200 | — |" in text  # the base model has no mouse tracks
     assert "accuracy_matrix.png" in text
@@ -173,6 +176,9 @@ def test_auto_names_the_parameters_of_a_picked_head_only_update(tmp_path):
     from genocl_plugin import stats
 
     assert forgetting.params_for("freeze", {}) == {"freeze": "trunk"}
+    grid = {"enformer": {"results": {"head only": [{"params": {"freeze": "trunk"}, "gain_id": 0.1, "gain_ood": 0.0,
+                                                    "retention_valid": 0.2}]}, "chosen": {}}}
+    assert "| head only | freeze=trunk | +0.100 |" in "\n".join(forgetting.render_grid(grid))
     assert forgetting.params_for("lora", {"lora": {"lora_rank": 4}}) == {"lora_rank": 4}  # the grid's pick wins
     assert forgetting.params_for("replay,l2sp", {"l2sp": {"l2sp_alpha": 0.01}}) == {"l2sp_alpha": 0.01}
     study = _study(rel_l2=True)
