@@ -72,6 +72,22 @@ def test_enformer_pytorch_update(enformer_pytorch_dir, tmp_path, strategy):
     assert reloaded.output_length(reloaded.seq_len) == 896
 
 
+def test_enformer_pytorch_auto_head_only_keeps_the_trunk(enformer_pytorch_dir, tmp_path, monkeypatch):
+    """auto resolved to head-only updates (freeze --freeze trunk) at 196,608 bp and 5,313 tracks: the trunk
+    is bit-identical after the update, the human head is not, and the run records the parameters."""
+    from genocl_plugin import update as update_module
+
+    monkeypatch.setattr(update_module, "AUTO_STRATEGY", {"enformer": "freeze"})
+    monkeypatch.setattr(update_module, "AUTO_PARAMS", {"enformer": {"freeze": "trunk"}})
+    result = _update(enformer_pytorch_dir, tmp_path / "run", "auto", ENHANCERS, lr=1e-2)
+    assert (result["strategy"], result["strategy_params"]) == ("freeze", {"freeze": "trunk"})
+    parent = models.load_model(enformer_pytorch_dir).model.state_dict()
+    updated = models.load_model(result["run"]).model.state_dict()
+    head = [k for k in updated if "_heads." in k]
+    assert head and any(not torch.equal(parent[k], updated[k]) for k in head)
+    assert all(torch.equal(parent[k], v) for k, v in updated.items() if k not in head)
+
+
 def test_enformer_pytorch_publish_kipoi(enformer_pytorch_dir, tmp_path):
     import kipoi
 
