@@ -205,12 +205,38 @@ def recommend(summary: dict[str, dict]) -> tuple[str | None, str]:
                   + ", ".join(sorted(eligible)))
 
 
+def group_means(per_track, names: list[str] | None) -> dict[str, float] | None:
+    """Mean track Pearson per assay group (``reference.assay_group``: CAGE, DNASE, RNA, ...)."""
+    from genocl_plugin.reference import assay_group
+
+    if not names or per_track is None or len(per_track) != len(names):
+        return None
+    values = np.asarray(per_track, dtype=float)
+    groups = np.asarray([assay_group(n) for n in names])
+    return {g: float(np.nanmean(values[groups == g])) for g in dict.fromkeys(groups)}
+
+
+def run_track_names(run: str) -> list[str] | None:
+    """The reference track names of a run's model (gReLU ``data_params.tasks.name``), if stored."""
+    from genocl_plugin.models import read_config
+
+    tasks = read_config(Path(run) / "model").get("data_params", {}).get("tasks", {})
+    return list(tasks.get("name") or []) or None
+
+
 def score_seed(seed_rows: list[dict], crops: int) -> list[dict]:
     """Re-score one seed's runs (same reference crops for all) and add the numbers to their rows."""
     from genocl_plugin import evaluate as ev
 
     evaluation = ev.evaluate_runs([r["run"] for r in seed_rows], max_crops=crops)
     for row, run in zip(seed_rows, evaluation["runs"], strict=True):
+        # Retention per assay group: a mean over tracks can hide that an update kept the tracks it
+        # does not read out and lost the ones it does (head-only updates).
+        names = run_track_names(row["run"])
+        before = group_means(run["reference"][0]["per_track"], names)
+        after = group_means(run["reference"][-1]["per_track"], names)
+        if before and after:
+            row["retention_groups_before"], row["retention_groups"] = before, after
         mat = run["matrix"]
         row.update({"new_before": mat[0][1], "new_after": mat[1][1], "gain": run["new_task_gain"],
                     "retention_before": mat[0][0], "retention_after": mat[1][0],
@@ -521,6 +547,9 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
                         {sd: v[key] for sd, v in seeds.items()}, {sd: v[key] for sd, v in ft.items()})
             base_ret = [v["retention_base"] for v in seeds.values() if v["retention_base"] is not None]
             item["retention_base"] = float(np.mean(base_ret)) if base_ret else None
+            groups = group_retention(b["rows"], label, [r for r in b["rows"] if r["label"] == "finetune"])
+            if groups:
+                item["retention_by_group"] = groups
             strategies[label] = item
         out["scenarios"][SCENARIOS.get(base, base)] = {"model": b["name"], "screen": b["screen"],
                                                        "strategies": strategies}
@@ -533,6 +562,26 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
                              "evidence": evidence}
     if (report.get("chain") or {}).get("runs"):
         out["scenarios"][CHAIN_SCENARIO] = chain_summary(report["chain"])
+    return out
+
+
+def group_retention(rows: list[dict], label: str, ft_rows: list[dict]) -> dict | None:
+    """Per assay group: the parent's mean retention, the strategy's mean [95% CI] over seeds and its
+    paired difference from fine-tuning (None for studies scored before groups were kept)."""
+    from genocl_plugin.stats import mean_ci, paired_diff_ci
+
+    mine = {r["seed"]: r for r in rows if r["label"] == label and r.get("retention_groups")}
+    if not mine:
+        return None
+    ft = {r["seed"]: r["retention_groups"] for r in ft_rows if r.get("retention_groups")}
+    out = {}
+    for group in next(iter(mine.values()))["retention_groups"]:
+        item = {"parent": float(np.mean([r["retention_groups_before"][group] for r in mine.values()])),
+                "retention": mean_ci([r["retention_groups"][group] for r in mine.values()])}
+        if label != "finetune" and ft:
+            item["vs_finetune"] = paired_diff_ci({sd: r["retention_groups"][group] for sd, r in mine.items()},
+                                                 {sd: v[group] for sd, v in ft.items()})
+        out[group] = item
     return out
 
 
@@ -579,6 +628,24 @@ def _ci(c: dict | None, digits: int = 3) -> str:
     return format_ci(c, digits)
 
 
+def render_groups(strategies: dict) -> list[str]:
+    """Retention per assay group: mean [95% CI] over seeds, and the paired difference from fine-tuning."""
+    with_groups = {k: v["retention_by_group"] for k, v in strategies.items() if v.get("retention_by_group")}
+    if not with_groups:
+        return []
+    groups = list(next(iter(with_groups.values())))
+    parent = next(iter(with_groups.values()))
+    lines = ["Retention per assay group (mean track Pearson of the group on the same test crops; parent in the "
+             "heading; below each value its paired difference from fine-tuning):", "",
+             "| strategy | " + " | ".join(f"{g} (parent {parent[g]['parent']:.3f})" for g in groups) + " |",
+             "|---" * (len(groups) + 1) + "|"]
+    for label, g in with_groups.items():
+        cells = [_ci(g[k]["retention"]) + (f"<br>Δ {_ci(g[k]['vs_finetune'])}" if g[k].get("vs_finetune") else "")
+                 for k in groups]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def render_summary(summary: dict) -> list[str]:
     """The main tables of results.md, from summary.json only."""
     from genocl_plugin.config import strategy_flags
@@ -613,6 +680,7 @@ def render_summary(summary: dict) -> list[str]:
                          f"{_ci(v.get('gain_in_distribution_vs_finetune'))} | "
                          f"{_ci(v.get('retention_vs_finetune'))} | {_ci(v.get('drift_vs_finetune'))} |")
         lines.append("")
+        lines += render_groups(strategies)
     lines += ["## `--strategy auto` from this summary", "",
               "Rule (`genocl_plugin.stats.choose_auto_strategy`): among strategies whose mean in-distribution gain "
               "is within 5% of fine-tuning's, the best mean retention — only if its retention advantage over "

@@ -199,3 +199,29 @@ def test_auto_names_the_parameters_of_a_picked_head_only_update(tmp_path):
     assert lines[-1].startswith("  --strategy auto runs freeze --freeze trunk: head only: retention")
     assert "**freeze --freeze trunk**" in "\n".join(forgetting.render_summary(
         json.loads((tmp_path / "summary.json").read_text())))
+
+
+def test_retention_per_assay_group_is_summarised_and_paired_with_finetune():
+    """A mean over tracks can hide where an update forgot: groups get their own mean [CI] and paired Δ."""
+    names = ["CAGE:a", "CAGE:b", "DNASE:c", "RNA:d"]
+    assert forgetting.group_means([0.1, 0.3, 0.5, 0.7], names) == pytest.approx(
+        {"CAGE": 0.2, "DNASE": 0.5, "RNA": 0.7})
+    assert forgetting.group_means([0.1, 0.3], names) is None  # not this model's tracks
+    study = _study(rel_l2=True)
+    for row in study["bases"]["enformer"]["rows"]:
+        keep = row["label"] == "replay"  # replay keeps RNA, both lose CAGE alike
+        row["retention_groups_before"] = {"CAGE": 0.2, "RNA": 0.3}
+        shift = 0.01 * row["seed"]
+        row["retention_groups"] = {"CAGE": 0.05 + shift, "RNA": (0.3 if keep else 0.1) - shift}
+    summary = forgetting.build_summary(study)
+    (scenario,) = summary["scenarios"].values()
+    rp = scenario["strategies"]["replay"]["retention_by_group"]
+    assert rp["RNA"]["parent"] == pytest.approx(0.3) and rp["RNA"]["retention"]["mean"] == pytest.approx(0.29)
+    assert rp["RNA"]["vs_finetune"]["mean"] == pytest.approx(0.2) and rp["CAGE"]["vs_finetune"]["mean"] == 0
+    assert "vs_finetune" not in scenario["strategies"]["finetune"]["retention_by_group"]["RNA"]
+    text = "\n".join(forgetting.render_summary(summary))
+    assert "| strategy | CAGE (parent 0.200) | RNA (parent 0.300) |" in text
+    assert "Δ +0.200 [" in text
+    # a study scored before groups were kept has none, and renders without the table
+    assert "retention_by_group" not in forgetting.build_summary(_study(rel_l2=True))["scenarios"][
+        "a_enformer_mini_enhancer_mpra"]["strategies"]["replay"]
