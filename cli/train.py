@@ -316,7 +316,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             ref = retained["reference"]
             click.echo(f"reference set: {ref['name']} (retention on {retained.get('n_windows', ref['n_test'])} of "
                        f"{ref['n_test']} held-out windows of {ref['seq_len']:,} bp; targets: {ref['tracks']})")
-        if (ran == "finetune" or strategy.strip() == "auto") and not retained.get("not_measured"):
+        told = result["strategy"].strip() == "finetune" or strategy.strip() == "auto"
+        if told and not retained.get("not_measured"):
             from genocl_plugin.stats import auto_evidence, format_evidence
 
             evidence = auto_evidence(result.get("arch") or "")
