@@ -324,9 +324,10 @@ def run_grid(base: str, model: str, screen: Path, strategies: dict[str, str], se
 
 
 def param_text(params: dict, sep: str = " ") -> str:
-    """``freeze trunk, l2sp_alpha 0.01``: numbers with ``:g``, anything else (a part name) as is."""
-    return ", ".join(f"{k}{sep}{v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}{sep}{v}"
-                     for k, v in params.items())
+    """``freeze trunk, l2sp_alpha 0.01`` (values as ``genocl_plugin.config.param_value`` writes them)."""
+    from genocl_plugin.config import param_value
+
+    return ", ".join(f"{k}{sep}{param_value(v)}" for k, v in params.items())
 
 
 def params_for(spec: str, chosen: dict[str, dict]) -> dict:
@@ -547,7 +548,7 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
                         {sd: v[key] for sd, v in seeds.items()}, {sd: v[key] for sd, v in ft.items()})
             base_ret = [v["retention_base"] for v in seeds.values() if v["retention_base"] is not None]
             item["retention_base"] = float(np.mean(base_ret)) if base_ret else None
-            groups = group_retention(b["rows"], label, [r for r in b["rows"] if r["label"] == "finetune"])
+            groups = group_retention(b["rows"], label)
             if groups:
                 item["retention_by_group"] = groups
             strategies[label] = item
@@ -565,7 +566,7 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
     return out
 
 
-def group_retention(rows: list[dict], label: str, ft_rows: list[dict]) -> dict | None:
+def group_retention(rows: list[dict], label: str) -> dict | None:
     """Per assay group: the parent's mean retention, the strategy's mean [95% CI] over seeds and its
     paired difference from fine-tuning (None for studies scored before groups were kept)."""
     from genocl_plugin.stats import mean_ci, paired_diff_ci
@@ -573,7 +574,7 @@ def group_retention(rows: list[dict], label: str, ft_rows: list[dict]) -> dict |
     mine = {r["seed"]: r for r in rows if r["label"] == label and r.get("retention_groups")}
     if not mine:
         return None
-    ft = {r["seed"]: r["retention_groups"] for r in ft_rows if r.get("retention_groups")}
+    ft = {r["seed"]: r["retention_groups"] for r in rows if r["label"] == "finetune" and r.get("retention_groups")}
     out = {}
     for group in next(iter(mine.values()))["retention_groups"]:
         item = {"parent": float(np.mean([r["retention_groups_before"][group] for r in mine.values()])),
@@ -633,8 +634,8 @@ def render_groups(strategies: dict) -> list[str]:
     with_groups = {k: v["retention_by_group"] for k, v in strategies.items() if v.get("retention_by_group")}
     if not with_groups:
         return []
-    groups = list(next(iter(with_groups.values())))
-    parent = next(iter(with_groups.values()))
+    parent = next(iter(with_groups.values()))  # every strategy scores the same parent on the same crops
+    groups = list(parent)
     lines = ["Retention per assay group (mean track Pearson of the group on the same test crops; parent in the "
              "heading; below each value its paired difference from fine-tuning):", "",
              "| strategy | " + " | ".join(f"{g} (parent {parent[g]['parent']:.3f})" for g in groups) + " |",

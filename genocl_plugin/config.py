@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 BATCHNORM_STATS = ("frozen", "update")  # the values of UpdateConfig.batchnorm_stats / --batchnorm-stats
 
 
+def param_value(value) -> str:
+    """A strategy hyperparameter as text: numbers with ``:g`` (``0.01``, ``8``), anything else as is."""
+    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
 def strategy_flags(strategy: str, params: dict | None = None) -> str:
     """A strategy with its hyperparameters as ``genocl update`` flags.
 
@@ -18,8 +23,7 @@ def strategy_flags(strategy: str, params: dict | None = None) -> str:
     ``UpdateConfig.strategy_params`` is the option of the same name (``l2sp_alpha`` ->
     ``--l2sp-alpha``), so the text can be pasted after ``--strategy``.
     """
-    flags = [f"--{key.replace('_', '-')} {value:g}" if isinstance(value, int | float) and not isinstance(value, bool)
-             else f"--{key.replace('_', '-')} {value}" for key, value in (params or {}).items()]
+    flags = [f"--{key.replace('_', '-')} {param_value(value)}" for key, value in (params or {}).items()]
     return " ".join([strategy, *flags])
 
 

@@ -50,10 +50,11 @@ def resolve_auto_strategy(strategy: str, model) -> str:
 
 def resolve_auto(config: UpdateConfig, model) -> UpdateConfig:
     """``auto`` -> the benchmarked strategy and its hyperparameters; the user's own flags win."""
-    arch = model.data_params.get("arch", "")
-    strategy = resolve_auto_strategy(config.strategy, model)
-    params = AUTO_PARAMS.get(arch, {}) if strategy == AUTO_STRATEGY.get(arch) else {}
-    return replace(config, strategy=strategy, strategy_params={**params, **config.strategy_params})
+    if config.strategy.strip() != "auto":
+        return config
+    params = AUTO_PARAMS.get(model.data_params.get("arch", ""), {})
+    return replace(config, strategy=resolve_auto_strategy(config.strategy, model),
+                   strategy_params={**params, **config.strategy_params})
 
 
 def train_on_screen(model, dataset: objectives.PerturbationDataset, config: UpdateConfig,
