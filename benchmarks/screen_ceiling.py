@@ -1,0 +1,304 @@
+"""What the bundled MPRA screens can teach: the learnable signal behind an update's gain.
+
+Issue 12 asks that an update on the bundled Kircher 2019 enhancer screen learn it: fine-tuning's
+in-distribution gain (effect Pearson on held-out 50-bp position blocks of the training elements)
+with a 95% interval above zero. The forgetting study's updates gain +0.04 to +0.06 with intervals
+that include zero. This script measures, on exactly the study's splits (``prepare_screen`` with
+the study's element hold-out 0.3, block hold-out 0.2 and seeds), how much there is to learn:
+
+1. **element means**: predict each held-out variant by the mean measured effect of its element's
+   training variants. Element identity alone; a model that learns only that an element's
+   variants tend to be up or down gets this much.
+2. **k-mer ridge**: ridge regression of the effect on the variant's change in k-mer counts (the
+   k-mers it creates minus those it destroys, reverse complements merged, plus a deletion flag),
+   the penalty chosen on an inner block split of the training variants. A second, unrelated model
+   class that learns sequence features from the screen itself, with a learning curve in the
+   number of training variants (the study trains on 512).
+3. ``--probe``: the base model. Its zero-shot effects, and a linear probe of its trunk (ridge on
+   the change of the trunk's output, averaged over the element's output bins, between variant
+   and reference). A head-only update can only reweight these features, so the probe bounds it
+   from below by what a linear readout of them can do.
+4. **evaluation noise**: every method is scored on all held-out rows and on the study's 192-row
+   subsample of them (``--max-eval 192``), the size of the study's in-distribution check.
+
+    python benchmarks/screen_ceiling.py            # k-mer ridge + element means, both screens (~1 min)
+    python benchmarks/screen_ceiling.py --probe    # + enformer-mini zero-shot and trunk probe (~9 min)
+    python benchmarks/screen_ceiling.py --plot-only
+
+Writes ``docs/results/screen_ceiling.json`` and ``.png``. Pearson over all held-out rows of a
+seed (elements pooled), as the study scores its updates; mean [95% CI] over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from genocl_plugin import objectives, reference, screens  # noqa: E402
+from genocl_plugin.config import UpdateConfig  # noqa: E402
+from genocl_plugin.evaluate import pearson  # noqa: E402
+from genocl_plugin.stats import mean_ci  # noqa: E402
+
+K = 5
+ALPHAS = (1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2)  # penalty per training row
+SEEDS = (0, 1, 2, 3, 4)
+# The forgetting study's settings (benchmarks/forgetting.py SETTINGS["full"]).
+HOLDOUT, ID_HOLDOUT, STUDY_TRAIN, STUDY_EVAL = 0.3, 0.2, 512, 192
+TRAIN_SIZES = (128, 512, 2048, None)  # None: every training variant
+SCREENS = {"enhancers": "mpra_enhancers.h5ad", "promoters": "mpra_promoters.h5ad"}
+BUNDLED = ROOT / "genocl_plugin" / "bundled"
+
+
+def kmer_ids(codes: np.ndarray, k: int = K) -> np.ndarray:
+    """Reverse-complement-merged id of each k-mer of a code sequence (-1 where it has an N)."""
+    codes = np.asarray(codes).astype(np.int64)
+    n = len(codes) - k + 1
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    fwd, rev = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
+    for j in range(k):
+        part = codes[j : j + n]
+        bad |= part > 3
+        fwd = fwd * 4 + np.minimum(part, 3)
+        rev = rev + (3 - np.minimum(part, 3)) * 4**j
+    ids = np.minimum(fwd, rev)
+    ids[bad] = -1
+    return ids
+
+
+def variant_kmer_change(seq: str, pos: int, ref: str, alt: str, k: int = K) -> np.ndarray:
+    """k-mer counts of the variant sequence minus the reference's, over the k-mers it touches.
+
+    Returns a dense (4**k + 1,) vector: the count changes (reverse complements share the smaller
+    id), then 1 for a deletion.
+    """
+    lo = max(0, pos - k + 1)
+    ref_window = seq[lo : pos + len(ref) + k - 1]
+    alt_seq = objectives.apply_variant(seq, pos, ref, alt)
+    alt_len = 0 if alt == "-" else len(alt)
+    alt_window = alt_seq[lo : pos + alt_len + k - 1]
+    out = np.zeros(4**k + 1, dtype=np.float32)
+    for window, sign in ((ref_window, -1.0), (alt_window, 1.0)):
+        ids = kmer_ids(reference.seq_to_codes(window), k)
+        np.add.at(out, ids[ids >= 0], sign)
+    out[-1] = float(alt == "-")
+    return out
+
+
+def screen_features(screen, k: int = K) -> np.ndarray:
+    """(rows, 4**k + 1) k-mer change features of every variant of an MPRA screen."""
+    seqs = screen.uns["element_sequences"]
+    obs = screen.obs
+    return np.stack([variant_kmer_change(seqs[e], int(p), str(r), str(a), k) for e, p, r, a in
+                     zip(obs["element"].astype(str), obs["pos"], obs["ref"], obs["alt"], strict=True)])
+
+
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float):
+    """Ridge regression on standardised features (penalty ``alpha`` per row); returns a predictor."""
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    z = (x - mean) / scale
+    coef = np.linalg.solve(z.T @ z + alpha * len(z) * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+    return lambda xn: ((xn - mean) / scale) @ coef + y.mean()
+
+
+def choose_alpha(x: np.ndarray, y: np.ndarray, inner_train: np.ndarray, inner_valid: np.ndarray) -> float:
+    """The ridge penalty that scores best on an inner (block) split of the training rows."""
+    scores = {a: pearson(ridge(x[inner_train], y[inner_train], a)(x[inner_valid]), y[inner_valid])
+              for a in ALPHAS}
+    return max(scores, key=lambda a: scores[a] if np.isfinite(scores[a]) else -1.0)
+
+
+def study_split(path: Path, row_of: dict, seed: int, max_train: int | None, max_eval: int | None):
+    """The study's split of one seed as row numbers: (train, held-out blocks, held-out elements).
+
+    ``genocl update``'s own ``prepare_screen`` with the study's settings, so the rows are the
+    ones the study's updates train and are scored on.
+    """
+    config = UpdateConfig(data=str(path), seed=seed, holdout=HOLDOUT, id_holdout=ID_HOLDOUT,
+                          max_train=max_train, max_eval=max_eval)
+    _, train, test, test_id = screens.prepare_screen(config, model=None, in_distribution=True)
+    return tuple(np.array([row_of[i] for i in part.obs_names], dtype=int) for part in (train, test_id, test))
+
+
+def element_means(screen, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each row predicted by its element's mean training effect (0 for an unseen element)."""
+    elements = screen.obs["element"].astype(str).to_numpy()
+    y = screen.obs["effect"].to_numpy(float)
+    means = {e: y[train][elements[train] == e].mean() for e in set(elements[train])}
+    return np.array([means.get(e, 0.0) for e in elements[rows]])
+
+
+def base_model_features(screen, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """enformer-mini's zero-shot effects and trunk-change features for every row (2,048-bp inputs)."""
+    import torch
+    from rich.progress import Progress
+
+    from genocl_plugin import models
+
+    model = models.load_model("enformer").eval()
+    net = model.model
+    dataset = objectives.mpra_dataset(screen, model, path=str(path), seq_len=2048)
+    mask = dataset.track_mask
+    with torch.no_grad():
+        ref_emb = net.embedding(torch.from_numpy(reference.codes_to_one_hot(np.stack(dataset.refs))))
+        ref_out = net.head(ref_emb)
+    n, batch = len(dataset), 64
+    feats = np.zeros((n, ref_emb.shape[1]), dtype=np.float32)
+    effects = np.zeros(n, dtype=np.float32)
+    with torch.no_grad(), Progress() as progress:
+        task = progress.add_task("enformer-mini on every variant", total=n)
+        for start in range(0, n, batch):
+            idx = np.arange(start, min(n, start + batch))
+            emb = net.embedding(torch.from_numpy(reference.codes_to_one_hot(np.stack([dataset.alts[i] for i in idx]))))
+            ref_idx = torch.as_tensor(dataset.ref_index[idx])
+            lo, hi = torch.as_tensor(dataset.lo[idx]), torch.as_tensor(dataset.hi[idx])
+            bins = torch.arange(emb.shape[-1])[None, :]
+            inside = (bins >= lo[:, None]) & (bins < hi[:, None])
+            diff = (emb - ref_emb[ref_idx]) * inside[:, None, :]
+            feats[idx] = (diff.sum(-1) / inside.sum(-1, keepdim=True)).numpy()
+            alt_act = objectives.activity(net.head(emb), mask, lo, hi)
+            ref_act = objectives.activity(ref_out[ref_idx], mask, lo, hi)
+            effects[idx] = ((alt_act - ref_act) / objectives.LN2).numpy()
+            progress.advance(task, len(idx))
+    return effects, feats
+
+
+def score(pred: np.ndarray, y: np.ndarray, rows: np.ndarray, study_rows: np.ndarray) -> dict:
+    """Pearson on all held-out rows and on the study's subsample of them."""
+    pos = {r: i for i, r in enumerate(rows)}
+    sub = np.array([pos[r] for r in study_rows])
+    return {"all": pearson(pred, y[rows]), "study_subsample": pearson(pred[sub], y[study_rows])}
+
+
+def run_screen(name: str, probe: bool) -> dict:
+    """Every method on one screen over the study's seeds."""
+    path = BUNDLED / SCREENS[name]
+    screen = screens.read_screen(path)
+    row_of = {name: i for i, name in enumerate(screen.obs_names)}
+    y = screen.obs["effect"].to_numpy(float)
+    t0 = time.time()
+    x = screen_features(screen)
+    print(f"{name}: {screen.n_obs} variants, k-mer features in {time.time() - t0:.0f} s", flush=True)
+    base = probe_x = None
+    if probe:
+        base, probe_x = base_model_features(screen, path)
+    rows: dict[str, dict] = {}
+
+    def add(method: str, split: str, seed: int, value: dict) -> None:
+        for key, v in value.items():
+            rows.setdefault(method, {}).setdefault(f"{split}_{key}", {})[seed] = v
+
+    n_train = []
+    for seed in SEEDS:
+        train, test_id, test = study_split(path, row_of, seed, None, None)
+        _, study_id, study_ood = study_split(path, row_of, seed, STUDY_TRAIN, STUDY_EVAL)
+        splits = (("id", test_id, study_id), ("ood", test, study_ood))
+        n_train.append(len(train))
+        # element means exist only for elements seen in training: the in-distribution split
+        add("element means", "id", seed, score(element_means(screen, train, test_id), y, test_id, study_id))
+        # the penalty is chosen on the block hold-out repeated inside the training rows
+        inner_train, inner_valid = screens.split_by_position_blocks(screen[train], ID_HOLDOUT, seed=seed + 1000)
+        inner_train, inner_valid = (np.array([row_of[i] for i in p.obs_names], dtype=int)
+                                    for p in (inner_train, inner_valid))
+        rng = np.random.default_rng(seed)
+        for size in TRAIN_SIZES:
+            sub, inner_sub = train, inner_train
+            if size is not None and size < len(train):
+                sub = np.sort(rng.choice(train, size, replace=False))
+                inner_sub = np.sort(rng.choice(inner_train, min(size, len(inner_train)), replace=False))
+            f = ridge(x[sub], y[sub], choose_alpha(x, y, inner_sub, inner_valid))
+            for split, held, study_rows in splits:
+                add(f"k-mer ridge, {size or 'all'} variants", split, seed, score(f(x[held]), y, held, study_rows))
+        if probe:
+            f = ridge(probe_x[train], y[train], choose_alpha(probe_x, y, inner_train, inner_valid))
+            for split, held, study_rows in splits:
+                add("enformer-mini zero-shot", split, seed, score(base[held], y, held, study_rows))
+                add("enformer-mini trunk probe, all variants", split, seed,
+                    score(f(probe_x[held]), y, held, study_rows))
+        print(f"{name} seed {seed}: {len(train)} train, {len(test_id)} held-out blocks, {len(test)} held-out elements",
+              flush=True)
+    return {"n_variants": int(screen.n_obs), "n_train_all": float(np.mean(n_train)),
+            "methods": {m: {k: {**mean_ci(list(v.values())), "per_seed": v} for k, v in cols.items()}
+                        for m, cols in rows.items()}}
+
+
+def plot(result: dict, path: Path) -> Path:
+    """Held-out Pearson vs training variants (k-mer ridge) with the other methods as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["screens"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        sc = result["screens"][name]
+        methods = sc["methods"]
+        curve = [(m, methods[m]) for m in methods if m.startswith("k-mer ridge")]
+        xs = [sc["n_train_all"] if "all variants" in m else int(m.split(", ")[1].split()[0]) for m, _ in curve]
+        for split, colour in (("id", "C0"), ("ood", "C1")):
+            mean = [v[f"{split}_all"]["mean"] for _, v in curve]
+            lo = [v[f"{split}_all"]["ci_low"] for _, v in curve]
+            hi = [v[f"{split}_all"]["ci_high"] for _, v in curve]
+            ax.errorbar(xs, mean, yerr=[np.subtract(mean, lo), np.subtract(hi, mean)], marker="o", color=colour,
+                        capsize=3, label=f"k-mer ridge, held-out {'blocks' if split == 'id' else 'elements'}")
+        for (m, style) in (("element means", "--"), ("enformer-mini zero-shot", ":"),
+                           ("enformer-mini trunk probe, all variants", "-.")):
+            if m in methods:
+                ax.axhline(methods[m]["id_all"]["mean"], color="grey", linestyle=style, label=f"{m} (held-out blocks)")
+        ax.axvline(STUDY_TRAIN, color="black", alpha=0.2)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel("training variants (vertical line: the study's 512)")
+        ax.set_ylabel("effect Pearson, held-out rows")
+        ax.set_title(f"{name} ({sc['n_variants']} variants)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "screen_ceiling.json")
+    parser.add_argument("--probe", action="store_true", help="Also enformer-mini's zero-shot effects and trunk probe.")
+    parser.add_argument("--plot-only", action="store_true", help="Redraw the PNG from the saved JSON.")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if args.plot_only:
+        print(plot(json.loads(args.out.read_text()), args.out.with_suffix(".png")))
+        return
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    result = {"command": "python benchmarks/screen_ceiling.py" + (" --probe" if args.probe else ""),
+              "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                       text=True).stdout.strip(),
+              "k": K, "seeds": list(SEEDS), "holdout": HOLDOUT, "id_holdout": ID_HOLDOUT,
+              "study_max_train": STUDY_TRAIN, "study_max_eval": STUDY_EVAL, "screens": {}}
+    for name in SCREENS:
+        result["screens"][name] = run_screen(name, probe=args.probe and name == "enhancers")
+    result["seconds"] = round(time.time() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    for name, sc in result["screens"].items():
+        for method, cols in sc["methods"].items():
+            text = "  ".join(f"{k} {v['mean']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]" for k, v in cols.items())
+            print(f"{name:10s} {method:42s} {text}")
+    print(plot(result, args.out.with_suffix(".png")), f"{result['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
