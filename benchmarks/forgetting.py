@@ -91,6 +91,8 @@ SETTINGS = {
     "full": {"seeds": [0, 1, 2, 3, 4], "max_train": 512, "max_eval": 192, "retention_crops": 8, "eval_crops": 48,
              "epochs": 1, "lr": 1e-3, "batch_size": 16, "holdout": 0.3, "combos": [], "mpra_input_length": 2048,
              "only": ["finetune", "replay", "l2sp", "head only", "lora"], "grid": True, "bases": "enformer",
+             # each grid value runs on 3 validation seeds and the pick compares means (see grid_row)
+             "validation_seeds": [100, 101, 102],
              "sequential_seeds": [0], "sequential_bases": [], "kircher_sites": 0,
              # scenario (c), enformer-mini: mouse tracks (new head) -> enhancer MPRA -> promoter MPRA
              "chain": CHAIN},
@@ -273,7 +275,7 @@ def base_report(base: str, rows: list[dict], evaluated: list[dict], labels: list
 GRID = {"l2sp": {"l2sp_alpha": [0.01, 1.0]}, "ewc": {"ewc_lambda": [1.0, 10.0, 100.0]},
         "si": {"si_c": [1.0, 10.0]}, "replay": {"replay_ratio": [0.25, 0.5]},
         "distill": {"distill_weight": [1.0, 10.0]}}
-VALIDATION_SEED = 100
+VALIDATION_SEED = 100  # the grid's seed when a mode names no validation_seeds
 # What --reevaluate keeps of a run's row before re-scoring it: how it was trained, not its scores.
 RESCORE_KEYS = ("label", "spec", "seed", "run", "params", "seconds", "train_after", "gain_id")
 
@@ -306,21 +308,39 @@ def choose_from_grid(results: dict[str, list[dict]]) -> dict[str, dict]:
     return chosen
 
 
+def grid_row(params: dict, per_seed: list[dict]) -> dict:
+    """One grid value: its scores per validation seed and their means, which the pick compares.
+
+    One validation run is not enough: CPU runs are not bit-reproducible, and a single run of
+    L2-SP's alpha 1 gained -0.141 in distribution once and -0.026 in a rerun of the same command
+    (2026-12-01), which flipped the pick.
+    """
+    def mean(key):
+        values = [r[key] for r in per_seed if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+    return {"params": params, "seconds": float(sum(r["seconds"] for r in per_seed)), "gain_id": mean("gain_id"),
+            "gain_ood": mean("gain_ood"), "retention_valid": mean("retention_valid"), "per_seed": per_seed}
+
+
 def run_grid(base: str, model: str, screen: Path, strategies: dict[str, str], settings: dict, work: Path,
              log) -> dict:
-    """Tune each strategy of ``GRID`` on the validation seed; returns the grid table and the picks."""
+    """Tune each strategy of ``GRID`` on the validation seeds; returns the grid table and the picks."""
     results: dict[str, list[dict]] = {}
+    seeds = settings.get("validation_seeds", [VALIDATION_SEED])
     todo = [("finetune", {})] + [(label, {key: value}) for label in GRID if label in strategies
                                  for key, values in GRID[label].items() for value in values]
     for label, params in todo:
         tag = "_".join([label] + [param_text({k: v}, "") for k, v in params.items()])
-        out = work / f"grid_{base}" / tag
-        log(f"grid {base}: {label} {params or ''} (validation seed {VALIDATION_SEED})")
-        res = update(model, screen, strategies.get(label, label), VALIDATION_SEED, out, settings, params)
-        row = {"params": params, "seconds": res["seconds"], **grid_score(out, settings["eval_crops"])}
-        results.setdefault(label, []).append(row)
-        shutil.rmtree(out, ignore_errors=True)
-    return {"results": results, "chosen": choose_from_grid(results)}
+        per_seed = []
+        for seed in seeds:
+            out = work / f"grid_{base}" / f"{tag}_seed{seed}"
+            log(f"grid {base}: {label} {params or ''} (validation seed {seed})")
+            res = update(model, screen, strategies.get(label, label), seed, out, settings, params)
+            per_seed.append({"seed": seed, "seconds": res["seconds"], **grid_score(out, settings["eval_crops"])})
+            shutil.rmtree(out, ignore_errors=True)
+        results.setdefault(label, []).append(grid_row(params, per_seed))
+    return {"results": results, "chosen": choose_from_grid(results), "seeds": list(seeds)}
 
 
 def param_text(params: dict, sep: str = " ") -> str:
@@ -1164,27 +1184,39 @@ def render(report: dict) -> str:
 
 
 def render_grid(grid: dict) -> list[str]:
-    """The hyperparameter grid (validation seed) and the values the test seeds then used."""
+    """The hyperparameter grid (validation seeds) and the values the test seeds then used."""
     if not grid:
         return []
-    lines = ["## Hyperparameter grid (validation split)", "",
-             f"One update per value with seed {VALIDATION_SEED} (its own element split; not a test seed), scored on "
-             "its held-out position blocks (*gain ID*) and held-out elements (*gain OOD*) and on the reference "
-             "**valid** windows (*retention*). Pick: the best valid retention among values whose in-distribution "
-             "gain is within 5% of fine-tuning's (else the best in-distribution gain). The test seeds use the picks.",
-             ""]
+    lines = ["## Hyperparameter grid (validation split)", ""]
     for base, g in grid.items():
-        lines += [f"### {base}", "", "| strategy | value | gain ID | gain OOD | retention (valid) | picked |",
+        seeds = g.get("seeds", [VALIDATION_SEED])
+        runs = f"one update per value and seed {seeds[0]}" if len(seeds) == 1 else \
+            f"one update per value and validation seed ({', '.join(map(str, seeds))}), means over them ± sd"
+        lines += [f"### {base}", "",
+                  f"{runs.capitalize()}; each seed has its own element split and none is a test seed. Scored on "
+                  "held-out position blocks (*gain ID*), held-out elements (*gain OOD*) and the reference **valid** "
+                  "windows (*retention*). Pick: the best valid retention among values whose in-distribution gain is "
+                  "within 5% of fine-tuning's (else the best in-distribution gain). The test seeds use the picks.",
+                  "", "| strategy | value | gain ID | gain OOD | retention (valid) | picked |",
                   "|---|---|---|---|---|---|"]
         for label, rows in g["results"].items():
             for r in rows:
                 value = param_text(r["params"], "=") or "—"
                 picked = "yes" if label in g["chosen"] and g["chosen"][label] == r["params"] else ""
-                gid = "n/a" if r["gain_id"] is None else f"{r['gain_id']:+.3f}"
-                lines.append(f"| {label} | {value} | {gid} | {r['gain_ood']:+.3f} | {r['retention_valid']:.3f} | "
-                             f"{picked} |")
+                cells = [_grid_cell(r, key, digits) for key, digits in
+                         (("gain_id", "+.3f"), ("gain_ood", "+.3f"), ("retention_valid", ".3f"))]
+                lines.append(f"| {label} | {value} | {' | '.join(cells)} | {picked} |")
         lines.append("")
     return lines
+
+
+def _grid_cell(row: dict, key: str, digits: str) -> str:
+    """A grid mean, with its sd over validation seeds when there were several."""
+    if row.get(key) is None:
+        return "n/a"
+    values = [r[key] for r in row.get("per_seed", []) if r.get(key) is not None]
+    spread = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+    return f"{row[key]:{digits}}{spread}"
 
 
 def _findings(report: dict) -> list[str]:

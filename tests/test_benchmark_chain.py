@@ -225,3 +225,40 @@ def test_retention_per_assay_group_is_summarised_and_paired_with_finetune():
     # a study scored before groups were kept has none, and renders without the table
     assert "retention_by_group" not in forgetting.build_summary(_study(rel_l2=True))["scenarios"][
         "a_enformer_mini_enhancer_mpra"]["strategies"]["replay"]
+
+
+def test_grid_picks_from_means_over_validation_seeds(tmp_path, monkeypatch):
+    """A value that looks best on one validation seed but not on three is not picked."""
+    scores = {  # (label, alpha) -> per validation seed (gain_id, retention_valid)
+        ("finetune", None): {100: (0.10, 0.1), 101: (0.10, 0.1), 102: (0.10, 0.1)},
+        ("l2sp", 0.01): {100: (0.09, 0.2), 101: (0.10, 0.2), 102: (0.11, 0.2)},
+        ("l2sp", 1.0): {100: (0.12, 0.3), 101: (-0.20, 0.3), 102: (-0.25, 0.3)},
+    }
+    calls = []
+
+    def fake_update(model, screen, spec, seed, out, settings, params=None):
+        calls.append((spec, seed, (params or {}).get("l2sp_alpha")))
+        out.mkdir(parents=True)
+        return {"seconds": 1.0}
+
+    def fake_score(out, crops):
+        label, alpha, seed = calls[-1][0], calls[-1][2], calls[-1][1]
+        gain, ret = scores[(label, alpha)][seed]
+        return {"gain_id": gain, "gain_ood": 0.0, "retention_valid": ret}
+
+    monkeypatch.setattr(forgetting, "update", fake_update)
+    monkeypatch.setattr(forgetting, "grid_score", fake_score)
+    settings = {"eval_crops": 4, "validation_seeds": [100, 101, 102]}
+    grid = forgetting.run_grid("enformer", "enformer", tmp_path / "s.h5ad", {"l2sp": "l2sp"}, settings, tmp_path,
+                               lambda _m: None)
+    assert sorted({seed for _, seed, _ in calls}) == [100, 101, 102] and len(calls) == 9
+    assert grid["chosen"] == {"l2sp": {"l2sp_alpha": 0.01}}
+    alpha1 = grid["results"]["l2sp"][1]
+    assert alpha1["gain_id"] == pytest.approx((0.12 - 0.20 - 0.25) / 3) and len(alpha1["per_seed"]) == 3
+    text = "\n".join(forgetting.render_grid({"enformer": grid}))
+    assert "validation seed (100, 101, 102)" in text and "| l2sp | l2sp_alpha=1 | -0.110 ± 0." in text
+    # the same grid on seed 100 alone picks alpha 1, as the single-run grid did
+    calls.clear()
+    one = forgetting.run_grid("enformer", "enformer", tmp_path / "s.h5ad", {"l2sp": "l2sp"},
+                              {"eval_crops": 4, "validation_seeds": [100]}, tmp_path / "one", lambda _m: None)
+    assert one["chosen"] == {"l2sp": {"l2sp_alpha": 1.0}}
