@@ -566,6 +566,8 @@ def build_summary(report: dict, model_spec: dict | None = None) -> dict:
                 if label != "finetune" and ft:
                     item[f"{key}_vs_finetune"] = paired_diff_ci(
                         {sd: v[key] for sd, v in seeds.items()}, {sd: v[key] for sd, v in ft.items()})
+            # per seed, for auto's tie-break (a paired comparison between two strategies)
+            item["retention_by_seed"] = {sd: v["retention"] for sd, v in seeds.items() if v["retention"] is not None}
             base_ret = [v["retention_base"] for v in seeds.values() if v["retention_base"] is not None]
             item["retention_base"] = float(np.mean(base_ret)) if base_ret else None
             groups = group_retention(b["rows"], label)
@@ -705,7 +707,9 @@ def render_summary(summary: dict) -> list[str]:
     lines += ["## `--strategy auto` from this summary", "",
               "Rule (`genocl_plugin.stats.choose_auto_strategy`): among strategies whose mean in-distribution gain "
               "is within 5% of fine-tuning's, the best mean retention — only if its retention advantage over "
-              "fine-tuning has a 95% interval above zero; otherwise fine-tuning. The benchmark writes the picks "
+              "fine-tuning has a 95% interval above zero; otherwise fine-tuning. Strategies that also beat "
+              "fine-tuning so and whose paired retention difference from the best includes zero tie with it; the "
+              "tie goes to the smallest loss in the worst assay group vs the parent. The benchmark writes the picks "
               "to `genocl_plugin/bundled/auto_strategy.json`, which `genocl update --strategy auto` reads.", ""]
     for arch, a in summary["auto"].items():
         lines.append(f"- {arch}: **{strategy_flags(a['strategy'], a.get('params'))}** — {a['reason']}")

@@ -61,12 +61,21 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
     the one with the best mean retention; keep it only if its retention advantage over
     fine-tuning (paired by seed) has a 95% interval entirely above zero. Otherwise: fine-tuning.
 
+    Ties (stated 2026-12-01, before the study that first applies it): the strategies that also
+    beat fine-tuning that way and whose retention differs from the best one's by less than its
+    noise (their paired difference's interval includes zero) tie with it. Among them, auto takes
+    the one that loses least in its worst assay group (``retention_by_group``: group retention
+    minus the parent's): a mean over tracks can hide that an update gave up the tracks it reads
+    out, which are the ones a user who runs it cares about. Without per-seed retention or groups
+    for every tied strategy, the best mean stands.
+
     Parameters
     ----------
     strategies
         ``{strategy spec: {"gain_in_distribution": ci, "retention": ci,
-        "retention_vs_finetune": paired ci}}`` (``benchmarks/forgetting.py``'s summary), with a
-        ``finetune`` entry.
+        "retention_vs_finetune": paired ci, "retention_by_seed": {seed: value},
+        "retention_by_group": {group: {"parent", "retention": ci}}}}`` (``benchmarks/forgetting.py``'s
+        summary), with a ``finetune`` entry; the last two are optional.
 
     Returns
     -------
@@ -86,12 +95,50 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
                             f"({ft_gain:+.3f}; threshold {threshold:+.3f})")
     best = max(eligible, key=lambda k: eligible[k]["retention"]["mean"])
     diff = eligible[best].get("retention_vs_finetune", {})
-    if diff and excludes_zero(diff) and diff["ci_low"] > 0:
-        return best, (f"{best}: retention {diff['mean']:+.3f} vs fine-tuning, 95% CI "
-                      f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}] above zero, with gain within 5%")
-    return "finetune", (f"best eligible strategy {best} retains {diff.get('mean', float('nan')):+.3f} more than "
-                        f"fine-tuning but its 95% CI [{diff.get('ci_low', float('nan')):+.3f}, "
-                        f"{diff.get('ci_high', float('nan')):+.3f}] does not exclude zero")
+    if not (diff and excludes_zero(diff) and diff["ci_low"] > 0):
+        return "finetune", (f"best eligible strategy {best} retains {diff.get('mean', float('nan')):+.3f} more "
+                            f"than fine-tuning but its 95% CI [{diff.get('ci_low', float('nan')):+.3f}, "
+                            f"{diff.get('ci_high', float('nan')):+.3f}] does not exclude zero")
+    pick, tie = _break_tie(best, eligible)
+    d = eligible[pick]["retention_vs_finetune"]
+    return pick, (f"{pick}: retention {d['mean']:+.3f} vs fine-tuning, 95% CI "
+                  f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] above zero, with gain within 5%{tie}")
+
+
+def worst_group_loss(entry: dict) -> tuple[str, float] | None:
+    """The assay group an update lost most in: ``(group, retention - parent)`` (None without groups)."""
+    groups = entry.get("retention_by_group") or {}
+    changes = {g: v["retention"]["mean"] - v["parent"] for g, v in groups.items()
+               if v.get("parent") is not None and np.isfinite(v["retention"]["mean"])}
+    if not changes:
+        return None
+    group = min(changes, key=changes.get)
+    return group, float(changes[group])
+
+
+def _break_tie(best: str, eligible: dict) -> tuple[str, str]:
+    """``choose_auto_strategy``'s tie-break; returns the pick and a clause for the reason."""
+    tied = {best: None}
+    for k, v in eligible.items():
+        d = v.get("retention_vs_finetune") or {}
+        if k == best or not (excludes_zero(d) and d["ci_low"] > 0):
+            continue
+        seeds_k, seeds_best = v.get("retention_by_seed"), eligible[best].get("retention_by_seed")
+        if not seeds_k or not seeds_best:
+            continue
+        vs_best = paired_diff_ci(seeds_k, seeds_best)
+        if vs_best["n"] >= 2 and not excludes_zero(vs_best):
+            tied[k] = vs_best
+    worst = {k: worst_group_loss(eligible[k]) for k in tied}
+    if len(tied) == 1 or any(w is None for w in worst.values()):
+        return best, ""
+    pick = max(tied, key=lambda k: worst[k][1])
+    names = " and ".join(tied)
+    diffs = ", ".join(f"{k} - {best} {tied[k]['mean']:+.3f} [{tied[k]['ci_low']:+.3f}, {tied[k]['ci_high']:+.3f}]"
+                      for k in tied if k != best)
+    losses = ", ".join(f"{k} {worst[k][0]} {worst[k][1]:+.3f}" for k in tied)
+    return pick, (f"; {names} tie on retention ({diffs}), so auto takes the smallest loss in the worst assay "
+                  f"group vs the parent ({losses})")
 
 
 def load_auto_strategy(path: str | Path = AUTO_FILE) -> dict[str, str]:

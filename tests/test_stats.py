@@ -60,3 +60,36 @@ def test_load_auto_strategy(tmp_path):
     assert stats.load_auto_strategy(path) == {}
     path.write_text(json.dumps({"procapnet": {"strategy": "l2sp", "reason": "x"}}))
     assert stats.load_auto_strategy(path) == {"procapnet": "l2sp"}
+
+
+def _tied_entry(retention_by_seed, groups):
+    values = list(retention_by_seed.values())
+    entry = _entry(0.2, float(np.mean(values)), 0.05, 0.15)
+    entry["retention_by_seed"] = retention_by_seed
+    entry["retention_by_group"] = {g: {"parent": parent, "retention": {"mean": after}}
+                                   for g, (parent, after) in groups.items()}
+    return entry
+
+
+def test_auto_tie_goes_to_the_smallest_loss_in_the_worst_assay_group():
+    ft = {"gain_in_distribution": {"mean": 0.20}, "retention": {"mean": 0.03}}
+    head = _tied_entry({0: 0.155, 1: 0.150, 2: 0.160, 3: 0.140, 4: 0.165},
+                       {"CAGE": (0.136, 0.090), "DNASE": (0.135, 0.110), "RNA": (0.203, 0.203)})
+    lora = _tied_entry({0: 0.160, 1: 0.140, 2: 0.150, 3: 0.150, 4: 0.162},
+                       {"CAGE": (0.136, 0.120), "DNASE": (0.135, 0.134), "RNA": (0.203, 0.178)})
+    pick, why = stats.choose_auto_strategy({"finetune": ft, "head only": head, "lora": lora})
+    assert head["retention"]["mean"] > lora["retention"]["mean"]  # the best mean alone would be head only
+    assert pick == "lora", why
+    assert why.startswith("lora: retention") and "tie on retention" in why and "head only CAGE -0.046" in why
+    assert stats.worst_group_loss(lora) == ("RNA", pytest.approx(-0.025))
+    # a clear retention difference is no tie: the best mean stands
+    clear = _tied_entry({s: v - 0.05 for s, v in lora["retention_by_seed"].items()},
+                        {"CAGE": (0.136, 0.135), "DNASE": (0.135, 0.135), "RNA": (0.203, 0.203)})
+    assert stats.choose_auto_strategy({"finetune": ft, "head only": head, "lora": clear})[0] == "head only"
+    # a strategy whose own advantage over fine-tuning includes zero cannot win a tie
+    weak = {**lora, "retention_vs_finetune": {"mean": 0.05, "ci_low": -0.01, "ci_high": 0.11}}
+    assert stats.choose_auto_strategy({"finetune": ft, "head only": head, "lora": weak})[0] == "head only"
+    # without groups for every tied strategy there is nothing to break the tie with
+    bare = {k: v for k, v in lora.items() if k != "retention_by_group"}
+    pick, why = stats.choose_auto_strategy({"finetune": ft, "head only": head, "lora": bare})
+    assert pick == "head only" and "tie" not in why
