@@ -150,6 +150,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
 @click.option("--max-eval", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"), default=None,
               help="Subsample held-out perturbations (tracks screens: crops) to this many "
                    "(default: 192 on the bundled screen).")
+@click.option("--max-eval-id", type=P.positive_int("pass a number of perturbations >= 1, or leave it out"),
+              default=None, help="Subsample the held-out position-block rows (in-distribution check) to this many "
+                                 "(default: --max-eval).")
 @click.option("--holdout",
               type=P.Fraction("pass a fraction of elements strictly between 0 and 1, e.g. 0.25"),
               default=0.25, show_default=True,
@@ -241,8 +244,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
               help="BatchNorm running statistics: keep the parent's (its affine weights still train) or let the "
                    "screen's batches overwrite them.")
 @user_errors
-def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max_train, max_eval, holdout, id_holdout,
-           silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
+def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max_train, max_eval, max_eval_id, holdout,
+           id_holdout, silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
            reference_tracks, reference_holdout_chroms, readout_tracks, mpra_input_length, targets_file, force,
@@ -292,7 +295,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches, num_nodes, ddp)
         config = UpdateConfig(
             model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
-            lr=lr, head_lr=head_lr, max_train=max_train, max_eval=max_eval, holdout=holdout, id_holdout=id_holdout,
+            lr=lr, head_lr=head_lr, max_train=max_train, max_eval=max_eval,
+            max_eval_id=max_eval_id, holdout=holdout, id_holdout=id_holdout,
             silencing=silencing, retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
             reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
             reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]

@@ -40,6 +40,9 @@ class UpdateConfig:
     head_lr: float | None = None  # new multihead heads' learning rate (default: lr)
     max_train: int | None = None
     max_eval: int | None = None
+    # rows of the in-distribution check (held-out position blocks); None: max_eval. Its gain is the
+    # small number the study has to resolve, so it may need more rows than the element check.
+    max_eval_id: int | None = None
     holdout: float = 0.25
     silencing: str = "shuffle"
     retention_crops: int = 96

@@ -976,7 +976,7 @@ def prepare_screen(config, model, in_distribution: bool = False):
     max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
     train = _subsample(train, max_train, config.seed)
     test = _subsample(test, max_eval, config.seed + 1)
-    test_id = _subsample(test_id, max_eval, config.seed + 2)
+    test_id = _subsample(test_id, config.max_eval_id or max_eval, config.seed + 2)
     if train.n_obs == 0:
         raise input_error(path, "obs", "no training rows after the element hold-out",
                           "use a screen with more elements or --holdout 0")

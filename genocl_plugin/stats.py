@@ -61,6 +61,11 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
     the one with the best mean retention; keep it only if its retention advantage over
     fine-tuning (paired by seed) has a 95% interval entirely above zero. Otherwise: fine-tuning.
 
+    When fine-tuning's own gain has an interval that includes zero, there is no measured gain to
+    stay within 5% of, and comparing means near zero would let seed noise decide (stated
+    2026-12-01, before the study that first applies it). Then every strategy is eligible except
+    one whose paired gain difference from fine-tuning lies entirely below zero.
+
     Ties (stated 2026-12-01, before the study that first applies it): the strategies that also
     beat fine-tuning that way and whose retention differs from the best one's by less than its
     noise (their paired difference's interval includes zero) tie with it. Among them, auto takes
@@ -88,11 +93,21 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
     if not np.isfinite(ft_gain):
         return "finetune", "no in-distribution gain measured"
     threshold = ft_gain - GAIN_TOLERANCE * abs(ft_gain)
-    eligible = {k: v for k, v in strategies.items() if k != "finetune"
-                and np.isfinite(v["gain_in_distribution"]["mean"]) and v["gain_in_distribution"]["mean"] >= threshold}
+    ft_ci = strategies["finetune"]["gain_in_distribution"]
+    # without an interval (one seed) the 5% rule stands
+    learned = (excludes_zero(ft_ci) and ft_ci["ci_low"] > 0) or not np.isfinite(ft_ci.get("ci_low") or np.nan)
+    others = {k: v for k, v in strategies.items() if k != "finetune" and np.isfinite(v["gain_in_distribution"]["mean"])}
+    if learned:
+        eligible = {k: v for k, v in others.items() if v["gain_in_distribution"]["mean"] >= threshold}
+        gain_clause = "with gain within 5%"
+    else:
+        eligible = {k: v for k, v in others.items() if not _below_zero(v.get("gain_in_distribution_vs_finetune"))}
+        gain_clause = (f"fine-tuning's own in-distribution gain {ft_gain:+.3f} [{ft_ci['ci_low']:+.3f}, "
+                       f"{ft_ci['ci_high']:+.3f}] includes zero, so gain only excludes strategies measurably below it")
     if not eligible:
         return "finetune", (f"no strategy keeps in-distribution gain within 5% of fine-tuning's "
-                            f"({ft_gain:+.3f}; threshold {threshold:+.3f})")
+                            f"({ft_gain:+.3f}; threshold {threshold:+.3f})" if learned else
+                            "every strategy's in-distribution gain is measurably below fine-tuning's")
     best = max(eligible, key=lambda k: eligible[k]["retention"]["mean"])
     diff = eligible[best].get("retention_vs_finetune", {})
     if not (diff and excludes_zero(diff) and diff["ci_low"] > 0):
@@ -102,7 +117,12 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
     pick, tie = _break_tie(best, eligible)
     d = eligible[pick]["retention_vs_finetune"]
     return pick, (f"{pick}: retention {d['mean']:+.3f} vs fine-tuning, 95% CI "
-                  f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] above zero, with gain within 5%{tie}")
+                  f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] above zero, {gain_clause}{tie}")
+
+
+def _below_zero(ci: dict | None) -> bool:
+    """Whether a finite interval lies entirely below zero."""
+    return bool(ci) and excludes_zero(ci) and ci["ci_high"] < 0
 
 
 def worst_group_loss(entry: dict) -> tuple[str, float] | None:

@@ -245,7 +245,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     screen_path, train, test, test_id = prepare_screen(config, model, in_distribution=True)
     if train.uns.get("crispri_fit"):  # CRISPRi pairs the model's geometry cannot hold were skipped
         print(f"{screen_path}: {train.uns['crispri_fit']}", flush=True)
-    limits = {"train": config.max_train, "test": config.max_eval, "id": config.max_eval}
+    limits = {"train": config.max_train, "test": config.max_eval, "id": config.max_eval_id or config.max_eval}
     datasets = {key: objectives.screen_dataset(part, model, config.silencing, config.seed, path=str(screen_path),
                                                readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha,
                                                max_items=limits[key], mpra_seq_len=config.mpra_input_length)

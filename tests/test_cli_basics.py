@@ -109,3 +109,23 @@ def test_real_process_conversion(data_dir, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == f"wrote {out}: 105 variants over 1 elements"
     assert "Traceback" not in ok.stderr
+
+
+def test_update_passes_max_eval_id_to_the_run(monkeypatch, tmp_path):
+    """--max-eval-id reaches UpdateConfig; left out, it stays None (the check then uses --max-eval)."""
+    import genocl_plugin.update as update_module
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_update(config, *args, **kwargs):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(update_module, "run_update", fake_run_update)
+    runner = CliRunner()
+    runner.invoke(main, ["update", "--out", str(tmp_path / "a"), "--max-eval", "48", "--max-eval-id", "300"])
+    runner.invoke(main, ["update", "--out", str(tmp_path / "b"), "--max-eval", "48"])
+    assert [(c.max_eval, c.max_eval_id) for c in seen] == [(48, 300), (48, None)]

@@ -443,3 +443,17 @@ def test_split_by_position_blocks_off_for_crispri_and_zero_fraction(crispri_scre
     assert test.n_obs == 0 and train.n_obs == crispri_screen.n_obs
     train, test = screens.split_by_position_blocks(mpra_screen, test_fraction=0)
     assert test.n_obs == 0 and train.n_obs == mpra_screen.n_obs
+
+
+def test_max_eval_id_sizes_the_in_distribution_check_alone():
+    """--max-eval-id subsamples the held-out blocks; --max-eval still sizes the held-out elements."""
+    from genocl_plugin.config import UpdateConfig
+
+    path = screens.BUNDLED_SCREENS["enformer"]
+    config = UpdateConfig(data=str(path), seed=0, holdout=0.3, max_train=64, max_eval=48)
+    _, _, test, test_id = screens.prepare_screen(config, None, in_distribution=True)
+    assert test.n_obs == 48 and test_id.n_obs == 48
+    config.max_eval_id = 300
+    _, _, test2, test_id2 = screens.prepare_screen(config, None, in_distribution=True)
+    assert test2.n_obs == 48 and list(test2.obs_names) == list(test.obs_names)
+    assert test_id2.n_obs == 300 and not set(test_id2.obs["element"]) & set(test.obs["element"])

@@ -93,3 +93,20 @@ def test_auto_tie_goes_to_the_smallest_loss_in_the_worst_assay_group():
     bare = {k: v for k, v in lora.items() if k != "retention_by_group"}
     pick, why = stats.choose_auto_strategy({"finetune": ft, "head only": head, "lora": bare})
     assert pick == "head only" and "tie" not in why
+
+
+def test_auto_gain_rule_when_fine_tuning_itself_learns_nothing_measurable():
+    """No measured gain to stay within 5% of: retention decides, unless a strategy is measurably worse."""
+    noisy_ft = {"gain_in_distribution": {"mean": 0.010, "ci_low": -0.04, "ci_high": 0.06}, "retention": {"mean": 0.03}}
+    lower = _entry(-0.005, 0.15, 0.08, 0.16)  # mean gain below 5% of fine-tuning's, same within noise
+    lower["gain_in_distribution_vs_finetune"] = {"mean": -0.015, "ci_low": -0.07, "ci_high": 0.04}
+    pick, why = stats.choose_auto_strategy({"finetune": noisy_ft, "lora": lower})
+    assert pick == "lora" and "includes zero" in why
+    worse = {**lower, "gain_in_distribution_vs_finetune": {"mean": -0.09, "ci_low": -0.14, "ci_high": -0.04}}
+    pick, why = stats.choose_auto_strategy({"finetune": noisy_ft, "lora": worse})
+    assert pick == "finetune" and "measurably below" in why
+    # fine-tuning that measurably learns keeps the 5% rule: the same strategy is not eligible
+    learning_ft = {"gain_in_distribution": {"mean": 0.010, "ci_low": 0.002, "ci_high": 0.018},
+                   "retention": {"mean": 0.03}}
+    pick, why = stats.choose_auto_strategy({"finetune": learning_ft, "lora": lower})
+    assert pick == "finetune" and "within 5%" in why
