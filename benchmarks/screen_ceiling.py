@@ -259,6 +259,8 @@ def plot(result: dict, path: Path) -> Path:
         ax.axvline(STUDY_TRAIN, color="black", alpha=0.2)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(xs, [f"{x:,.0f}" for x in xs])
         ax.set_xlabel("training variants (vertical line: the study's 512)")
         ax.set_ylabel("effect Pearson, held-out rows")
         ax.set_title(f"{name} ({sc['n_variants']} variants)")
