@@ -95,7 +95,7 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
     threshold = ft_gain - GAIN_TOLERANCE * abs(ft_gain)
     ft_ci = strategies["finetune"]["gain_in_distribution"]
     # without an interval (one seed) the 5% rule stands
-    learned = (excludes_zero(ft_ci) and ft_ci["ci_low"] > 0) or not np.isfinite(ft_ci.get("ci_low") or np.nan)
+    learned = _above_zero(ft_ci) or not np.isfinite(ft_ci.get("ci_low") or np.nan)
     others = {k: v for k, v in strategies.items() if k != "finetune" and np.isfinite(v["gain_in_distribution"]["mean"])}
     if learned:
         eligible = {k: v for k, v in others.items() if v["gain_in_distribution"]["mean"] >= threshold}
@@ -110,7 +110,7 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
                             "every strategy's in-distribution gain is measurably below fine-tuning's")
     best = max(eligible, key=lambda k: eligible[k]["retention"]["mean"])
     diff = eligible[best].get("retention_vs_finetune", {})
-    if not (diff and excludes_zero(diff) and diff["ci_low"] > 0):
+    if not _above_zero(diff):
         return "finetune", (f"best eligible strategy {best} retains {diff.get('mean', float('nan')):+.3f} more "
                             f"than fine-tuning but its 95% CI [{diff.get('ci_low', float('nan')):+.3f}, "
                             f"{diff.get('ci_high', float('nan')):+.3f}] does not exclude zero")
@@ -118,6 +118,11 @@ def choose_auto_strategy(strategies: dict) -> tuple[str, str]:
     d = eligible[pick]["retention_vs_finetune"]
     return pick, (f"{pick}: retention {d['mean']:+.3f} vs fine-tuning, 95% CI "
                   f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] above zero, {gain_clause}{tie}")
+
+
+def _above_zero(ci: dict | None) -> bool:
+    """Whether a finite interval lies entirely above zero."""
+    return bool(ci) and excludes_zero(ci) and ci["ci_low"] > 0
 
 
 def _below_zero(ci: dict | None) -> bool:
@@ -140,8 +145,7 @@ def _break_tie(best: str, eligible: dict) -> tuple[str, str]:
     """``choose_auto_strategy``'s tie-break; returns the pick and a clause for the reason."""
     tied = {best: None}
     for k, v in eligible.items():
-        d = v.get("retention_vs_finetune") or {}
-        if k == best or not (excludes_zero(d) and d["ci_low"] > 0):
+        if k == best or not _above_zero(v.get("retention_vs_finetune")):
             continue
         seeds_k, seeds_best = v.get("retention_by_seed"), eligible[best].get("retention_by_seed")
         if not seeds_k or not seeds_best:
