@@ -66,7 +66,8 @@ SEQUENTIAL = ["finetune", "replay", "ewc", "l2sp", "replay+l2sp"]
 # is not chained: its adapters would have to be merged between tasks.
 CHAIN = {"seeds": [0, 1, 2, 3, 4], "labels": ["finetune", "replay", "l2sp", "head only"],
          "tracks": {"max_train": 192, "max_eval": 64, "epochs": 1, "head_lr": 1e-2},
-         "mpra": {"max_train": 128, "max_eval": 64}}
+         # the chain scores its MPRA tasks on held-out elements only, so no 512-row in-distribution check
+         "mpra": {"max_train": 128, "max_eval": 64, "max_eval_id": None}}
 
 SETTINGS = {
     # retention_crops: the reference crops each update scores for its own metrics.json (not used
