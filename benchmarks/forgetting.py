@@ -714,7 +714,9 @@ def render_summary(summary: dict) -> list[str]:
     lines += ["## `--strategy auto` from this summary", "",
               "Rule (`genocl_plugin.stats.choose_auto_strategy`): among strategies whose mean in-distribution gain "
               "is within 5% of fine-tuning's, the best mean retention — only if its retention advantage over "
-              "fine-tuning has a 95% interval above zero; otherwise fine-tuning. Strategies that also beat "
+              "fine-tuning has a 95% interval above zero; otherwise fine-tuning. When fine-tuning's own gain has an "
+              "interval that includes zero, the gain only rules out strategies measurably below it (paired "
+              "interval below zero). Strategies that also beat "
               "fine-tuning so and whose paired retention difference from the best includes zero tie with it; the "
               "tie goes to the smallest loss in the worst assay group vs the parent. The benchmark writes the picks "
               "to `genocl_plugin/bundled/auto_strategy.json`, which `genocl update --strategy auto` reads.", ""]
