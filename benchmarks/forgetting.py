@@ -24,7 +24,7 @@ commit), ``docs/results/*.png`` and ``docs/results/forgetting.json`` (every numb
 
 Usage::
 
-    python benchmarks/forgetting.py            # full study: (a) 5 seeds 31 min + (c) 3 seeds 19 min on 2 cores
+    python benchmarks/forgetting.py            # full study (grid, (a), (c)): 53 min on 2 cores
     python benchmarks/forgetting.py --quick    # CI-sized run
     python benchmarks/forgetting.py --ood-only # redo only the VCF check on a finished study
     python benchmarks/forgetting.py --reevaluate  # re-score a finished study's runs (eval_crops), then the VCF check

@@ -88,6 +88,19 @@ def test_enformer_pytorch_auto_head_only_keeps_the_trunk(enformer_pytorch_dir, t
     assert all(torch.equal(parent[k], v) for k, v in updated.items() if k not in head)
 
 
+def test_enformer_pytorch_auto_runs_the_bundled_pick(enformer_pytorch_dir, tmp_path):
+    """auto with the shipped auto_strategy.json (no patching) at 196,608 bp / 5,313 tracks: the run uses the
+    study's pick with its parameters, and a LoRA pick is rebuilt on load at the study's rank."""
+    from genocl_plugin.update import AUTO_PARAMS, AUTO_STRATEGY
+
+    result = _update(enformer_pytorch_dir, tmp_path / "run", "auto", ENHANCERS)
+    assert (result["strategy"], result["strategy_params"]) == (AUTO_STRATEGY["enformer"], AUTO_PARAMS["enformer"])
+    reloaded = models.load_model(result["run"])
+    if AUTO_STRATEGY["enformer"] == "lora":
+        assert reloaded.model_params["lora"]["r"] == AUTO_PARAMS["enformer"]["lora_rank"]
+        assert any("lora_A" in name for name, _ in reloaded.model.named_parameters())
+
+
 def test_enformer_pytorch_publish_kipoi(enformer_pytorch_dir, tmp_path):
     import kipoi
 
