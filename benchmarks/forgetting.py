@@ -37,7 +37,6 @@ import datetime
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
+
+from benchmarks.provenance import git_commit  # noqa: E402
 
 # label -> --strategy value. "new head" is the multihead strategy; "head only" freezes the trunk.
 SINGLE = {"finetune": "finetune", "replay": "replay", "distill": "distill", "ewc": "ewc", "si": "si",
@@ -97,7 +98,7 @@ SETTINGS = {
              # The in-distribution gain is scored on 512 held-out-block rows, not 192: re-scored on 1,024
              # rows, the 4d8fe33 study's gains all shrank towards zero (fine-tuning's seed-1 gain went
              # from +0.092 at 192 rows to -0.079; docs/results/rescore_id_1024_2026-12-01.json), and
-             # benchmarks/screen_ceiling.py shows the 192-row subsample about doubles the interval.
+             # benchmarks/screen_ceiling.py shows the 192-row subsample widens the interval 1.5-3 times.
              "max_eval_id": 512,
              "sequential_seeds": [0], "sequential_bases": [], "kircher_sites": 0,
              # scenario (c), enformer-mini: mouse tracks (new head) -> enhancer MPRA -> promoter MPRA
@@ -822,7 +823,7 @@ def main() -> None:
         old = report.get("chain") or {}
         new = run_chain(args.enformer, singles, chosen_e, {**settings, "chain": cs}, work, Path(args.shared),
                         plots, log)
-        new.update(command=" ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]]), commit=_commit())
+        new.update(command=" ".join(["python", "benchmarks/forgetting.py", *sys.argv[1:]]), commit=git_commit())
         if (args.chain_labels or args.chain_seeds) and old.get("runs"):
             new = merge_chains(old, new, cs)
             names = [f"{lab} (seed {sd})" for lab, sd in zip(new["labels"], new["seeds"], strict=True)]
@@ -853,11 +854,11 @@ def main() -> None:
                 seq["runs"] = score_sequential([r["run"] for r in seq["runs"]], seq["labels"], settings["eval_crops"],
                                                plots / f"sequential_{base}")
             report["settings"]["eval_crops"] = settings["eval_crops"]
-            report["reevaluation"] = {"command": f"{command} (commit {_commit()})",
+            report["reevaluation"] = {"command": f"{command} (commit {git_commit()})",
                                       "seconds": time.perf_counter() - started}
             write_summary(report, {"enformer": args.enformer, "procapnet": args.procapnet}, plots, results_dir)
         add_ood(report, work, Path(args.shared), settings, log)
-        report["ood_command"] = f"{command} (commit {_commit()})"
+        report["ood_command"] = f"{command} (commit {git_commit()})"
         ev.write_json(report, plots / f"forgetting_{mode}.json")
         (results_dir / "results.md").write_text(render(report))
         log(f"wrote {results_dir / 'results.md'}")
@@ -880,7 +881,7 @@ def main() -> None:
     # strategies_seeded: the run seed reaches replay / distillation draws and EWC / MAS windows
     # (before that fix every run drew them with seed 0).
     # The commit of the code that runs, read once: a commit made while the study runs is not it.
-    commit = _commit()
+    commit = git_commit()
     report: dict = {"mode": mode, "settings": settings, "skipped": skipped, "bases": {}, "sequential": {},
                     "crispri": None, "strategies_seeded": True}
 
@@ -1043,15 +1044,6 @@ def _wait_for(spec: str, minutes: float, log) -> None:
         log(f"waiting up to {minutes:.0f} min for {path}")
         while not (path / "model.safetensors").exists() and time.time() < deadline:
             time.sleep(20)
-
-
-def _commit() -> str:
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    head = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--", "genocl_plugin", "cli", "benchmarks")
-    return head + (" (with uncommitted changes in genocl_plugin/cli/benchmarks)" if dirty else "")
 
 
 def render(report: dict) -> str:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.provenance import git_commit  # noqa: E402
 from genocl_plugin import objectives, reference, screens  # noqa: E402
 from genocl_plugin.config import UpdateConfig  # noqa: E402
 from genocl_plugin.evaluate import pearson  # noqa: E402
@@ -118,6 +118,11 @@ def choose_alpha(x: np.ndarray, y: np.ndarray, inner_train: np.ndarray, inner_va
     return max(scores, key=lambda a: scores[a] if np.isfinite(scores[a]) else -1.0)
 
 
+def row_numbers(part, row_of: dict) -> np.ndarray:
+    """The screen's row numbers of a split part (an AnnData view or copy of the screen)."""
+    return np.array([row_of[name] for name in part.obs_names], dtype=int)
+
+
 def study_split(path: Path, row_of: dict, seed: int, max_train: int | None, max_eval: int | None):
     """The study's split of one seed as row numbers: (train, held-out blocks, held-out elements).
 
@@ -127,7 +132,7 @@ def study_split(path: Path, row_of: dict, seed: int, max_train: int | None, max_
     config = UpdateConfig(data=str(path), seed=seed, holdout=HOLDOUT, id_holdout=ID_HOLDOUT,
                           max_train=max_train, max_eval=max_eval)
     _, train, test, test_id = screens.prepare_screen(config, model=None, in_distribution=True)
-    return tuple(np.array([row_of[i] for i in part.obs_names], dtype=int) for part in (train, test_id, test))
+    return tuple(row_numbers(part, row_of) for part in (train, test_id, test))
 
 
 def element_means(screen, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -208,8 +213,7 @@ def run_screen(name: str, probe: bool) -> dict:
         add("element means", "id", seed, score(element_means(screen, train, test_id), y, test_id, study_id))
         # the penalty is chosen on the block hold-out repeated inside the training rows
         inner_train, inner_valid = screens.split_by_position_blocks(screen[train], ID_HOLDOUT, seed=seed + 1000)
-        inner_train, inner_valid = (np.array([row_of[i] for i in p.obs_names], dtype=int)
-                                    for p in (inner_train, inner_valid))
+        inner_train, inner_valid = (row_numbers(p, row_of) for p in (inner_train, inner_valid))
         rng = np.random.default_rng(seed)
         for size in TRAIN_SIZES:
             sub, inner_sub = train, inner_train
@@ -286,8 +290,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     result = {"command": "python benchmarks/screen_ceiling.py" + (" --probe" if args.probe else ""),
-              "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True).stdout.strip(),
+              "commit": git_commit(),
               "k": K, "seeds": list(SEEDS), "holdout": HOLDOUT, "id_holdout": ID_HOLDOUT,
               "study_max_train": STUDY_TRAIN, "study_max_eval": STUDY_EVAL, "screens": {}}
     for name in SCREENS:

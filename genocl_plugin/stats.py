@@ -144,13 +144,13 @@ def worst_group_loss(entry: dict) -> tuple[str, float] | None:
 def _break_tie(best: str, eligible: dict) -> tuple[str, str]:
     """``choose_auto_strategy``'s tie-break; returns the pick and a clause for the reason."""
     tied = {best: None}
+    seeds_best = eligible[best].get("retention_by_seed")
     for k, v in eligible.items():
-        if k == best or not _above_zero(v.get("retention_vs_finetune")):
+        if k == best or not seeds_best or not v.get("retention_by_seed"):
             continue
-        seeds_k, seeds_best = v.get("retention_by_seed"), eligible[best].get("retention_by_seed")
-        if not seeds_k or not seeds_best:
+        if not _above_zero(v.get("retention_vs_finetune")):
             continue
-        vs_best = paired_diff_ci(seeds_k, seeds_best)
+        vs_best = paired_diff_ci(v["retention_by_seed"], seeds_best)
         if vs_best["n"] >= 2 and not excludes_zero(vs_best):
             tied[k] = vs_best
     worst = {k: worst_group_loss(eligible[k]) for k in tied}
