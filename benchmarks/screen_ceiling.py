@@ -14,14 +14,19 @@ the study's element hold-out 0.3, block hold-out 0.2 and seeds), how much there 
    the penalty chosen on an inner block split of the training variants. A second, unrelated model
    class that learns sequence features from the screen itself, with a learning curve in the
    number of training variants (the study trains on 512).
-3. ``--probe``: the base model. Its zero-shot effects, and a linear probe of its trunk (ridge on
+3. **motif ridge**: the same ridge on the change in each known motif's best match over the
+   windows that cover the variant (HOCOMOCO v12 CORE, the 1,443 motifs gReLU ships, log-odds
+   against a uniform background, the larger change of the two strands). What a model that
+   already knew the vertebrate motif vocabulary, and nothing about these elements, could learn
+   from the screen: the gap between it and ``--probe`` is the base's missing knowledge.
+4. ``--probe``: the base model. Its zero-shot effects, and a linear probe of its trunk (ridge on
    the change of the trunk's output, averaged over the element's output bins, between variant
    and reference). A head-only update can only reweight these features, so the probe bounds it
    from below by what a linear readout of them can do.
-4. **evaluation noise**: every method is scored on all held-out rows and on the study's 192-row
+5. **evaluation noise**: every method is scored on all held-out rows and on the study's 192-row
    subsample of them (``--max-eval 192``), the size of the study's in-distribution check.
 
-    python benchmarks/screen_ceiling.py            # k-mer ridge + element means, both screens (~1 min)
+    python benchmarks/screen_ceiling.py            # k-mer and motif ridge + element means, both screens (~3 min)
     python benchmarks/screen_ceiling.py --probe    # + enformer-mini zero-shot and trunk probe (~9 min)
     python benchmarks/screen_ceiling.py --plot-only
 
@@ -49,6 +54,8 @@ from genocl_plugin.evaluate import pearson  # noqa: E402
 from genocl_plugin.stats import mean_ci  # noqa: E402
 
 K = 5
+MOTIFS = "hocomoco_v12"  # gReLU's bundled MEME file (grelu.resources.get_meme_file_path)
+PSEUDOCOUNT = 0.01
 ALPHAS = (1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2)  # penalty per training row
 SEEDS = (0, 1, 2, 3, 4)
 # The forgetting study's settings (benchmarks/forgetting.py SETTINGS["full"]).
@@ -101,6 +108,88 @@ def screen_features(screen, k: int = K) -> np.ndarray:
     obs = screen.obs
     return np.stack([variant_kmer_change(seqs[e], int(p), str(r), str(a), k) for e, p, r, a in
                      zip(obs["element"].astype(str), obs["pos"], obs["ref"], obs["alt"], strict=True)])
+
+
+def motif_filters(meme: str = MOTIFS) -> tuple:
+    """:func:`log_odds_filters` of a MEME motif database read by gReLU (a name or a path)."""
+    from grelu.io.motifs import read_meme_file
+
+    motifs = read_meme_file(meme)
+    return (*log_odds_filters(motifs), list(motifs))
+
+
+def log_odds_filters(motifs: dict) -> tuple:
+    """Log-odds filters of position probability matrices, both strands, for ``conv1d``.
+
+    Parameters
+    ----------
+    motifs
+        Name -> (4, width) probabilities (A, C, G, T rows), as gReLU's ``read_meme_file`` gives.
+
+    Returns
+    -------
+    tuple
+        ``(filters, lengths)``: a (2 * motifs, 4, longest) float32 tensor, forward strands first
+        then reverse complements, each left-aligned and zero-padded; the (2 * motifs,) widths.
+    """
+    import torch
+
+    longest = max(np.asarray(m).shape[1] for m in motifs.values())
+    fwd = np.zeros((len(motifs), 4, longest), dtype=np.float32)
+    rev = np.zeros_like(fwd)
+    lengths = np.zeros(len(motifs), dtype=np.int64)
+    for i, ppm in enumerate(motifs.values()):
+        ppm = np.asarray(ppm, dtype=np.float64)
+        width = ppm.shape[1]
+        odds = np.log2((ppm + PSEUDOCOUNT) / (1 + 4 * PSEUDOCOUNT) / 0.25)
+        fwd[i, :, :width] = odds
+        rev[i, :, :width] = odds[::-1, ::-1]  # A<->T, C<->G and reversed positions
+        lengths[i] = width
+    return torch.from_numpy(np.concatenate([fwd, rev])), np.concatenate([lengths, lengths])
+
+
+def motif_change_features(screen, filters=None, lengths=None, batch: int = 512) -> np.ndarray:
+    """(rows, motifs) change in each motif's best match over the windows covering each variant.
+
+    For each motif and strand the best log-odds score (floored at zero: a window likelier under
+    the background than under the motif is no match) over the windows that contain the variant's
+    position is taken in the variant and the reference sequence; the feature is the difference,
+    from whichever strand changes more. Windows reaching past the element are scored against N
+    (zero), as the element sits in N padding in the study's inputs.
+    """
+    import torch
+
+    if filters is None:
+        filters, lengths, _ = motif_filters()
+    longest = filters.shape[-1]
+    n_motifs = filters.shape[0] // 2
+    seqs = screen.uns["element_sequences"]
+    obs = screen.obs
+    rows = list(zip(obs["element"].astype(str), obs["pos"].astype(int), obs["ref"].astype(str),
+                    obs["alt"].astype(str), strict=True))
+    # window start j (of the longest - 1 bp on either side) covers the variant iff j + length > longest - 1
+    starts = torch.arange(longest)
+    covers = (starts[None, :] + torch.as_tensor(lengths)[:, None]) > longest - 1
+    pad = "N" * longest
+    out = np.zeros((len(rows), n_motifs), dtype=np.float32)
+    for lo in range(0, len(rows), batch):
+        windows = []
+        for allele in ("ref", "alt"):
+            for element, pos, ref, alt in rows[lo : lo + batch]:
+                seq = seqs[element] if allele == "ref" else objectives.apply_variant(seqs[element], pos, ref, alt)
+                centre = pos + longest
+                windows.append((pad + seq + pad)[centre - longest + 1 : centre + longest])
+        codes = np.stack([reference.seq_to_codes(w) for w in windows])
+        x = torch.from_numpy(reference.codes_to_one_hot(codes).astype(np.float32))
+        with torch.no_grad():
+            best = torch.nn.functional.conv1d(x, filters).masked_fill(~covers[None], float("-inf")).amax(-1)
+        # below zero a window is likelier background than motif: no match, whatever its score
+        best = best.clamp(min=0.0)
+        n = len(windows) // 2
+        change = best[n:] - best[:n]
+        fwd, rev = change[:, :n_motifs], change[:, n_motifs:]
+        out[lo : lo + n] = torch.where(fwd.abs() >= rev.abs(), fwd, rev).numpy()
+    return out
 
 
 def ridge(x: np.ndarray, y: np.ndarray, alpha: float):
@@ -192,8 +281,11 @@ def run_screen(name: str, probe: bool) -> dict:
     row_of = {name: i for i, name in enumerate(screen.obs_names)}
     y = screen.obs["effect"].to_numpy(float)
     t0 = time.time()
-    x = screen_features(screen)
+    features = {"k-mer": screen_features(screen)}
     print(f"{name}: {screen.n_obs} variants, k-mer features in {time.time() - t0:.0f} s", flush=True)
+    t0 = time.time()
+    features["motif"] = motif_change_features(screen)
+    print(f"{name}: motif features ({features['motif'].shape[1]} motifs) in {time.time() - t0:.0f} s", flush=True)
     base = probe_x = None
     if probe:
         base, probe_x = base_model_features(screen, path)
@@ -220,9 +312,10 @@ def run_screen(name: str, probe: bool) -> dict:
             if size is not None and size < len(train):
                 sub = np.sort(rng.choice(train, size, replace=False))
                 inner_sub = np.sort(rng.choice(inner_train, min(size, len(inner_train)), replace=False))
-            f = ridge(x[sub], y[sub], choose_alpha(x, y, inner_sub, inner_valid))
-            for split, held, study_rows in splits:
-                add(f"k-mer ridge, {size or 'all'} variants", split, seed, score(f(x[held]), y, held, study_rows))
+            for kind, x in features.items():
+                f = ridge(x[sub], y[sub], choose_alpha(x, y, inner_sub, inner_valid))
+                for split, held, study_rows in splits:
+                    add(f"{kind} ridge, {size or 'all'} variants", split, seed, score(f(x[held]), y, held, study_rows))
         if probe:
             f = ridge(probe_x[train], y[train], choose_alpha(probe_x, y, inner_train, inner_valid))
             for split, held, study_rows in splits:
@@ -237,7 +330,7 @@ def run_screen(name: str, probe: bool) -> dict:
 
 
 def plot(result: dict, path: Path) -> Path:
-    """Held-out Pearson vs training variants (k-mer ridge) with the other methods as lines."""
+    """Held-out Pearson vs training variants (k-mer and motif ridge) with the other methods as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,14 +341,18 @@ def plot(result: dict, path: Path) -> Path:
     for ax, name in zip(axes[0], names, strict=True):
         sc = result["screens"][name]
         methods = sc["methods"]
-        curve = [(m, methods[m]) for m in methods if m.startswith("k-mer ridge")]
-        xs = [sc["n_train_all"] if "all variants" in m else int(m.split(", ")[1].split()[0]) for m, _ in curve]
-        for split, colour in (("id", "C0"), ("ood", "C1")):
-            mean = [v[f"{split}_all"]["mean"] for _, v in curve]
-            lo = [v[f"{split}_all"]["ci_low"] for _, v in curve]
-            hi = [v[f"{split}_all"]["ci_high"] for _, v in curve]
-            ax.errorbar(xs, mean, yerr=[np.subtract(mean, lo), np.subtract(hi, mean)], marker="o", color=colour,
-                        capsize=3, label=f"k-mer ridge, held-out {'blocks' if split == 'id' else 'elements'}")
+        for kind, marker in (("k-mer", "o"), ("motif", "s")):
+            curve = [(m, methods[m]) for m in methods if m.startswith(f"{kind} ridge")]
+            if not curve:
+                continue
+            xs = [sc["n_train_all"] if "all variants" in m else int(m.split(", ")[1].split()[0]) for m, _ in curve]
+            for split, colour in (("id", "C0"), ("ood", "C1")):
+                mean = [v[f"{split}_all"]["mean"] for _, v in curve]
+                lo = [v[f"{split}_all"]["ci_low"] for _, v in curve]
+                hi = [v[f"{split}_all"]["ci_high"] for _, v in curve]
+                ax.errorbar(xs, mean, yerr=[np.subtract(mean, lo), np.subtract(hi, mean)], marker=marker,
+                            color=colour, linestyle="-" if kind == "k-mer" else "--", capsize=3,
+                            label=f"{kind} ridge, held-out {'blocks' if split == 'id' else 'elements'}")
         for (m, style) in (("element means", "--"), ("enformer-mini zero-shot", ":"),
                            ("enformer-mini trunk probe, all variants", "-.")):
             if m in methods:

@@ -89,3 +89,56 @@ def test_study_split_is_the_updates_split_and_element_means_use_training_rows_on
     y = screen.obs["effect"].to_numpy(float)
     first = elements[held_blocks[0]]
     assert predicted[0] == pytest.approx(y[train][elements[train] == first].mean())
+
+
+def motif_screen(element: str, variants: list[tuple[int, str, str]]):
+    import anndata as ad
+    import pandas as pd
+
+    obs = pd.DataFrame({"element": "E", "pos": [v[0] for v in variants], "ref": [v[1] for v in variants],
+                        "alt": [v[2] for v in variants]}, index=[f"v{i}" for i in range(len(variants))])
+    screen = ad.AnnData(obs=obs)
+    screen.uns["element_sequences"] = {"E": element}
+    return screen
+
+
+def test_motif_change_features_see_a_created_site_on_either_strand_and_nothing_far_away():
+    site = "TGACGTAC"  # not its own reverse complement
+    ppm = np.full((4, len(site)), 0.01)
+    for j, base in enumerate(site):
+        ppm[:, j] = 0.01
+        ppm["ACGT".index(base), j] = 0.97
+    filters, lengths = sc.log_odds_filters({"site": ppm})
+    assert filters.shape == (2, 4, len(site)) and list(lengths) == [len(site), len(site)]
+    broken = "TGACCTAC"  # the site with its 5th base changed (G -> C)
+    rc = broken.translate(COMP)[::-1]  # GTAGGTCA: the broken site on the minus strand
+    element = "A" * 20 + broken + "A" * 20 + rc + "A" * 20
+    plus, minus = 20 + 4, 48 + len(site) - 1 - 4  # the changed base on either strand
+    screen = motif_screen(element, [(plus, "C", "G"), (minus, "G", "C"), (5, "A", "C"), (plus, "C", "-")])
+    change = sc.motif_change_features(screen, filters, lengths)[:, 0]
+    odds = filters[0].numpy()
+    gain = odds["ACGT".index("G"), 4] - odds["ACGT".index("C"), 4]
+    assert change[0] == pytest.approx(gain, rel=1e-5)
+    assert change[1] == pytest.approx(gain, rel=1e-5)  # the same site read on the other strand
+    assert change[2] == 0  # 15 bp from any site: no window covering it changes its best match
+    assert change[3] < 0  # deleting a base of the near-site only moves it further from the motif
+
+
+def test_bundled_motif_filters_score_a_sequence_and_its_reverse_complement_alike():
+    import torch
+
+    filters, lengths, names = sc.motif_filters()
+    assert len(names) == filters.shape[0] // 2 > 1000
+    rng = np.random.default_rng(0)
+    core = "".join(rng.choice(list("ACGT"), 60))
+    pad = "N" * filters.shape[-1]  # every window of every (right-padded) motif fits
+    seq, rc = pad + core + pad, pad + core.translate(COMP)[::-1] + pad
+    from genocl_plugin import reference
+
+    def best(s):
+        x = torch.from_numpy(reference.codes_to_one_hot(reference.seq_to_codes(s)[None]).astype(np.float32))
+        return torch.nn.functional.conv1d(x, filters).amax(-1)[0]
+
+    n = len(names)
+    # a motif's best forward match in the sequence is its best reverse-strand match in the reverse complement
+    np.testing.assert_allclose(best(seq)[:n].numpy(), best(rc)[n:].numpy(), rtol=1e-5, atol=1e-4)
