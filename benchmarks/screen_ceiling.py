@@ -346,12 +346,13 @@ def plot(result: dict, path: Path) -> Path:
             if not curve:
                 continue
             xs = [sc["n_train_all"] if "all variants" in m else int(m.split(", ")[1].split()[0]) for m, _ in curve]
+            shift = 1.0 if kind == "k-mer" else 1.06  # side by side, so the error bars do not overlap
             for split, colour in (("id", "C0"), ("ood", "C1")):
                 mean = [v[f"{split}_all"]["mean"] for _, v in curve]
                 lo = [v[f"{split}_all"]["ci_low"] for _, v in curve]
                 hi = [v[f"{split}_all"]["ci_high"] for _, v in curve]
-                ax.errorbar(xs, mean, yerr=[np.subtract(mean, lo), np.subtract(hi, mean)], marker=marker,
-                            color=colour, linestyle="-" if kind == "k-mer" else "--", capsize=3,
+                ax.errorbar(np.multiply(xs, shift), mean, yerr=[np.subtract(mean, lo), np.subtract(hi, mean)],
+                            marker=marker, color=colour, linestyle="-" if kind == "k-mer" else "--", capsize=3,
                             label=f"{kind} ridge, held-out {'blocks' if split == 'id' else 'elements'}")
         for (m, style) in (("element means", "--"), ("enformer-mini zero-shot", ":"),
                            ("enformer-mini trunk probe, all variants", "-.")):
