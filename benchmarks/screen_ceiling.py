@@ -232,14 +232,18 @@ def element_means(screen, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.array([means.get(e, 0.0) for e in elements[rows]])
 
 
-def base_model_features(screen, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """enformer-mini's zero-shot effects and trunk-change features for every row (2,048-bp inputs)."""
+def base_model_features(screen, path: Path, model_spec: str = "enformer") -> tuple[np.ndarray, np.ndarray]:
+    """A base's zero-shot effects and trunk-change features for every row (2,048-bp inputs).
+
+    ``model_spec``: anything ``genocl_plugin.models.load_model`` takes with an Enformer-type
+    trunk (``embedding``, ``head``); default the bundled enformer-mini.
+    """
     import torch
     from rich.progress import Progress
 
     from genocl_plugin import models
 
-    model = models.load_model("enformer").eval()
+    model = models.load_model(model_spec).eval()
     net = model.model
     dataset = objectives.mpra_dataset(screen, model, path=str(path), seq_len=2048)
     mask = dataset.track_mask
