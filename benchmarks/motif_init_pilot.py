@@ -60,15 +60,19 @@ def similarity(a: np.ndarray, b: np.ndarray, max_shift: int = 4) -> float:
 
 
 def select_motifs(motifs: dict, n: int = 192, min_ic: float = 8.0, max_similarity: float = 0.6,
-                  width: int = WIDTH) -> list[tuple[str, np.ndarray]]:
-    """Up to ``n`` distinct, informative motifs: (name, centred log-odds) by falling information."""
+                  width: int = WIDTH, rank: dict | None = None) -> list[tuple[str, np.ndarray]]:
+    """Up to ``n`` distinct, informative motifs: (name, centred log-odds).
+
+    Ranked by falling information content, or by falling ``rank[name]`` (e.g.
+    :func:`track_relevance`) when given; C2H2 zinc fingers are then kept.
+    """
     candidates = []
     for name, ppm in motifs.items():
-        if ".0." not in name or name.startswith(C2H2_PREFIXES):  # one (primary) motif per TF
+        if ".0." not in name or (rank is None and name.startswith(C2H2_PREFIXES)):  # one (primary) motif per TF
             continue
         odds, ic = centred_log_odds(ppm, width)
         if ic >= min_ic:
-            candidates.append((ic, name, odds))
+            candidates.append((ic if rank is None else rank[name], name, odds))
     picked: list[tuple[str, np.ndarray]] = []
     for _, name, odds in sorted(candidates, key=lambda c: -c[0]):
         if all(similarity(odds, other) < max_similarity for _, other in picked):
@@ -78,7 +82,45 @@ def select_motifs(motifs: dict, n: int = 192, min_ic: float = 8.0, max_similarit
     return picked
 
 
-def motif_initialised_enformer(out: Path, seed: int = 0, meme: str = "hocomoco_v12", gain: float = 3.0) -> list[str]:
+def track_relevance(motifs: dict, width: int = WIDTH, bin_size: int = 32, windows: int | None = None) -> dict:
+    """Each motif's Pearson, over the training windows' bins, of its best match with DNase.
+
+    Only the bundled training windows are read (never a screen or the valid/test windows): the
+    best log-odds match (floored at zero, either strand) of each motif's ``width`` most informative
+    columns in each 32-bp bin of the target region, against log1p of the mean DNase track there.
+    """
+    import torch
+
+    from genocl_plugin import reference
+
+    data = np.load(reference.BUNDLED / "basenji_tiny_hg38.npz")
+    seqs, targets = data["train_seq"], data["train_targets"]
+    if windows is not None:
+        seqs, targets = seqs[:windows], targets[:windows]
+    dnase = [i for i, name in enumerate(reference.track_names()) if reference.assay_group(name) == "DNASE"]
+    names = list(motifs)
+    odds = np.stack([centred_log_odds(motifs[n], width)[0] for n in names])
+    filters = torch.tensor(np.concatenate([odds, odds[:, ::-1, ::-1]]), dtype=torch.float32)
+    bins = targets.shape[1]
+    start = (seqs.shape[1] - bins * bin_size) // 2
+    scores, signal = [], []
+    for seq, target in zip(seqs, targets, strict=True):
+        region = seq[start - width // 2 : start + bins * bin_size + width - 1 - width // 2]
+        x = torch.from_numpy(reference.codes_to_one_hot(region[None]).astype(np.float32))
+        with torch.no_grad():
+            best = torch.nn.functional.conv1d(x, filters)[0].clamp(min=0)
+            best = best.reshape(2, len(names), bins, bin_size).amax(dim=(0, 3))
+        scores.append(best.numpy())
+        signal.append(np.log1p(target[:, dnase].astype(np.float64).mean(1)))
+    x, y = np.concatenate(scores, axis=1), np.concatenate(signal)
+    x = x - x.mean(1, keepdims=True)
+    y = y - y.mean()
+    r = (x @ y) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y) + 1e-12)
+    return dict(zip(names, r.tolist(), strict=True))
+
+
+def motif_initialised_enformer(out: Path, seed: int = 0, meme: str = "hocomoco_v12", gain: float = 3.0,
+                               by: str = "information") -> list[str]:
     """Write an enformer-mini (the recipe's architecture) with motif stem filters; returns their names."""
     import pytorch_lightning as pl
     import torch
@@ -94,7 +136,11 @@ def motif_initialised_enformer(out: Path, seed: int = 0, meme: str = "hocomoco_v
                         model_params=dict(recipe["model_params"]),
                         train_params={"lr": 5e-4, "batch_size": 8, "logger": "csv", "loss": recipe["loss"]})
     conv = model.model.embedding.conv_tower.blocks[0][0]
-    picked = select_motifs(read_meme_file(meme), n=conv.out_channels, width=conv.kernel_size[0])
+    motifs = read_meme_file(meme)
+    rank = track_relevance(motifs, conv.kernel_size[0]) if by == "tracks" else None
+    # min_ic 4 when ranked by the tracks: short motifs (AP-1, ETS, E-box) are the common ones
+    picked = select_motifs(motifs, n=conv.out_channels, width=conv.kernel_size[0], rank=rank,
+                           min_ic=8.0 if rank is None else 4.0)
     with torch.no_grad():
         filters = torch.tensor(np.stack([odds for _, odds in picked]), dtype=torch.float32)
         # a few times the random filters' norm, so the motifs stand out of the random ones beside them
@@ -110,8 +156,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--by", choices=["information", "tracks"], default="information",
+                        help="Rank motifs by information content, or by their Pearson with DNase on the "
+                             "training windows.")
     args = parser.parse_args()
-    names = motif_initialised_enformer(args.out, args.seed)
+    names = motif_initialised_enformer(args.out, args.seed, by=args.by)
     print(f"{args.out}: {len(names)} motif filters ({', '.join(n.split('.')[0] for n in names[:12])}, ...)")
 
 

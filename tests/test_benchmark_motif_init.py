@@ -60,3 +60,19 @@ def test_motif_initialised_enformer_writes_the_motifs_into_the_stem(tmp_path):
     assert abs(stem[len(names)].sum(0)).max() > 1e-3  # the filters after the motifs stay random
     norms = np.linalg.norm(stem.reshape(len(stem), -1), axis=1)
     assert norms[: len(names)].mean() == pytest.approx(3 * norms[len(names):].mean(), rel=0.2)
+
+
+def test_select_motifs_by_rank_follows_the_rank_and_keeps_zinc_fingers():
+    sites = {"ZNF9.H12CORE.0.P.B": "ACGTTGCAACGT", "B.H12CORE.0.P.B": "GGGGCCCCATAT", "C.H12CORE.0.P.B": "CATTAGCGATCG"}
+    motifs = {name: ppm_of(site) for name, site in sites.items()}
+    rank = {"ZNF9.H12CORE.0.P.B": 0.3, "B.H12CORE.0.P.B": 0.1, "C.H12CORE.0.P.B": 0.2}
+    names = [name for name, _ in mi.select_motifs(motifs, n=3, width=12, rank=rank)]
+    assert names == ["ZNF9.H12CORE.0.P.B", "C.H12CORE.0.P.B", "B.H12CORE.0.P.B"]
+
+
+def test_track_relevance_ranks_a_cpg_motif_above_an_at_motif_on_the_training_windows():
+    motifs = {"cpg": ppm_of("CGCGCGCGCGCGCGC"), "at": ppm_of("ATATATATATATATA")}
+    r = mi.track_relevance(motifs, width=15, windows=3)
+    assert set(r) == {"cpg", "at"} and all(-1 <= v <= 1 for v in r.values())
+    # open chromatin is GC- and CpG-rich (promoters, CpG islands): a CpG motif tracks DNase, an AT one does not
+    assert r["cpg"] > 0.05 > r["at"]
