@@ -27,8 +27,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.screen_ceiling import log_odds  # noqa: E402
+
 WIDTH = 15  # enformer-mini's stem kernel
 C2H2_PREFIXES = ("ZN", "ZFP", "ZSC", "ZIM", "ZKSC", "ZSA", "Z3", "ZBT", "ZBED", "PRD")
+
+
+def is_primary(name: str) -> bool:
+    """Whether a HOCOMOCO v12 motif is its TF's primary (subtype 0) motif."""
+    return ".0." in name
 
 
 def centred_log_odds(ppm: np.ndarray, width: int = WIDTH, pseudocount: float = 0.01) -> tuple[np.ndarray, float]:
@@ -42,7 +49,7 @@ def centred_log_odds(ppm: np.ndarray, width: int = WIDTH, pseudocount: float = 0
     ic = 2 + (ppm * np.log2(ppm + 1e-9)).sum(0)
     start = int(np.argmax(np.convolve(ic, np.ones(width), "valid")))
     ppm = ppm[:, start : start + width]
-    odds = np.log2((ppm + pseudocount) / (1 + 4 * pseudocount) / 0.25)
+    odds = log_odds(ppm, pseudocount)
     # centred, so a filter scores the match, not the base composition of the window
     return odds - odds.mean(0, keepdims=True), float(ic[start : start + width].sum())
 
@@ -68,7 +75,7 @@ def select_motifs(motifs: dict, n: int = 192, min_ic: float = 8.0, max_similarit
     """
     candidates = []
     for name, ppm in motifs.items():
-        if ".0." not in name or (rank is None and name.startswith(C2H2_PREFIXES)):  # one (primary) motif per TF
+        if not is_primary(name) or (rank is None and name.startswith(C2H2_PREFIXES)):  # one motif per TF
             continue
         odds, ic = centred_log_odds(ppm, width)
         if ic >= min_ic:
@@ -137,7 +144,9 @@ def motif_initialised_enformer(out: Path, seed: int = 0, meme: str = "hocomoco_v
                         train_params={"lr": 5e-4, "batch_size": 8, "logger": "csv", "loss": recipe["loss"]})
     conv = model.model.embedding.conv_tower.blocks[0][0]
     motifs = read_meme_file(meme)
-    rank = track_relevance(motifs, conv.kernel_size[0]) if by == "tracks" else None
+    # only primary motifs can be picked, so only they are scanned
+    rank = (track_relevance({k: v for k, v in motifs.items() if is_primary(k)}, conv.kernel_size[0])
+            if by == "tracks" else None)
     # min_ic 4 when ranked by the tracks: short motifs (AP-1, ETS, E-box) are the common ones
     picked = select_motifs(motifs, n=conv.out_channels, width=conv.kernel_size[0], rank=rank,
                            min_ic=8.0 if rank is None else 4.0)

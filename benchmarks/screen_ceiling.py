@@ -118,6 +118,12 @@ def motif_filters(meme: str = MOTIFS) -> tuple:
     return (*log_odds_filters(motifs), list(motifs))
 
 
+def log_odds(ppm, pseudocount: float = PSEUDOCOUNT) -> np.ndarray:
+    """log2 odds of a (4, w) position probability matrix against a uniform background."""
+    ppm = np.asarray(ppm, dtype=np.float64)
+    return np.log2((ppm + pseudocount) / (1 + 4 * pseudocount) / 0.25)
+
+
 def log_odds_filters(motifs: dict) -> tuple:
     """Log-odds filters of position probability matrices, both strands, for ``conv1d``.
 
@@ -139,9 +145,8 @@ def log_odds_filters(motifs: dict) -> tuple:
     rev = np.zeros_like(fwd)
     lengths = np.zeros(len(motifs), dtype=np.int64)
     for i, ppm in enumerate(motifs.values()):
-        ppm = np.asarray(ppm, dtype=np.float64)
-        width = ppm.shape[1]
-        odds = np.log2((ppm + PSEUDOCOUNT) / (1 + 4 * PSEUDOCOUNT) / 0.25)
+        odds = log_odds(ppm)
+        width = odds.shape[1]
         fwd[i, :, :width] = odds
         rev[i, :, :width] = odds[::-1, ::-1]  # A<->T, C<->G and reversed positions
         lengths[i] = width
