@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.provenance import git_commit  # noqa: E402
 from genocl_plugin import reference  # noqa: E402
 from genocl_plugin.evaluate import pearson  # noqa: E402
 
@@ -273,8 +273,7 @@ def main() -> None:
         return
     start = time.time()
     result = {"command": "python benchmarks/ceiling.py" + (" --no-minis" if args.no_minis else ""),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True).stdout.strip(),
+              "commit": git_commit(),
               "targets": TARGETS, "ridge": ridge_study()}
     if not args.no_minis:
         result["minis"] = {arch: {split: mini_scores(arch, split) for split in ("train", "test")}

@@ -176,25 +176,31 @@ def motif_change_features(screen, filters=None, lengths=None, batch: int = 512) 
     starts = torch.arange(longest)
     covers = (starts[None, :] + torch.as_tensor(lengths)[:, None]) > longest - 1
     pad = "N" * longest
-    out = np.zeros((len(rows), n_motifs), dtype=np.float32)
-    for lo in range(0, len(rows), batch):
-        windows = []
-        for allele in ("ref", "alt"):
-            for element, pos, ref, alt in rows[lo : lo + batch]:
-                seq = seqs[element] if allele == "ref" else objectives.apply_variant(seqs[element], pos, ref, alt)
-                centre = pos + longest
-                windows.append((pad + seq + pad)[centre - longest + 1 : centre + longest])
-        codes = np.stack([reference.seq_to_codes(w) for w in windows])
-        x = torch.from_numpy(reference.codes_to_one_hot(codes).astype(np.float32))
-        with torch.no_grad():
-            best = torch.nn.functional.conv1d(x, filters).masked_fill(~covers[None], float("-inf")).amax(-1)
-        # below zero a window is likelier background than motif: no match, whatever its score
-        best = best.clamp(min=0.0)
-        n = len(windows) // 2
-        change = best[n:] - best[:n]
-        fwd, rev = change[:, :n_motifs], change[:, n_motifs:]
-        out[lo : lo + n] = torch.where(fwd.abs() >= rev.abs(), fwd, rev).numpy()
-    return out
+
+    def window(seq: str, pos: int) -> str:
+        centre = pos + longest
+        return (pad + seq + pad)[centre - longest + 1 : centre + longest]
+
+    def best_matches(windows: list[str]) -> torch.Tensor:
+        scores = []
+        for lo in range(0, len(windows), batch):
+            codes = np.stack([reference.seq_to_codes(w) for w in windows[lo : lo + batch]])
+            x = torch.from_numpy(reference.codes_to_one_hot(codes).astype(np.float32))
+            with torch.no_grad():
+                best = torch.nn.functional.conv1d(x, filters).masked_fill(~covers[None], float("-inf")).amax(-1)
+            # below zero a window is likelier background than motif: no match, whatever its score
+            scores.append(best.clamp(min=0.0))
+        return torch.cat(scores)
+
+    # a saturation screen has ~3 variants per position: each reference window is scored once
+    sites = sorted({(element, pos) for element, pos, _, _ in rows})
+    site_of = {site: i for i, site in enumerate(sites)}
+    ref_best = best_matches([window(seqs[element], pos) for element, pos in sites])
+    alt_best = best_matches([window(objectives.apply_variant(seqs[element], pos, ref, alt), pos)
+                             for element, pos, ref, alt in rows])
+    change = alt_best - ref_best[[site_of[(element, pos)] for element, pos, _, _ in rows]]
+    fwd, rev = change[:, :n_motifs], change[:, n_motifs:]
+    return torch.where(fwd.abs() >= rev.abs(), fwd, rev).numpy().astype(np.float32)
 
 
 def ridge(x: np.ndarray, y: np.ndarray, alpha: float):
