@@ -196,11 +196,15 @@ def motif_change_features(screen, filters=None, lengths=None, batch: int = 512) 
     sites = sorted({(element, pos) for element, pos, _, _ in rows})
     site_of = {site: i for i, site in enumerate(sites)}
     ref_best = best_matches([window(seqs[element], pos) for element, pos in sites])
-    alt_best = best_matches([window(objectives.apply_variant(seqs[element], pos, ref, alt), pos)
-                             for element, pos, ref, alt in rows])
-    change = alt_best - ref_best[[site_of[(element, pos)] for element, pos, _, _ in rows]]
-    fwd, rev = change[:, :n_motifs], change[:, n_motifs:]
-    return torch.where(fwd.abs() >= rev.abs(), fwd, rev).numpy().astype(np.float32)
+    out = np.zeros((len(rows), n_motifs), dtype=np.float32)
+    for lo in range(0, len(rows), batch):  # by batch: all variants' scores at once would be rows x 2 x motifs
+        part = rows[lo : lo + batch]
+        change = (best_matches([window(objectives.apply_variant(seqs[element], pos, ref, alt), pos)
+                                for element, pos, ref, alt in part])
+                  - ref_best[[site_of[(element, pos)] for element, pos, _, _ in part]])
+        fwd, rev = change[:, :n_motifs], change[:, n_motifs:]
+        out[lo : lo + len(part)] = torch.where(fwd.abs() >= rev.abs(), fwd, rev).numpy()
+    return out
 
 
 def ridge(x: np.ndarray, y: np.ndarray, alpha: float):
