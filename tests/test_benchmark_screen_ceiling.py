@@ -142,3 +142,23 @@ def test_bundled_motif_filters_score_a_sequence_and_its_reverse_complement_alike
     n = len(names)
     # a motif's best forward match in the sequence is its best reverse-strand match in the reverse complement
     np.testing.assert_allclose(best(seq)[:n].numpy(), best(rc)[n:].numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_probe_scores_fit_on_the_given_rows_and_subtract_the_base_per_split():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6))
+    y = x[:, 0] + 0.2 * rng.normal(size=300)
+    held, study = np.arange(200, 300), np.arange(200, 250)
+    zero_shot = {"id": {"all": 0.25, "study_subsample": -0.5}}
+    rows = sc.probe_scores(x, y, np.arange(200), 1e-3, [("id", held, study)], zero_shot, 512)
+    by_name = {method: value for method, split, value in rows}
+    fitted = by_name["enformer-mini trunk probe, 512 variants"]
+    assert fitted["all"] > 0.9
+    gain = by_name["enformer-mini trunk probe minus zero-shot, 512 variants"]
+    assert gain == pytest.approx({"all": fitted["all"] - 0.25, "study_subsample": fitted["study_subsample"] + 0.5})
+    # fitted on rows whose effects are shuffled, the probe learns nothing
+    y_shuffled = y.copy()
+    y_shuffled[:200] = rng.permutation(y_shuffled[:200])
+    noise = dict((m, v) for m, _, v in sc.probe_scores(x, y_shuffled, np.arange(200), 1e-3, [("id", held, study)],
+                                                      zero_shot, None))
+    assert abs(noise["enformer-mini trunk probe, all variants"]["all"]) < 0.3
