@@ -407,6 +407,9 @@ def pretrain(arch: str, max_epochs: int | None = None, batch_size: int | None = 
 
     from genocl_plugin.evaluate import reference_metrics, reference_predictions
     from genocl_plugin.hardware import enable_gradient_checkpointing
+    from genocl_plugin.workarounds import quiet_lightning
+
+    quiet_lightning()  # Lightning noise a genocl user cannot act on; see workarounds.py
 
     recipe = RECIPES[arch]
     max_epochs = max_epochs or recipe["max_epochs"]

@@ -88,6 +88,9 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
 
     from genocl_plugin.hardware import enable_gradient_checkpointing
     from genocl_plugin.strategies.freeze import FrozenBatchNormStats
+    from genocl_plugin.workarounds import quiet_lightning
+
+    quiet_lightning()  # Lightning noise a genocl user cannot act on; see workarounds.py
 
     pl.seed_everything(config.seed, workers=True)
     model.train_params["lr"] = config.lr

@@ -6,9 +6,18 @@
   the pooling softmax was 16% of a whole ``genocl update`` of enformer-mini. The
   replacement moves the pool dimension forward before the softmax; the result is the same
   function (a test compares outputs and gradients with the original).
+- PyTorch Lightning 2.6 prints three messages into every ``genocl update`` / ``genocl pretrain``
+  that tell a genocl user nothing they can act on: an advertisement for ``litlogger``; "You
+  defined a `validation_step` but have no `val_dataloader`" (gReLU's ``LightningModel``
+  defines one, genocl scores held-out data itself after training); and a deprecation of
+  ``LeafSpec`` raised from Lightning's own ``_pytree`` under torch 2.13.
+  :func:`quiet_lightning` hides exactly those three and nothing else.
 """
 
 from __future__ import annotations
+
+import logging
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -56,3 +65,34 @@ def original_attention_pool_forward():
     from enformer_pytorch.modeling_enformer import AttentionPool
 
     return _ORIGINAL_ATTENTION_POOL_FORWARD or AttentionPool.forward
+
+
+class _DropMessage(logging.Filter):
+    """Drop log records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+_LITLOGGER_FILTER = _DropMessage("litlogger")
+
+
+def quiet_lightning() -> None:
+    """Hide Lightning's three messages that are noise to a genocl user (idempotent).
+
+    Other warnings and Lightning's own information (devices, "max_epochs reached") still show.
+    """
+    warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no `val_dataloader`")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Lightning's rank_zero_info logs through the logger lightning_utilities holds (set to
+    # "pytorch_lightning.utilities.rank_zero" on import); a filter on a parent logger would not
+    # see the record, so the filter goes on that one.
+    import pytorch_lightning  # noqa: F401  (sets the logger below)
+    from lightning_utilities.core import rank_zero
+
+    if _LITLOGGER_FILTER not in rank_zero.log.filters:
+        rank_zero.log.addFilter(_LITLOGGER_FILTER)
