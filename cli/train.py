@@ -160,6 +160,12 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
 @click.option("--id-holdout", type=float, default=0.2, show_default=True,
               help="Fraction of each training element's 50-bp position blocks held out "
                    "(in-distribution check; 0: off).")
+@click.option("--val-holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="MPRA: hold out this fraction of the training elements' remaining position blocks as a "
+                   "validation set; after each epoch score effect Pearson there and keep the best epoch "
+                   "(the parent's weights count as epoch 0). 0: keep the last epoch.")
+@click.option("--patience", type=P.positive_int("pass a number of epochs >= 1"), default=2, show_default=True,
+              help="With --val-holdout: stop after this many epochs without a better validation Pearson.")
 @click.option("--silencing", type=click.Choice(["shuffle", "mask"]), default="shuffle", show_default=True,
               help="CRISPRi: how silenced elements are replaced.")
 @click.option("--retention-crops",
@@ -245,7 +251,8 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
                    "screen's batches overwrite them.")
 @user_errors
 def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max_train, max_eval, max_eval_id, holdout,
-           id_holdout, silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c, mas_lambda, l2sp_alpha,
+           id_holdout, val_holdout, patience, silencing, retention_crops, seed, ewc_lambda, ewc_decay, si_c,
+           mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
            reference_tracks, reference_holdout_chroms, readout_tracks, mpra_input_length, targets_file, force,
@@ -296,7 +303,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         config = UpdateConfig(
             model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
             lr=lr, head_lr=head_lr, max_train=max_train, max_eval=max_eval,
-            max_eval_id=max_eval_id, holdout=holdout, id_holdout=id_holdout,
+            max_eval_id=max_eval_id, holdout=holdout, id_holdout=id_holdout, val_holdout=val_holdout,
+            patience=patience,
             silencing=silencing, retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
             reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
             reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
@@ -313,6 +321,9 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         if strategy.strip() == "auto":
             click.echo(f"strategy auto -> {ran} (benchmarked default for this architecture)")
         click.echo(evaluate.format_table(result["report"]))
+        chosen = result["report"].get("epoch_selection")
+        if chosen:
+            click.echo(evaluate.format_epoch_selection(chosen))
         retained = result["report"]["retention"]
         if retained.get("not_measured"):
             click.echo(f"note: retention not measured: {retained['not_measured']}")

@@ -50,6 +50,12 @@ class UpdateConfig:
     # In-distribution check: fraction of each training element's 50-bp position blocks held out
     # (screens.split_by_position_blocks); 0 turns it off.
     id_holdout: float = 0.2
+    # Epoch selection: fraction of the training elements' remaining position blocks held out as
+    # a validation set (screens.prepare_screen(validation=True)); after each epoch the update
+    # scores effect Pearson there and keeps the best epoch, the parent's weights counting as
+    # epoch 0 (genocl_plugin.selection). 0: off, the last epoch is kept.
+    val_holdout: float = 0.0
+    patience: int = 2  # epochs without a better validation Pearson before training stops
     strategy_params: dict = field(default_factory=dict)
     # The reference set (what the model already knows): the user's genome + regions [+ tracks],
     # else the bundled hg38 windows. See genocl_plugin/reference.py.

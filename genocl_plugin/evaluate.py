@@ -28,6 +28,15 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def format_epoch_selection(selection: dict) -> str:
+    """One line: the validation Pearson per epoch and the epoch the update kept."""
+    scores = ", ".join("nan" if v is None else f"{v:.3f}" for v in selection["validation_pearson"])
+    kept = ("the parent's weights (no epoch beat them)" if selection["best_epoch"] == 0
+            else f"epoch {selection['best_epoch']} of {selection['epochs_run']}")
+    return (f"epoch selection: validation effect Pearson ({selection['n_validation']} held-out-block rows), "
+            f"parent first: {scores} -> kept {kept}")
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties)."""
     from scipy.stats import rankdata

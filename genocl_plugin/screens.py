@@ -938,7 +938,7 @@ def default_screen(model) -> Path:
     return BUNDLED_SCREENS.get(model.data_params.get("arch", "enformer"), BUNDLED_SCREENS["enformer"])
 
 
-def prepare_screen(config, model, in_distribution: bool = False):
+def prepare_screen(config, model, in_distribution: bool = False, validation: bool = False):
     """Read, split (by element, then by position blocks) and subsample the screen.
 
     Returns
@@ -946,7 +946,11 @@ def prepare_screen(config, model, in_distribution: bool = False):
     tuple
         ``(path, train, test)`` AnnData screens (``test``: held-out elements, the
         out-of-distribution check), and with ``in_distribution`` also ``test_id``: held-out
-        position blocks of the training elements (``config.id_holdout``).
+        position blocks of the training elements (``config.id_holdout``). With ``validation``
+        a last item ``val``: a further ``config.val_holdout`` of the training elements' blocks,
+        drawn before ``max_train`` subsamples the rest (so the update's training rows are
+        ``max_train`` either way) and capped like the in-distribution check; empty when
+        ``val_holdout`` is 0 or the screen has no position blocks.
     """
     path = Path(config.data) if config.data else default_screen(model)
     screen = read_screen(path)
@@ -962,7 +966,11 @@ def prepare_screen(config, model, in_distribution: bool = False):
         train, test = split_tracks(screen, config.holdout, config.seed)
         if train.n_obs == 0:
             raise input_error(path, "obs['split']", "no training windows", "mark some windows split=train")
-        return (path, train, test, train[:0].copy()) if in_distribution else (path, train, test)
+        if validation and getattr(config, "val_holdout", 0) > 0:
+            raise input_error(path, "--val-holdout", "a tracks screen has no per-element positions to hold out "
+                              "(epoch selection needs an MPRA screen with obs['pos'])", "leave out --val-holdout")
+        parts = (path, train, test, train[:0].copy()) if in_distribution else (path, train, test)
+        return (*parts, train[:0].copy()) if validation else parts
     if screen.uns["assay"] == "personal":
         from genocl_plugin.personal import split_personal
 
@@ -971,16 +979,24 @@ def prepare_screen(config, model, in_distribution: bool = False):
     else:
         train, test = split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
         train, test_id = split_by_position_blocks(train, config.id_holdout, seed=config.seed)
+    val = train[:0].copy()
+    if validation and getattr(config, "val_holdout", 0) > 0:
+        train, val = split_by_position_blocks(train, config.val_holdout, seed=config.seed + 3)
+        if val.n_obs == 0:
+            raise input_error(path, "--val-holdout", "this screen has no per-element positions to hold out "
+                              "(epoch selection needs an MPRA screen with obs['pos'])", "leave out --val-holdout")
     bundled = config.data is None
     max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
     max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
     train = _subsample(train, max_train, config.seed)
     test = _subsample(test, max_eval, config.seed + 1)
     test_id = _subsample(test_id, config.max_eval_id or max_eval, config.seed + 2)
+    val = _subsample(val, config.max_eval_id or max_eval, config.seed + 4)
     if train.n_obs == 0:
         raise input_error(path, "obs", "no training rows after the element hold-out",
                           "use a screen with more elements or --holdout 0")
-    return (path, train, test, test_id) if in_distribution else (path, train, test)
+    parts = (path, train, test, test_id) if in_distribution else (path, train, test)
+    return (*parts, val) if validation else parts
 
 
 def _subsample(adata, n: int | None, seed: int):

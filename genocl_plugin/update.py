@@ -211,6 +211,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     if config.batchnorm_stats not in BATCHNORM_STATS:  # the CLI's Choice checks it; the Python API lands here
         raise input_error(config.batchnorm_stats, "batchnorm_stats", "unknown value",
                           f"pass one of {', '.join(BATCHNORM_STATS)}")
+    if config.val_holdout and (checkpoint_every or resume_run):
+        # a resumed run would score its restored weights as "epoch 0" and could return them as the parent's
+        raise input_error(config.val_holdout, "--val-holdout", "cannot be combined with --checkpoint-every/--resume",
+                          "leave out --val-holdout, or the checkpointing options")
+    if not 0 <= config.val_holdout < 1:
+        raise input_error(config.val_holdout, "--val-holdout", "must be a fraction in [0, 1)", "e.g. --val-holdout 0.2")
     resume_from = resume.check_partial(out, resume_run)
     # The run's seed also seeds the strategies' sampling (replay draws, Fisher / MAS windows).
     # An explicit strategy is resolved before the (slow) model load so bad flags fail fast;
@@ -245,7 +251,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             cb.reference = ref
     base = copy.deepcopy(model).eval()
 
-    screen_path, train, test, test_id = prepare_screen(config, model, in_distribution=True)
+    screen_path, train, test, test_id, val = prepare_screen(config, model, in_distribution=True, validation=True)
     if train.uns.get("crispri_fit"):  # CRISPRi pairs the model's geometry cannot hold were skipped
         print(f"{screen_path}: {train.uns['crispri_fit']}", flush=True)
     limits = {"train": config.max_train, "test": config.max_eval, "id": config.max_eval_id or config.max_eval}
@@ -277,9 +283,16 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     before_train = predict_parent(fit_set)
     before_id = predict_parent(id_set) if id_set is not None else None
 
+    selector = None
+    if val.n_obs:
+        from genocl_plugin.selection import BestEpochCallback
+
+        val_set = objectives.screen_dataset(val, model, config.silencing, config.seed, path=str(screen_path),
+                                            readout=config.readout_tracks, mpra_seq_len=config.mpra_input_length)
+        selector = BestEpochCallback(val_set, predict_screen_effects, eval_batch, config.patience)
     partial = resume.partial_dir(out) if (checkpoint_every or resume_from) else None
-    train_on_screen(model, train_set, config, callbacks, trainer_kwargs, checkpoint_dir=partial,
-                    checkpoint_every=checkpoint_every, resume_from=resume_from)
+    train_on_screen(model, train_set, config, callbacks + ([selector] if selector else []), trainer_kwargs,
+                    checkpoint_dir=partial, checkpoint_every=checkpoint_every, resume_from=resume_from)
 
     model.to(device)  # Lightning's teardown leaves it on the CPU
     after_test = predict(model, test_set, eval_batch)
@@ -319,6 +332,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         report["new_task"]["in_distribution"] = {
             "before": id_before, "after": id_after,
             "pearson_gain": evaluate._sub(id_after["pearson"], id_before["pearson"])}
+    if selector is not None:
+        report["epoch_selection"] = {"val_holdout": config.val_holdout, **selector.summary()}
     # What each strategy did (frozen parts, heads, adapters, forgetting-budget checks).
     report["strategies"] = {type(cb).__name__: cb.summary() for cb in callbacks if hasattr(cb, "summary")}
     report["split"] = {
