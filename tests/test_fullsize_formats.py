@@ -177,6 +177,18 @@ def test_procapnet_fold_update(procapnet_fold, tmp_path, strategy):
     assert out.shape[-1] == 1000 and torch.isfinite(out).all()
 
 
+def test_procapnet_fold_update_with_epoch_selection(procapnet_fold, tmp_path):
+    """--val-holdout at ProCapNet's geometry: validation rows scored per epoch, the kept epoch saved."""
+    result = _update(procapnet_fold, tmp_path / "run", "finetune", PROMOTERS, epochs=2, val_holdout=0.3,
+                     patience=2, max_eval_id=4, lr=1e-2)
+    chosen = result["report"]["epoch_selection"]
+    assert chosen["n_validation"] == 4 and chosen["epochs_run"] == 2 and len(chosen["validation_pearson"]) == 3
+    parent = models.load_model(procapnet_fold).model.state_dict()
+    saved = models.load_model(result["run"]).model.state_dict()
+    unchanged = all(torch.equal(saved[k], parent[k]) for k in parent)
+    assert unchanged == (chosen["best_epoch"] == 0)
+
+
 def test_procapnet_fold_score_vcf_and_publish(procapnet_fold, tmp_path, data_dir):
     from click.testing import CliRunner
 
