@@ -160,7 +160,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
 @click.option("--id-holdout", type=float, default=0.2, show_default=True,
               help="Fraction of each training element's 50-bp position blocks held out "
                    "(in-distribution check; 0: off).")
-@click.option("--val-holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--val-holdout", type=P.Number(float, low=0, high=1, high_open=True,
+                                             fix="pass a fraction in [0, 1), e.g. 0.2 (0: off)"),
+              default=0.0, show_default=True,
               help="MPRA: hold out this fraction of the training elements' remaining position blocks as a "
                    "validation set; after each epoch score effect Pearson there and keep the best epoch "
                    "(the parent's weights count as epoch 0). 0: keep the last epoch.")

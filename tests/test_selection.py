@@ -128,3 +128,12 @@ def test_cli_val_holdout_with_checkpointing_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert "--val-holdout" in result.output and "--checkpoint-every" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1", "nan", "x"])
+def test_cli_val_holdout_out_of_range_is_refused_before_loading(tmp_path, value):
+    from genocl_cli.main import main
+
+    result = CliRunner().invoke(main, ["update", "--val-holdout", value, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--val-holdout" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
