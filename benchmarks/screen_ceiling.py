@@ -347,8 +347,10 @@ def run_screen(name: str, probe: bool) -> dict:
         inner_train, inner_valid = screens.split_by_position_blocks(screen[train], ID_HOLDOUT, seed=seed + 1000)
         inner_train, inner_valid = (row_numbers(p, row_of) for p in (inner_train, inner_valid))
         rng = np.random.default_rng(seed)
-        zero_shot = {}
+        zero_shot, probe_alpha = {}, None
         if probe:
+            # one penalty per seed, from the full inner split (the same for every training size)
+            probe_alpha = choose_alpha(probe_x, y, inner_train, inner_valid)
             for split, held, study_rows in splits:
                 zero_shot[split] = score(base[held], y, held, study_rows)
                 add("enformer-mini zero-shot", split, seed, zero_shot[split])
@@ -361,10 +363,8 @@ def run_screen(name: str, probe: bool) -> dict:
                 f = ridge(x[sub], y[sub], choose_alpha(x, y, inner_sub, inner_valid))
                 for split, held, study_rows in splits:
                     add(f"{kind} ridge, {size or 'all'} variants", split, seed, score(f(x[held]), y, held, study_rows))
-            if probe:
-                # the same training rows as the ridges; the penalty from the full inner split, as before
-                alpha = choose_alpha(probe_x, y, inner_train, inner_valid)
-                for method, split, value in probe_scores(probe_x, y, sub, alpha, splits, zero_shot, size):
+            if probe:  # the same training rows as the ridges
+                for method, split, value in probe_scores(probe_x, y, sub, probe_alpha, splits, zero_shot, size):
                     add(method, split, seed, value)
         print(f"{name} seed {seed}: {len(train)} train, {len(test_id)} held-out blocks, {len(test)} held-out elements",
               flush=True)

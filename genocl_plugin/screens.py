@@ -966,11 +966,8 @@ def prepare_screen(config, model, in_distribution: bool = False, validation: boo
         train, test = split_tracks(screen, config.holdout, config.seed)
         if train.n_obs == 0:
             raise input_error(path, "obs['split']", "no training windows", "mark some windows split=train")
-        if validation and getattr(config, "val_holdout", 0) > 0:
-            raise input_error(path, "--val-holdout", "a tracks screen has no per-element positions to hold out "
-                              "(epoch selection needs an MPRA screen with obs['pos'])", "leave out --val-holdout")
         parts = (path, train, test, train[:0].copy()) if in_distribution else (path, train, test)
-        return (*parts, train[:0].copy()) if validation else parts
+        return (*parts, _validation_split(train, config, path)[1]) if validation else parts
     if screen.uns["assay"] == "personal":
         from genocl_plugin.personal import split_personal
 
@@ -979,12 +976,7 @@ def prepare_screen(config, model, in_distribution: bool = False, validation: boo
     else:
         train, test = split_by_element(screen, test_fraction=config.holdout, seed=config.seed)
         train, test_id = split_by_position_blocks(train, config.id_holdout, seed=config.seed)
-    val = train[:0].copy()
-    if validation and getattr(config, "val_holdout", 0) > 0:
-        train, val = split_by_position_blocks(train, config.val_holdout, seed=config.seed + 3)
-        if val.n_obs == 0:
-            raise input_error(path, "--val-holdout", "this screen has no per-element positions to hold out "
-                              "(epoch selection needs an MPRA screen with obs['pos'])", "leave out --val-holdout")
+    train, val = _validation_split(train, config, path) if validation else (train, train[:0].copy())
     bundled = config.data is None
     max_train = config.max_train or (BUNDLED_MAX_TRAIN if bundled else None)
     max_eval = config.max_eval or (BUNDLED_MAX_EVAL if bundled else None)
@@ -997,6 +989,21 @@ def prepare_screen(config, model, in_distribution: bool = False, validation: boo
                           "use a screen with more elements or --holdout 0")
     parts = (path, train, test, test_id) if in_distribution else (path, train, test)
     return (*parts, val) if validation else parts
+
+
+def _validation_split(train, config, path):
+    """``(train, val)``: ``config.val_holdout`` of the training elements' position blocks set aside.
+
+    Empty ``val`` when ``val_holdout`` is 0; a screen without per-element positions (CRISPRi,
+    personal genomes, tracks) is refused then, because it has no blocks to hold out.
+    """
+    if config.val_holdout <= 0:
+        return train, train[:0].copy()
+    train, val = split_by_position_blocks(train, config.val_holdout, seed=config.seed + 3)
+    if val.n_obs == 0:
+        raise input_error(path, "--val-holdout", "this screen has no per-element positions to hold out "
+                          "(epoch selection needs an MPRA screen with obs['pos'])", "leave out --val-holdout")
+    return train, val
 
 
 def _subsample(adata, n: int | None, seed: int):

@@ -211,12 +211,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     if config.batchnorm_stats not in BATCHNORM_STATS:  # the CLI's Choice checks it; the Python API lands here
         raise input_error(config.batchnorm_stats, "batchnorm_stats", "unknown value",
                           f"pass one of {', '.join(BATCHNORM_STATS)}")
+    if not 0 <= config.val_holdout < 1:  # the CLI's type checks it; the Python API lands here
+        raise input_error(config.val_holdout, "--val-holdout", "must be a fraction in [0, 1)", "e.g. --val-holdout 0.2")
     if config.val_holdout and (checkpoint_every or resume_run):
         # a resumed run would score its restored weights as "epoch 0" and could return them as the parent's
         raise input_error(config.val_holdout, "--val-holdout", "cannot be combined with --checkpoint-every/--resume",
                           "leave out --val-holdout, or the checkpointing options")
-    if not 0 <= config.val_holdout < 1:
-        raise input_error(config.val_holdout, "--val-holdout", "must be a fraction in [0, 1)", "e.g. --val-holdout 0.2")
     resume_from = resume.check_partial(out, resume_run)
     # The run's seed also seeds the strategies' sampling (replay draws, Fisher / MAS windows).
     # An explicit strategy is resolved before the (slow) model load so bad flags fail fast;
