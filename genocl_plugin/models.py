@@ -14,7 +14,8 @@ Weight formats read from local files (no hub downloads):
 - a borzoi-pytorch ``from_pretrained`` directory (``config.json`` with ``model_type: borzoi``;
   needs the optional dependency, ``pip install genocl[borzoi]``);
 - a bpnet-lite saved model (``torch.save(model)``, loaded with an allow-list, no arbitrary pickle)
-  or a ProCapNet fold state dict (``.pt`` / ``.torch``), architecture inferred from the shapes.
+  or a ProCapNet fold state dict (``.pt`` / ``.torch``), architecture inferred from the shapes;
+- a Puffin state dict (jzhoulab/puffin ``resources/puffin.pth``), recognised from its keys.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from genocl_plugin.fileio import (
     seal,
     sha256sum,
 )
+from genocl_plugin.puffin import PuffinTracks, is_puffin_state
 from genocl_plugin.workarounds import patch_enformer_attention_pool
 
 patch_enformer_attention_pool()  # upstream CPU slowness; see genocl_plugin/workarounds.py
@@ -153,8 +155,8 @@ class GenoclLightningModel(LightningModel):
     """gReLU's ``LightningModel`` with extra architectures and the ProCapNet loss.
 
     gReLU builds models only from ``grelu.model.models``; ``build_model`` adds
-    ``ProCapNetBPNet`` (bpnet-lite), ``EnformerPytorchTracks`` (enformer-pytorch) and
-    ``BorzoiPytorchTracks`` (borzoi-pytorch, optional).
+    ``ProCapNetBPNet`` (bpnet-lite), ``EnformerPytorchTracks`` (enformer-pytorch),
+    ``BorzoiPytorchTracks`` (borzoi-pytorch, optional) and ``PuffinTracks`` (Puffin).
     ``train_params["loss"] = "procapnet"`` is ProCapNet's multinomial profile NLL plus a
     weighted log-count MSE, computed with bpnet-lite's own loss functions.
     """
@@ -172,6 +174,8 @@ class GenoclLightningModel(LightningModel):
                 self.model = EnformerPytorchTracks(**params)
             elif kind == "BorzoiPytorchTracks":
                 self.model = BorzoiPytorchTracks(**params)
+            elif kind == "PuffinTracks":
+                self.model = PuffinTracks(**params)
             else:
                 super().build_model()
         finally:
@@ -287,6 +291,10 @@ class GenoclLightningModel(LightningModel):
             return target if target > 0 else seq_len // self.bin_size
         if self.model_params["model_type"] == "BorzoiPytorchTracks":
             return borzoi_pytorch_output_bins(self.model_params["config"])
+        if self.model_params["model_type"] == "PuffinTracks":
+            from genocl_plugin.puffin import TRIM
+
+            return seq_len - 2 * TRIM
         crop = int(self.model_params.get("crop_len", 0))
         return seq_len // self.bin_size - 2 * crop
 
@@ -341,7 +349,8 @@ def build_model(arch: str, task_names: list[str] | None = None, seq_len: int | N
     Parameters
     ----------
     arch
-        ``enformer`` (gReLU EnformerModel) or ``procapnet`` (bpnet-lite BPNet).
+        ``enformer`` (gReLU EnformerModel), ``procapnet`` (bpnet-lite BPNet) or ``puffin``
+        (Puffin's architecture, randomly initialised).
     task_names
         Output track names.
     seq_len
@@ -364,9 +373,16 @@ def build_model(arch: str, task_names: list[str] | None = None, seq_len: int | N
         train = {"task": "regression", "loss": "procapnet", "lr": 5e-4, "optimizer": "adam",
                  "count_loss_weight": 100.0}
         seq_len, bin_size = seq_len or PROCAPNET_MINI_SEQ_LEN, 1
+    elif arch == "puffin":
+        from genocl_plugin.puffin import DEFAULT_SEQ_LEN, TRACK_NAMES
+
+        params = {"model_type": "PuffinTracks", **(model_params or {})}
+        train = {"task": "regression", "loss": "poisson", "lr": 5e-4, "optimizer": "adam"}
+        seq_len, bin_size = seq_len or DEFAULT_SEQ_LEN, 1
+        task_names = task_names or TRACK_NAMES
     else:
         raise input_error(
-            "--model", "architecture", f"unknown {arch!r}", "use enformer or procapnet"
+            "--model", "architecture", f"unknown {arch!r}", "use enformer, procapnet or puffin"
         )
     train.update(train_params or {})
     model = GenoclLightningModel(dict(params), dict(train))
@@ -507,7 +523,7 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
     spec
         ``enformer`` / ``procapnet`` (the bundled minis), a genocl model or run directory,
         a gReLU ``.ckpt``, an enformer-pytorch or borzoi-pytorch ``from_pretrained``
-        directory, or a bpnet-lite / ProCapNet ``.pt`` / ``.torch`` file.
+        directory, a bpnet-lite / ProCapNet ``.pt`` / ``.torch`` file or a Puffin ``.pth``.
 
     Returns
     -------
@@ -535,12 +551,12 @@ def load_model(spec: str | os.PathLike) -> GenoclLightningModel:
     elif path.suffix == ".ckpt":
         model = load_grelu_checkpoint(path)
     elif path.suffix in (".pt", ".pth", ".torch"):
-        model = load_bpnet_file(path)
+        model = load_torch_file(path)
     else:
         raise input_error(
             spec, "--model", "unrecognised model format",
-            "pass a genocl model dir, a gReLU .ckpt, an enformer-pytorch or borzoi-pytorch dir "
-            "or a bpnet-lite .torch/.pt",
+            "pass a genocl model dir, a gReLU .ckpt, an enformer-pytorch or borzoi-pytorch dir, "
+            "a bpnet-lite .torch/.pt or a Puffin .pth",
         )
     model.eval()
     return model
@@ -927,33 +943,89 @@ def load_borzoi_pytorch_dir(path: str | os.PathLike, head: str | None = None,
     return model
 
 
-def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None,
+def load_torch_file(path: str | os.PathLike, seq_len: int | None = None,
                     trust: bool | None = None) -> GenoclLightningModel:
-    """Load a bpnet-lite saved model or a ProCapNet fold state dict.
+    """Load a ``torch.save`` file: a whole bpnet-lite ``BPNet``, a BPNet / ProCapNet state dict or Puffin's.
 
-    A whole saved ``BPNet`` is unpickled with ``weights_only=True`` and an allow-list of the
-    bpnet-lite and torch classes it contains, so no arbitrary code runs. ``BPNet.fit`` saves
-    the model with its training log, which holds numpy scalars; those types are allowed too.
+    The file is read once with ``weights_only=True`` and the allow-list of :func:`bpnet_safe_globals`
+    (no pickled code runs); what it holds decides the format.
+    """
+    obj = _load_bpnet_pickle(path, trust)
+    if is_puffin_state(obj):
+        return load_puffin_state(obj, path, seq_len)
+    return load_bpnet_file(path, seq_len=seq_len, trust=trust, obj=obj)
+
+
+def load_puffin_state(state: dict, path: str | os.PathLike = "puffin.pth",
+                      seq_len: int | None = None) -> GenoclLightningModel:
+    """A GenoclLightningModel from Puffin's state dict (``resources/puffin.pth`` of jzhoulab/puffin).
+
+    Raises
+    ------
+    GenoclInputError
+        A tensor of the wrong shape or a key Puffin does not have.
+    """
+    from genocl_plugin.puffin import DEFAULT_SEQ_LEN, STATE_KEYS, TRACK_NAMES, UNUSED_KEYS
+
+    extra = sorted(str(k) for k in state if str(k) not in STATE_KEYS | UNUSED_KEYS)
+    if extra:
+        raise input_error(path, "weights", f"not Puffin's state dict (unexpected key {extra[0]})",
+                          "pass resources/puffin.pth of jzhoulab/puffin as it was released")
+    model = GenoclLightningModel({"model_type": "PuffinTracks"}, {"task": "regression", "loss": "poisson"})
+    try:
+        model.model.load_puffin_state(state)
+    except (RuntimeError, KeyError) as err:
+        text = " ".join(str(err).split())
+        first = text.split(":", 1)[1].strip() if text.startswith("Error(s)") else text
+        raise input_error(path, "weights", f"state dict does not fit Puffin ({first.split('. ')[0][:200]})",
+                          "pass resources/puffin.pth of jzhoulab/puffin as it was released") from None
+    model.data_params = {"tasks": {"name": list(TRACK_NAMES)},
+                         "train": {"seq_len": int(seq_len or DEFAULT_SEQ_LEN), "bin_size": 1},
+                         "arch": "puffin"}
+    return model
+
+
+def bpnet_safe_globals() -> list:
+    """What a whole bpnet-lite model pickles besides tensors: its module classes and numpy scalars.
+
+    ``BPNet.fit`` saves the model with its training log (numpy scalars). A file written under
+    numpy 1.x names ``numpy.core.multiarray.scalar``, which numpy 2 keeps only as an alias of
+    ``numpy._core.multiarray.scalar``; torch matches allowed globals by the name in the file, so
+    the scalar is listed under both names.
     """
     import numpy as np
     from bpnetlite.bpnet import BPNet
     from bpnetlite.logging import Logger
 
-    numpy_scalars = [np.dtype, (getattr(np, "_core", None) or np.core).multiarray.scalar]
-    numpy_scalars += [type(np.dtype(code)) for code in "?bBhHiIlLqQefdFD"]
-    allowed = [BPNet, Logger, nn.Conv1d, nn.Linear, nn.ModuleList, nn.ReLU, *numpy_scalars]
+    scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar
+    allowed = [BPNet, Logger, nn.Conv1d, nn.Linear, nn.ModuleList, nn.ReLU, np.dtype, scalar,
+               (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
+    allowed += [type(np.dtype(code)) for code in "?bBhHiIlLqQefdFD"]
+    return allowed
+
+
+def _load_bpnet_pickle(path: str | os.PathLike, trust: bool | None = None):
+    fix = "pass a file written by torch.save(bpnet), torch.save(bpnet.state_dict()) or Puffin's puffin.pth"
     try:
-        obj = load_pickled_checkpoint(
-            path, extra_globals=allowed, trust=trust, field="weights",
-            unreadable="not a bpnet-lite model or state dict",
-            fix="pass a file written by torch.save(bpnet) or torch.save(bpnet.state_dict())")
+        return load_pickled_checkpoint(path, extra_globals=bpnet_safe_globals(), trust=trust, field="weights",
+                                       unreadable="not a bpnet-lite / Puffin model or state dict", fix=fix)
     except GenoclInputError:
         raise
     except Exception as err:
-        raise input_error(
-            path, "weights", f"not a bpnet-lite model or state dict ({type(err).__name__})",
-            "pass a file written by torch.save(bpnet) or torch.save(bpnet.state_dict())",
-        ) from None
+        raise input_error(path, "weights", f"not a bpnet-lite / Puffin model or state dict ({type(err).__name__})",
+                          fix) from None
+
+
+def load_bpnet_file(path: str | os.PathLike, seq_len: int | None = None,
+                    trust: bool | None = None, obj=None) -> GenoclLightningModel:
+    """Load a bpnet-lite saved model or a ProCapNet fold state dict.
+
+    A whole saved ``BPNet`` is unpickled with ``weights_only=True`` and an allow-list of the
+    bpnet-lite and torch classes it contains (:func:`bpnet_safe_globals`), so no arbitrary code
+    runs. ``obj``: the file's content when the caller has read it already.
+    """
+    if obj is None:
+        obj = _load_bpnet_pickle(path, trust)
     state = obj.state_dict() if isinstance(obj, nn.Module) else obj
     if not isinstance(state, dict) or "iconv.weight" not in state:
         raise input_error(path, "weights", "no BPNet weights (iconv.weight missing)",

@@ -99,7 +99,12 @@ from genocl_plugin.zoo import GenoclKipoiModel, IntervalFastaDataset  # noqa: F4
 
 # genocl {__version__}
 '''
+# Licences of base weights that derived entries inherit (genocl's own code is MIT).
+_LICENCES = {"puffin": "Puffin weights: academic research use only, no commercial use (University of Texas "
+                       "Southwestern Medical Center); see LICENSE in this entry"}
 _CITATIONS = {
+    "puffin": "Dudnyk K., Cai D., Shi C., Xu J., Zhou J. Sequence basis of transcription initiation in the "
+              "human genome. Science 384, eadj0116 (2024). https://doi.org/10.1126/science.adj0116",
     "enformer": "Avsec Z. et al. Effective gene expression prediction from sequence by integrating "
                 "long-range interactions. Nat Methods 18, 1196-1203 (2021). "
                 "https://doi.org/10.1038/s41592-021-01252-x ; gReLU: Lal A. et al. gReLU: a "
@@ -535,7 +540,17 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
     _write_yaml(out / "model.yaml", model_yaml(model, config, name, checksums, preds, authors))
     _write_yaml(out / "dataloader.yaml", dataloader_yaml(model, authors))
     (out / "README.md").write_text(model_card(model, config, name, checksums, base_card, zoo_label))
+    if model.data_params.get("arch") == "puffin":
+        # The Puffin weights' licence (academic research use only) goes with every derived entry.
+        (out / "LICENSE").write_text(base_licence_text("puffin"))
     return out
+
+
+def base_licence_text(arch: str) -> str:
+    """The licence notice of a base model's weights that a derived entry must carry (Puffin's)."""
+    from genocl_plugin.puffin import LICENCE_NOTICE, LICENCE_TEXT
+
+    return LICENCE_NOTICE + "\n\n" + LICENCE_TEXT if arch == "puffin" else ""
 
 
 _REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[0-9,]+)-(?P<end>[0-9,]+)$")
@@ -736,7 +751,7 @@ def model_yaml(model, config: dict, name: str, checksums: dict, preds: np.ndarra
             "trained_on": "; ".join([_base_data(config)] + [f"screen {s}" for s in screens]),
             "training_procedure": " -> ".join(steps) or "unknown",
             "version": str(_VERSION.match(name.split("/")[-1])["version"]),
-            "license": "MIT",
+            "license": _LICENCES.get(arch, "MIT"),
             "tags": ["genocl", "continual-learning", arch, "DNA", "coverage"],
         },
         "dependencies": {"pip": [_genocl_requirement(model), "kipoi==0.8.6", "torch", "safetensors", "pyfaidx"]},

@@ -341,3 +341,38 @@ def test_patched_attention_pool_equals_upstream(length):
     # Gradients are sums over many terms: float32 summation order differs, so rtol 1e-4.
     torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-4)
+
+
+CTCF_BPNET = (Path(__file__).resolve().parents[2] / "shared" / "data" / "pretrained" / "bpnet_ctcf_k562"
+              / "example.final.torch")
+
+
+@pytest.mark.skipif(not CTCF_BPNET.exists(), reason="needs ../shared/data/pretrained/bpnet_ctcf_k562")
+def test_whole_pickled_bpnet_loads_without_trust_and_sees_ctcf():
+    """bpnet-lite's own fit output (a whole pickled BPNet written under numpy 1.x, with its training
+    log) loads through the allow-list, and its counts head tells CTCF summits from random windows."""
+    import gzip
+
+    import pyfaidx
+
+    from genocl_plugin import reference
+    from genocl_plugin.models import trusted_checkpoints
+
+    with trusted_checkpoints(False):
+        model = models.load_model(CTCF_BPNET)
+    assert model.model_params["n_filters"] == 64 and model.seq_len == 2114 and model.output_length(2114) == 1000
+    shared = CTCF_BPNET.parents[2]
+    genome = pyfaidx.Fasta(str(shared / "genome" / "hg38_1m.fa.gz"))
+    with gzip.open(shared / "tracks_peaks" / "bpnetlite_ENCSR000AKO.narrowPeak.gz", "rt") as handle:
+        rows = [line.split("\t") for line in handle if line.startswith("chr1\t")]
+    summits = sorted({int(r[1]) + int(r[9]) for r in rows if 5_000 < int(r[1]) + int(r[9]) < 990_000})
+    background = np.random.default_rng(0).integers(20_000, 980_000, size=40)
+
+    def log_count(pos: int) -> float:
+        seq = str(genome["chr1"][int(pos) - 1057:int(pos) + 1057]).upper()
+        x = torch.from_numpy(reference.codes_to_one_hot(reference.seq_to_codes(seq)[None]))
+        with torch.no_grad():
+            return float(torch.logsumexp(model(x, logits=True).flatten(), 0))
+
+    assert len(summits) >= 10  # chr1 was never seen in this model's training
+    assert np.mean([log_count(p) for p in summits]) > np.mean([log_count(p) for p in background]) + 0.5

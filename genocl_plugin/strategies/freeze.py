@@ -3,7 +3,7 @@
 Parts (``--freeze embedding,conv,batchnorm``):
 
 - ``embedding``: the input stem that reads the one-hot sequence (Enformer's first conv block,
-  BPNet's ``iconv``). gReLU calls the whole trunk its "embedding"; that is ``trunk`` here;
+  BPNet's ``iconv``, Puffin's motif layer). gReLU calls the whole trunk its "embedding"; that is ``trunk`` here;
 - ``conv``: the convolutional tower (with the stem and Enformer's pointwise conv);
 - ``transformer``: Enformer's transformer tower;
 - ``batchnorm``: every BatchNorm layer, put in eval mode so screen batches do not overwrite its
@@ -33,6 +33,9 @@ def head_prefixes(net: nn.Module) -> tuple[str, ...]:
         return ("enformer._heads.",)
     if hasattr(net, "borzoi"):
         return ("borzoi.human_head.", "borzoi.mouse_head.")
+    if hasattr(net, "puffin"):
+        # Puffin's effect layer (the 601-bp "deconvolutions") turns motif activations into tracks.
+        return ("puffin.effects.",)
     return ("head.",)
 
 
@@ -43,6 +46,9 @@ def part_prefixes(net: nn.Module, part: str) -> tuple[str, ...]:
     elif hasattr(net, "enformer"):
         table = {"embedding": ("enformer.stem.",), "conv": ("enformer.stem.", "enformer.conv_tower."),
                  "transformer": ("enformer.transformer.",)}
+    elif hasattr(net, "puffin"):
+        # Puffin has one motif layer under its effect layer: it is the stem and the whole trunk.
+        table = {"embedding": ("puffin.motifs.",), "conv": ("puffin.motifs.",), "transformer": ()}
     elif hasattr(net, "borzoi"):
         # borzoi-pytorch: stem, residual conv tower and the first U-net conv, then the transformer.
         table = {"embedding": ("borzoi.conv_dna.",),

@@ -30,6 +30,9 @@ def feature_module(net: nn.Module) -> nn.Module:
     if hasattr(net, "borzoi"):
         # borzoi-pytorch: the chosen head (a 1x1 Conv1d) reads (batch, 1920, bins) features.
         return getattr(net.borzoi, f"{net.head_name}_head")
+    if hasattr(net, "puffin"):
+        # Puffin: the effect layer reads the (batch, 104, L) motif activations of both strands.
+        return net.puffin.effects
     if hasattr(net, "embedding") and hasattr(net, "head"):
         return net.head
     raise input_error("--strategy", "multihead", f"unsupported network {type(net).__name__}",
@@ -38,6 +41,9 @@ def feature_module(net: nn.Module) -> nn.Module:
 
 def feature_channels(net: nn.Module) -> int:
     """Channels of the trunk features."""
+    own = getattr(feature_module(net), "in_channels", None)
+    if isinstance(own, int):  # a feature module of several layers says its input width (Puffin's effects)
+        return own
     for module in feature_module(net).modules():
         if isinstance(module, nn.Conv1d | nn.Linear):
             return int(getattr(module, "in_channels", getattr(module, "in_features", 0)))
