@@ -226,6 +226,11 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
                    "per model output; without it the targets are the parent model's predictions.")
 @click.option("--reference-holdout-chroms", default=None,
               help="Comma-separated chromosomes held out for retention (when the BED has no split column).")
+@click.option("--reference-peaks", default=None, type=click.Path(),
+              help="narrowPeak or BED (plain or gzipped) of what the parent was trained to predict: reports "
+                   "peak-vs-flank AUROC, Pearson with signalValue and drift before/after, on the peaks of "
+                   "--reference-holdout-chroms if given, read from --reference-fasta (default: the bundled hg38 "
+                   "windows).")
 @click.option("--readout-tracks", default=None,
               help="Tracks the perturbation objective reads: indices, exact names, globs ('CAGE:*K562*') or "
                    "'re:<regex>'. Default: the assay's CAGE(+DNase) tracks, the screen's cell type's if it has one.")
@@ -257,8 +262,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
            mas_lambda, l2sp_alpha,
            replay_ratio, replay_budget_mb, replay_policy, distill_weight, lora_rank, freeze,
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
-           reference_tracks, reference_holdout_chroms, readout_tracks, mpra_input_length, targets_file, force,
-           pairwise_alpha, holdout_by, trust_checkpoint, head, accelerator, precision, accumulate_grad_batches,
+           reference_tracks, reference_holdout_chroms, reference_peaks, readout_tracks, mpra_input_length, targets_file,
+           force, pairwise_alpha, holdout_by, trust_checkpoint, head, accelerator, precision, accumulate_grad_batches,
            gradient_checkpointing, num_workers, checkpoint_every, resume_run, batchnorm_stats) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
@@ -284,6 +289,12 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         validate_entry_name(publish_name, "--publish")
         if Path(zoo).exists() and not Path(zoo).is_dir():
             raise input_error(zoo, "--zoo", "is a file, not a directory", "pass the zoo root directory")
+    holdout_chroms = ([c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
+                      if reference_holdout_chroms else None)
+    if reference_peaks:  # a bad peak file fails here, before the model loads
+        from genocl_plugin.peaks import check_peaks_option
+
+        check_peaks_option(reference_peaks, reference_fasta, holdout_chroms)
     from genocl_plugin.fileio import claim
 
     # Claimed before the slow part: a second update into the same --out fails now, not after training.
@@ -309,8 +320,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             patience=patience,
             silencing=silencing, retention_crops=retention_crops, seed=seed, strategy_params=strategy_params,
             reference_fasta=reference_fasta, reference_regions=reference_regions, reference_tracks=reference_tracks,
-            reference_holdout_chroms=[c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
-            if reference_holdout_chroms else None,
+            reference_holdout_chroms=holdout_chroms, reference_peaks=reference_peaks,
             readout_tracks=readout_tracks, mpra_input_length=mpra_input_length, targets=targets_file,
             pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
             precision=settings.pop("precision"), accumulate_grad_batches=settings.pop("accumulate_grad_batches"),
@@ -333,6 +343,10 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             ref = retained["reference"]
             click.echo(f"reference set: {ref['name']} (retention on {retained.get('n_windows', ref['n_test'])} of "
                        f"{ref['n_test']} held-out windows of {ref['seq_len']:,} bp; targets: {ref['tracks']})")
+        if result["report"].get("peaks"):
+            from genocl_plugin.peaks import format_peaks
+
+            click.echo("\n".join(format_peaks(result["report"]["peaks"])))
         told = result["strategy"].strip() == "finetune" or strategy.strip() == "auto"
         if told and not retained.get("not_measured"):
             from genocl_plugin.stats import auto_evidence, format_evidence
@@ -340,7 +354,8 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             evidence = auto_evidence(result.get("arch") or "")
             if evidence:  # what fine-tuning / the other strategies did in the benchmark
                 click.echo("\n" + "\n".join(format_evidence(evidence, retained.get("drift_pearson"), ran)))
-        click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png)")
+        wrote_peaks = ", peaks.png" if (result["report"].get("peaks") or {}).get("n_peaks") is not None else ""
+        click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png{wrote_peaks})")
         if publish_name:
             from genocl_plugin.zoo import publish
 

@@ -63,6 +63,10 @@ class UpdateConfig:
     reference_regions: str | None = None
     reference_tracks: str | None = None
     reference_holdout_chroms: list[str] | None = None
+    # A narrowPeak / BED of what the parent was trained to predict: peak-vs-flank AUROC, signal
+    # Pearson and drift on held-out peaks (genocl_plugin/peaks.py). Uses reference_fasta (else the
+    # bundled windows) and reference_holdout_chroms.
+    reference_peaks: str | None = None
     # Which tracks the perturbation objective reads (indices, names, globs, re:regex); None:
     # the assay's default (the screen's cell type's CAGE tracks when uns["cell_type"] is set).
     readout_tracks: str | None = None

@@ -654,16 +654,29 @@ def screen_task(run_dir: str | Path, model):
 def run_reference_set(run_dir: str | Path, model):
     """The reference set a run was measured on (its ``--reference-*`` settings), or None if none fits."""
     config = read_run_metrics(run_dir).get("config", {})
+    # --reference-peaks without --reference-regions: the FASTA and held-out chromosomes were the peaks'
+    shared = config.get("reference_regions") is not None or not config.get("reference_peaks")
     try:
         return reference.reference_set_for(
-            model, fasta=config.get("reference_fasta"), regions=config.get("reference_regions"),
-            tracks=config.get("reference_tracks"), holdout_chroms=config.get("reference_holdout_chroms"))
+            model, fasta=config.get("reference_fasta") if shared else None, regions=config.get("reference_regions"),
+            tracks=config.get("reference_tracks"),
+            holdout_chroms=config.get("reference_holdout_chroms") if shared else None)
     except reference.ReferenceUnavailable:
         return None
 
 
 # The run settings that define its reference set (``run_reference_set``).
-REFERENCE_FIELDS = ("reference_fasta", "reference_regions", "reference_tracks", "reference_holdout_chroms")
+REFERENCE_FIELDS = ("reference_fasta", "reference_regions", "reference_tracks", "reference_holdout_chroms",
+                    "reference_peaks")
+
+
+def run_peak_source(chain) -> dict | None:
+    """The peak source (``peaks.source`` of metrics.json) of the latest run of a chain that has one."""
+    for run in reversed(chain[1:]):
+        source = (read_run_metrics(run).get("peaks") or {}).get("source")
+        if source:
+            return source
+    return None
 
 
 def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
@@ -692,6 +705,9 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         models), ``drift`` (final vs base model on the reference windows), ``new_task_gain`` and
         ``retention``. Task 0 is scored against the real tracks when the reference set has them,
         else as agreement with the base model's predictions (drift Pearson; 1 for the base).
+        Runs updated with ``--reference-peaks`` also get ``peaks``: per model of the chain, the
+        peak-vs-flank AUROC, signal Pearson and counts drift from the base on the run's peak set
+        (:mod:`genocl_plugin.peaks`).
     """
     from genocl_plugin.models import load_model
     from genocl_plugin.objectives import dataset_fingerprint, predict_screen_effects
@@ -767,6 +783,27 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
             by_content[content] = (screen_cache[key], xind_cache[key])
         return screen_cache[key]
 
+    peak_sets: dict[str, object] = {}
+    peak_cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def peak_evaluation(chain, source) -> dict:
+        # every model of the chain on the run's peak set; per-window signals cached per (model, source)
+        from genocl_plugin import peaks
+
+        key = json.dumps(source, sort_keys=True)
+        if key not in peak_sets:
+            peak_sets[key] = peaks.peak_set_from_source(get_model(chain[0]), source)
+        peak_set = peak_sets[key]
+        if "not_measured" in peak_set.summary:
+            return {"source": source, "not_measured": peak_set.summary["not_measured"]}
+        for spec in chain:
+            if (spec, key) not in peak_cache:
+                say(f"scoring {spec} on {len(peak_set)} peak and flank windows")
+                peak_cache[spec, key] = peaks.peak_predictions(get_model(spec), peak_set)
+        base_signal = peak_cache[chain[0], key]
+        return {"source": source, "name": peak_set.name,
+                "models": [peaks.peak_scores(peak_cache[spec, key], peak_set, parent=base_signal) for spec in chain]}
+
     results = []
     for run_dir in run_dirs:
         chain = lineage_chain(run_dir)
@@ -801,6 +838,9 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
                           for spec in chain]
                 for j in range(1, size) if xind_cache.get((chain[0], str(chain[j]))) is not None},
         })
+        peak_source = run_peak_source(chain)
+        if peak_source is not None:
+            results[-1]["peaks"] = peak_evaluation(chain, peak_source)
     return {"runs": results, "max_crops": max_crops}
 
 
@@ -830,8 +870,26 @@ def format_evaluation(result: dict) -> str:
             lines.append(f"  profile: JSD base {run['reference'][0]['jsd']:.4f} -> final {final_ref['jsd']:.4f};"
                          f" counts Pearson base {run['reference'][0]['counts_pearson']:.4f}"
                          f" -> final {final_ref['counts_pearson']:.4f}")
+        lines += format_peak_evaluation(run.get("peaks"))
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def format_peak_evaluation(entry: dict | None) -> list[str]:
+    """Lines for a run's ``peaks`` entry of :func:`evaluate_runs` (none without one)."""
+    if not entry:
+        return []
+    if entry.get("not_measured"):
+        return [f"  peaks: not measured: {entry['not_measured']}"]
+
+    def num(value) -> str:
+        return f"{value:.4f}" if value is not None and math.isfinite(value) else "n/a"
+
+    base, final = entry["models"][0], entry["models"][-1]
+    return [f"  peaks ({entry['name']}; {final['n_peaks']} peaks, {final['n_flanks']} flanks): "
+            f"AUROC base {num(base['auroc'])} -> final {num(final['auroc'])}; signal Pearson base "
+            f"{num(base['signal_pearson'])} -> final {num(final['signal_pearson'])}; counts drift "
+            f"{num(final.get('drift_counts_pearson'))}"]
 
 
 def plot_evaluation(result: dict, out_dir: str | Path, labels: list[str] | None = None) -> list[Path]:

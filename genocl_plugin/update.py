@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from genocl_plugin import evaluate, hardware, objectives, reference, resume, screens, tracks
+from genocl_plugin import evaluate, hardware, objectives, peaks, reference, resume, screens, tracks
 from genocl_plugin.config import BATCHNORM_STATS, UpdateConfig
 from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
@@ -227,6 +227,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         assay = screens.read_screen(config.data).uns["assay"]
         if config.mpra_input_length is not None:  # before the slow model load
             objectives.check_mpra_assay(assay, config.data)
+    peaks.check_peaks_option(config.reference_peaks, config.reference_fasta, config.reference_holdout_chroms)
     model = load_model(config.model)
     if callbacks is None:
         config = resolve_auto(config, model)
@@ -358,6 +359,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         {"path": str(screen_path), "sha256": screen_hash, "assay": train.uns["assay"]}]
     base_name = parent_config.get("name", str(config.model))
     with atomic_dir(out, force=force) as tmp:
+        if config.reference_peaks:  # peak-vs-flank AUROC, signal Pearson, drift (peaks.png, peaks_windows.tsv)
+            report["peaks"] = peaks.update_report(config, base, model, tmp, batch_size=eval_batch)
         save_model(model, tmp / "model", extra={
             "name": f"{base_name}+{Path(screen_path).stem}", "lineage": lineage,
             "screens_seen": screens_seen, "strategy": config.strategy, "strategy_params": config.strategy_params,
@@ -422,10 +425,14 @@ def build_reference_set(config: UpdateConfig, model, batch_size: int = 16):
     ``--reference-regions``, is not (plain fine-tuning still runs; the report says why retention
     was not measured and strategies that need reference data refuse with the fix).
     """
+    # --reference-peaks alone: --reference-fasta / --reference-holdout-chroms are the peaks' (the
+    # reference windows stay the bundled ones); with --reference-regions they serve both.
+    shared = config.reference_regions is not None or not config.reference_peaks
     try:
         return reference.reference_set_for(
-            model, fasta=config.reference_fasta, regions=config.reference_regions, tracks=config.reference_tracks,
-            holdout_chroms=config.reference_holdout_chroms, batch_size=batch_size), None
+            model, fasta=config.reference_fasta if shared else None, regions=config.reference_regions,
+            tracks=config.reference_tracks, holdout_chroms=config.reference_holdout_chroms if shared else None,
+            batch_size=batch_size), None
     except reference.ReferenceUnavailable as err:
         return None, str(err)
 
