@@ -241,6 +241,65 @@ def reference_retention(base_model, new_model, reference_set, split: str = "test
     return out
 
 
+STRAND_CAGE_OUTPUTS = ("CAGE:FANTOM5 +", "CAGE:FANTOM5 -")  # Puffin's FANTOM CAGE outputs
+
+
+def strand_cage_outputs(names: list[str]) -> list[int] | None:
+    """Indices of a model's per-strand FANTOM CAGE outputs (+, -), or None if it has none (Puffin has them)."""
+    names = [str(n) for n in names]
+    if not all(n in names for n in STRAND_CAGE_OUTPUTS):
+        return None
+    return [names.index(n) for n in STRAND_CAGE_OUTPUTS]
+
+
+def real_cage_retention(base_model, new_model, split: str = "test", max_windows: int | None = 96,
+                        seed: int = 0, batch_size: int = 32) -> dict | None:
+    """Per-strand FANTOM CAGE outputs vs the bundled windows' 24 real FANTOM5 CAGE tracks, before and after.
+
+    For a model whose outputs are not the bundled track names but include per-strand FANTOM CAGE
+    (Puffin), the bundled reference set has no real targets for its outputs as a whole; its CAGE
+    outputs still have real measurements: the 12 plus-strand and 12 minus-strand CAGE tracks of the
+    bundled hg38 windows, summed per strand. Predictions are summed to the tracks' 32-bp bins and
+    compared per strand (Pearson over windows x bins), both as they are and in log1p.
+
+    Returns
+    -------
+    dict or None
+        ``pearson_before`` / ``pearson_after`` (mean of the two strands), ``pearson_log1p_before`` /
+        ``_after``, per-strand values, ``n_windows``, ``bin_size``; None when the model has no such
+        outputs or the bundled windows do not fit it.
+    """
+    outputs = strand_cage_outputs(getattr(base_model, "task_names", []))
+    if outputs is None:
+        return None
+    try:
+        ref = reference.bundled_reference_set(base_model)
+    except reference.ReferenceUnavailable:
+        return None
+    idx = ref.subset(split, max_windows, seed)
+    table = ref.windows[split].iloc[idx]
+    n_bins = ref.geometry.out_span // reference.BIN_SIZE
+    span = n_bins * reference.BIN_SIZE // ref.geometry.bin_size
+    data = reference.load_windows()
+    plus, minus = reference.cage_strand_indices()
+    target = []
+    for w, o in zip(table["window"], table["out_window"], strict=True):
+        b0 = (o - reference.TARGET_CROP) // reference.BIN_SIZE
+        raw = data[f"{split}_targets"][w][b0:b0 + n_bins].astype(np.float32)
+        target.append(np.stack([raw[:, plus].sum(-1), raw[:, minus].sum(-1)]))
+    target = np.stack(target)
+    out = {"n_windows": int(len(idx)), "bin_size": reference.BIN_SIZE, "tracks": list(STRAND_CAGE_OUTPUTS),
+           "reference": "24 FANTOM5 CAGE tracks of the bundled hg38 windows, summed per strand"}
+    for when, model in (("before", base_model), ("after", new_model)):
+        pred = predict(model, ref.one_hot(split, idx), batch_size=batch_size)[:, outputs, :span]
+        pred = reference.pool_to_bins(pred, reference.BIN_SIZE // ref.geometry.bin_size)
+        raw = [pearson(pred[:, k], target[:, k]) for k in range(2)]
+        logged = [pearson(np.log1p(pred[:, k]), np.log1p(target[:, k])) for k in range(2)]
+        out.update({f"pearson_{when}": float(np.mean(raw)), f"pearson_log1p_{when}": float(np.mean(logged)),
+                    f"pearson_plus_{when}": raw[0], f"pearson_minus_{when}": raw[1]})
+    return out
+
+
 def retention(base_pred: np.ndarray, new_pred: np.ndarray, target: np.ndarray | None) -> dict:
     """Retention of the reference task after an update.
 
@@ -343,6 +402,10 @@ def format_table(report: dict) -> str:
         rows[2:2] = [(f"cross-individual {m} per gene, {agg} ({unit})", xind["before"][f"{agg}_{m.lower()}"],
                       xind["after"][f"{agg}_{m.lower()}"])
                      for m in ("Pearson", "Spearman") for agg in ("mean", "median")]
+    cage = rt.get("real_cage")
+    if cage:  # Puffin-type outputs: their CAGE outputs against the bundled windows' real CAGE
+        rows.append((f"retention: FANTOM CAGE outputs vs real CAGE ({cage['n_windows']} windows, "
+                     f"{cage['bin_size']}-bp bins)", cage["pearson_before"], cage["pearson_after"]))
     for group, values in (rt.get("groups") or {}).items():
         if len(rt["groups"]) > 1 or group != "other":
             rows.append((f"  drift Pearson, {group} tracks ({values['n_tracks']})", 1.0, values["drift_pearson"]))

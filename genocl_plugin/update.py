@@ -307,6 +307,11 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         metrics_of = evaluate.effect_metrics
     if ref is not None:
         retained = evaluate.reference_retention(base, model, ref, "test", max_windows=config.retention_crops)
+        if not ref.has_tracks and ref.name.startswith("bundled"):
+            # outputs without bundled track names may still include per-strand CAGE (Puffin)
+            cage = evaluate.real_cage_retention(base, model, "test", max_windows=config.retention_crops)
+            if cage is not None:
+                retained["real_cage"] = cage
     else:
         retained = dict.fromkeys(("pearson_before", "pearson_after", "retention_ratio",
                                   "drift_pearson", "drift_rel_l2"), float("nan"))

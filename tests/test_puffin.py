@@ -149,13 +149,19 @@ def test_update_publish_and_kipoi_on_random_puffin(puffin_file, tmp_path):
     result = runner.invoke(main, [
         "update", "--model", str(puffin_file), "--strategy", "multihead,freeze", "--freeze", "embedding",
         "--max-train", "8", "--max-eval", "8", "--max-eval-id", "8", "--batch-size", "4", "--holdout", "0.3",
-        "--mpra-input-length", "1400", "--retention-crops", "4", "--out", str(run),
+        "--mpra-input-length", "1400", "--out", str(run),
         "--data", str(Path(puffin.__file__).parent / "bundled" / "mpra_promoters.h5ad")])
     assert result.exit_code == 0, result.output
     base, new = load_model(puffin_file), load_model(run)
     assert new.data_params["arch"] == "puffin"
     for name, tensor in base.model.state_dict().items():
         torch.testing.assert_close(new.model.state_dict()[name], tensor)  # old tracks bit for bit
+    import json
+
+    cage = json.loads((run / "metrics.json").read_text())["retention"]["real_cage"]
+    assert cage["n_windows"] == 96 and np.isfinite(cage["pearson_before"])
+    assert cage["pearson_after"] == pytest.approx(cage["pearson_before"], abs=1e-6)  # old heads unchanged
+    assert "FANTOM CAGE outputs vs real CAGE" in result.output
     zoo = tmp_path / "zoo"
     result = runner.invoke(main, ["publish", str(run), "--zoo", str(zoo), "--name", "puffin/promoters-v1"])
     assert result.exit_code == 0, result.output
