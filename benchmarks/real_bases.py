@@ -438,6 +438,17 @@ METRICS = {"gain_in_distribution": "gain_id", "gain_ood": "gain_ood", "drift": "
            "cage_pearson": "cage_pearson"}
 
 
+def metric_value(row: dict, key: str | None) -> float | None:
+    """One figure of a run: the retention (key None), drift as ``1 - r`` (the project's convention:
+    0 = unchanged), else the row's value."""
+    if key is None:
+        return retention_of(row)
+    value = row.get(key)
+    if key in ("drift", "peaks_drift_counts", "peaks_drift_profile") and value is not None:
+        return 1.0 - value
+    return value
+
+
 def summarise(result: dict) -> dict:
     """Per strategy: mean [95% CI] of each figure and its paired difference from fine-tuning (summary.json schema)."""
     from genocl_plugin.stats import mean_ci, paired_diff_ci
@@ -453,12 +464,12 @@ def summarise(result: dict) -> dict:
                                                         **result["chosen"]["params"].get(label, {})},
                  "n_seeds": len(seeds)}
         for name, key in [("retention", None), *METRICS.items()]:
-            values = {s: (retention_of(r) if key is None else r.get(key)) for s, r in seeds.items()}
+            values = {s: metric_value(r, key) for s, r in seeds.items()}
             if all(v is None for v in values.values()):
                 continue
             entry[name] = mean_ci(list(values.values()))
             if label != "finetune":
-                ref = {s: (retention_of(r) if key is None else r.get(key)) for s, r in ft.items()}
+                ref = {s: metric_value(r, key) for s, r in ft.items()}
                 entry[f"{name}_vs_finetune"] = paired_diff_ci(values, ref)
             if name == "retention":
                 entry["retention_by_seed"] = {str(s): v for s, v in values.items()}
@@ -519,8 +530,11 @@ def render(results: dict[str, dict]) -> str:
         for name, p in result["probe"].items():
             lines.append(f"| {name} | {format_ci(mean_ci([r['probe'] for r in p['rows']]))} | "
                          f"{format_ci(mean_ci([r['zero_shot'] for r in p['rows']]))} |")
-        lines += ["", f"{result['probe'][next(iter(result['probe']))]['n_features']} features, "
-                  f"{result['probe'][next(iter(result['probe']))]['n_variants']} variants, 5 block splits.", ""]
+        first = result["probe"][next(iter(result["probe"]))]
+        lines += ["", f"{first['n_features']} features (the change of each output summed over the element and "
+                  f"of each trunk feature averaged over it), {first['n_variants']} variants, "
+                  f"{len(first['rows'])} block splits (50-bp blocks, 20% held out). The probe's features do not "
+                  "depend on the readout; only the zero-shot column does.", ""]
         lines += ["### Validation grid", "", "| readout | lr | in-distribution after | gain |", "|---|---|---|---|"]
         for g in result["grid_finetune"]:
             lines.append(f"| {g['readout']} | {g['lr']:g} | {g['id_after']:+.3f} | {g['gain_id']:+.3f} |")
@@ -536,7 +550,7 @@ def render(results: dict[str, dict]) -> str:
                   + (f"; peak signal Pearson {parent['peaks_signal_pearson_after']:.3f}"
                      if parent.get("peaks_signal_pearson_after") is not None else "") + ".", "",
                   "| strategy | gain, in distribution | vs ft | gain, held-out elements | retention | vs ft | "
-                  "peak AUROC | drift (1 = unchanged) |", "|---|---|---|---|---|---|---|---|"]
+                  "peak AUROC | drift, 1 - r (0 = unchanged) |", "|---|---|---|---|---|---|---|---|"]
         for label, e in s.items():
             lines.append(f"| {label} | {format_ci(e['gain_in_distribution'])} | "
                          f"{format_ci(e.get('gain_in_distribution_vs_finetune'))} | {format_ci(e['gain_ood'])} | "

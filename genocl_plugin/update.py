@@ -35,7 +35,9 @@ __all__ = ["UpdateConfig", "prepare_screen", "predict_screen_effects", "default_
 # interval above zero while its in-distribution gain stays within 5% of fine-tuning's
 # (stats.choose_auto_strategy; the benchmark writes bundled/auto_strategy.json; docs/results.md).
 # With the strategy, its hyperparameters as the study ran them (e.g. {"freeze": "trunk"}).
-AUTO_STRATEGY = {"enformer": "finetune", "procapnet": "finetune", **load_auto_strategy()}
+# Puffin's and the BPNet's (``procapnet``) entries come from the study on real pretrained bases
+# (benchmarks/real_bases.py); Enformer's from the bundled-mini study.
+AUTO_STRATEGY = {"enformer": "finetune", "procapnet": "finetune", "puffin": "finetune", **load_auto_strategy()}
 AUTO_PARAMS = load_auto_params()
 
 TRAIN_FIT_ROWS = 64
@@ -327,6 +329,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     else:
         report["new_task"]["readout_tracks"] = [model.task_names[i]
                                                 for i in np.flatnonzero(train_set.track_mask)][:50]
+        if getattr(train_set, "kind", None) == "activity":
+            # Pearson/Spearman of predicted vs measured log2 activity; mse compares the model's own
+            # scale with the measured one (the loss is scale-free) and is not calibrated
+            report["new_task"]["kind"] = "activity"
+        if getattr(model, "screen_tracks", None):  # a multihead update: the objective read its screen head after training
+            report["new_task"]["readout_head"] = [model.task_names[i] for i in model.screen_tracks]
     if isinstance(test_set, objectives.PersonalDataset):  # the field's metric: across people, per gene
         report["new_task"]["cross_individual"] = {
             "before": evaluate.cross_individual_metrics(before_test, measured_test, test_set.groups),

@@ -73,6 +73,7 @@ def test_claims_say_no_learning_when_the_gain_interval_includes_zero():
     summary = real_bases.summarise(fake_result(gains, {"finetune": [0.3] * 5}, parent=0.30))
     claims = real_bases.claims(summary)
     assert "includes zero" in claims[0] and "no measured forgetting" in claims[1]
+    assert summary["finetune"]["drift"]["mean"] == pytest.approx(0.0)  # drift as 1 - r: unchanged is 0
 
 
 def test_shared_dir_follows_the_environment(monkeypatch, tmp_path):
