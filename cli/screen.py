@@ -1,4 +1,4 @@
-"""``genocl screen``: convert and validate perturbation screens."""
+"""``genocl screen``: convert and validate perturbation screens and activity libraries."""
 
 from __future__ import annotations
 
@@ -202,6 +202,62 @@ def from_tracks(bigwigs, fasta, regions, names, bin_size, context, model_spec, b
     split = adata.obs["split"].value_counts().to_dict() if "split" in adata.obs else {}
     click.echo(f"wrote {out}: {adata.n_obs} windows ({', '.join(f'{v} {k}' for k, v in split.items()) or 'no split'}),"
                f" {len(adata.uns['track_names'])} tracks at {adata.uns['bin_size']} bp")
+
+
+@screen.command("from-activity")
+@click.argument("table", type=click.Path())
+@click.option("--sequence-column", default="sequence", show_default=True,
+              help="Column holding each sequence (A/C/G/T/N).")
+@click.option("--activity-column", default="activity", show_default=True,
+              help="Column holding the measured activity (e.g. log2 RNA/DNA).")
+@click.option("--out", required=True, type=click.Path(), help="Output .h5ad.")
+@click.option("--source", default=None, help="Provenance stored in uns['source'] (default: file and columns).")
+@click.option("--trim-adapters", nargs=2, type=P.non_negative_int("pass two lengths in nt >= 0, e.g. 15 15"),
+              default=(0, 0), metavar="N5 N3", help="Cut N5 bases from the 5' end and N3 from the 3' end of every "
+              "sequence (constant library adapters).")
+@click.option("--group-column", default=None,
+              help="Column naming each row's hold-out group (default: a sequence and its reverse complement "
+                   "share one, else each row is its own).")
+@click.option("--split-column", default=None, help="Column with train / valid / test per row (used by "
+              "`genocl update` instead of --holdout; valid rows are used by neither).")
+@click.option("--no-pair-strands", is_flag=True,
+              help="Do not group a sequence with its reverse complement (without --group-column).")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@user_errors
+def from_activity(table, sequence_column, activity_column, out, source, trim_adapters, group_column, split_column,
+                  no_pair_strands, force) -> None:
+    """Sequences with a measured activity (lentiMPRA, STARR-seq, promoter libraries) -> activity screen.
+
+    TABLE is a TSV or CSV (plain or gzipped) with a header line. `genocl update --data` on the
+    screen trains the model's predicted log activity of each sequence (centred in the input,
+    padded with N) to track the measured one.
+
+    \b
+    Example (lentiMPRA, 230-nt oligos = 15-nt adapters + 200-nt element + 15-nt adapters):
+      genocl screen from-activity WTC11_test.tsv.gz --sequence-column seq \\
+        --activity-column mean_value --trim-adapters 15 15 --out wtc11.h5ad
+    """
+    from genocl_plugin import screens
+
+    _refuse_existing(out, force)
+    adata, summary = screens.from_activity(table, sequence_column, activity_column, source=source,
+                                           trim_adapters=tuple(trim_adapters), group_column=group_column,
+                                           split_column=split_column, pair_strands=not no_pair_strands)
+    screens.write_screen(adata, out, force=force)
+    n5, n3 = trim_adapters
+    for side, n, seen in (("5'", n5, summary["adapters"][0]), ("3'", n3, summary["adapters"][1])):
+        if n:
+            what = f"{seen[0]} in every row" if len(seen) == 1 else f"{len(seen)} different ones, e.g. {seen[0]}"
+            click.echo(f"trimmed {n} nt at the {side} end ({what})")
+    low, high = summary["lengths"]
+    lengths = f"{low} nt" if low == high else f"{low}-{high} nt"
+    pairs, groups = summary["strand_pairs"], summary["groups"]
+    grouping = (f"{groups} groups from --group-column" if group_column else
+                f"{pairs} sequence/reverse-complement pairs share a group ({groups} groups)" if pairs
+                else "each row its own group")
+    split = ", ".join(f"{v} {k}" for k, v in summary["split"].items())
+    click.echo(f"wrote {out}: {summary['rows']} sequences of {lengths}; {grouping}"
+               + (f"; split {split}" if split else ""))
 
 
 @screen.command("validate")

@@ -333,7 +333,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             # Pearson/Spearman of predicted vs measured log2 activity; mse compares the model's own
             # scale with the measured one (the loss is scale-free) and is not calibrated
             report["new_task"]["kind"] = "activity"
-        if getattr(model, "screen_tracks", None):  # a multihead update: the objective read its screen head after training
+        if getattr(model, "screen_tracks", None):  # multihead: after training the objective read its screen head
             report["new_task"]["readout_head"] = [model.task_names[i] for i in model.screen_tracks]
     if isinstance(test_set, objectives.PersonalDataset):  # the field's metric: across people, per gene
         report["new_task"]["cross_individual"] = {

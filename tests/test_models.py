@@ -84,7 +84,7 @@ def test_procapnet_loss_matches_hand_computation():
 
 
 def test_build_model_unknown_architecture():
-    with pytest.raises(GenoclInputError, match="unknown 'borzoi'.*fix: use enformer or procapnet"):
+    with pytest.raises(GenoclInputError, match="unknown 'borzoi'.*fix: use enformer, procapnet or puffin"):
         models.build_model("borzoi")
 
 
