@@ -3,8 +3,12 @@
 Scenarios (the bundled-mini scenarios a-c live in benchmarks/forgetting.py):
 
 - (d) Puffin (Dudnyk et al. 2024, the released weights) -> Kircher 2019 promoter saturation mutagenesis;
+- (e) Puffin -> lentiMPRA activity in WTC11 (a new readout: sequence -> activity; trained on
+  WTC11_valid, tested on WTC11_test);
 - (f) a BPNet trained on K562 CTCF ChIP-seq (bpnet-lite's example model, ProCapNet's geometry) -> the same
-  promoter screen.
+  promoter screen;
+- (g) a chain on Puffin: promoters -> lentiMPRA -> enhancers, with accuracy matrices, BWT, FWT and
+  forgetting per task (scenario (d)'s picks).
 
 For each scenario, in this order:
 
@@ -75,9 +79,24 @@ SCENARIOS = {
     "d": {"key": "d_puffin_promoter_mpra", "base": "puffin", "screen": "mpra_promoters.h5ad", "arch": "puffin",
           # readout candidates, picked on the validation seeds (None: genocl's default, the CAGE outputs)
           "readouts": {"CAGE": None, "PRO-cap": "PRO-cap*", "all": "re:."}},
+    # BPNet at 2,114 bp costs ~4x Puffin at 1,400 bp per step on this CPU: half the data, one epoch, two
+    # validation seeds, 200 variants per element in the probe (2026-12-06: the d-sized run took ~3.5 min per update)
     "f": {"key": "f_ctcf_bpnet_promoter_mpra", "base": "ctcf_bpnet", "screen": "mpra_promoters.h5ad",
-          "arch": "procapnet", "readouts": {"both strands": None}},
+          "arch": "procapnet", "readouts": {"both strands": None},
+          "settings": {"max_train": 512, "max_eval": 512, "epochs": 1, "validation_seeds": [100, 101],
+                       "probe_per_element": 200}},
+    # a new readout: lentiMPRA activity in WTC11 (200-nt elements); trained on WTC11_valid, tested on
+    # WTC11_test (the screen's split column); validation seeds hold out 30% of WTC11_valid's elements.
+    "e": {"key": "e_puffin_lentimpra_activity", "base": "puffin", "screen": "lentimpra", "arch": None,
+          "readouts": {"all": "re:."}, "input": 1000, "labels": ["finetune", "l2sp", "lora", "head only", "new head"],
+          "grid": {"l2sp": {"l2sp_alpha": [0.01, 1.0]}}},
 }
+# (g) one Puffin learns three tasks in turn; each model of each chain is scored on every task.
+CHAIN = {"key": "g_puffin_promoters_then_lentimpra_then_enhancers", "base": "puffin",
+         "tasks": [("promoter MPRA", "mpra_promoters.h5ad", 1400), ("lentiMPRA activity", "lentimpra", 1000),
+                   ("enhancer MPRA", "mpra_enhancers.h5ad", 1400)],
+         "labels": ["finetune", "l2sp", "head only"], "seeds": [0, 1, 2, 3, 4],
+         "max_train": 512, "max_eval": 512, "epochs": 1}
 # label -> --strategy; "head only" freezes the trunk (Puffin: trains only its effect layer), "new head"
 # adds a 1x1 head on the trunk features and freezes the old heads.
 LABELS = {"finetune": "finetune", "replay": "replay", "l2sp": "l2sp", "lora": "lora", "head only": "freeze",
@@ -106,23 +125,63 @@ def log(message: str) -> None:
 # --- one update -------------------------------------------------------------------------------------
 
 
+def screen_path(name: str, shared: Path, work: Path, validation: bool = False) -> Path:
+    """A bundled screen, or the lentiMPRA activity screen built from the shared WTC11 tables.
+
+    ``lentimpra``: WTC11_valid rows train and WTC11_test rows test (the screen's ``split``);
+    with ``validation`` only WTC11_valid, for ``--holdout`` to split (the test file is never seen).
+    Strands of one element share a group, and the 15-nt adapters are trimmed.
+    """
+    if name != "lentimpra":
+        return BUNDLED / name
+    import pandas as pd
+
+    from genocl_plugin import screens
+
+    out = work / ("lentimpra_valid.h5ad" if validation else "lentimpra.h5ad")
+    if out.exists():
+        return out
+    parts = []
+    for file, split in (("WTC11_valid.tsv.gz", "train"), ("WTC11_test.tsv.gz", "test")):
+        if validation and split == "test":
+            continue
+        table = pd.read_csv(shared / "lentimpra_wtc11" / file, sep="\t")
+        table["split"] = split
+        parts.append(table)
+    work.mkdir(parents=True, exist_ok=True)
+    tsv = work / (out.stem + ".tsv")
+    pd.concat(parts).to_csv(tsv, sep="\t", index=False)
+    screen, _ = screens.from_activity(tsv, sequence_column="seq", activity_column="mean_value",
+                                      source="lentiMPRA WTC11 (Agarwal et al. 2025; autosome-ru/human_legnet)",
+                                      trim_adapters=(15, 15), split_column=None if validation else "split")
+    screens.write_screen(screen, out, force=True)
+    return out
+
+
+
 def run(base_file: Path, scenario: dict, label: str, seed: int, settings: dict, out: Path, lr: float,
-        readout: str | None, params: dict | None = None) -> dict:
-    """One ``genocl update`` (the library call the CLI makes); returns its metrics.json and wall time."""
+        readout: str | None, params: dict | None = None, data: Path | None = None) -> dict:
+    """One ``genocl update`` (the library call the CLI makes); returns its metrics.json and wall time.
+
+    Screens without position blocks (activity) have no in-distribution split: their held-out
+    rows are the new task, and ``gain_id`` is that gain (WTC11_test is a random element split of
+    the same library as WTC11_valid, so it is in distribution).
+    """
     from genocl_plugin.update import UpdateConfig, run_update
 
     config = UpdateConfig(
-        model=str(base_file), data=str(BUNDLED / scenario["screen"]), strategy=LABELS[label], seed=seed,
+        model=str(base_file), data=str(data or BUNDLED / scenario["screen"]), strategy=LABELS[label], seed=seed,
         epochs=settings["epochs"], lr=lr, batch_size=settings["batch_size"], max_train=settings["max_train"],
         max_eval=settings["max_eval"], max_eval_id=settings["max_eval_id"], holdout=settings["holdout"],
         retention_crops=8,
         strategy_params={**FIXED.get(label, {}), **(params or {})}, readout_tracks=readout,
-        mpra_input_length=BASES[scenario["base"]]["input"])
+        mpra_input_length=scenario.get("input") or BASES[scenario["base"]]["input"])
     start = time.perf_counter()
     run_update(config, out, force=True)
     metrics = json.loads((out / "metrics.json").read_text())
     nt = metrics["new_task"]
-    ind = nt.get("in_distribution", {})
+    ind = nt.get("in_distribution") or {"before": nt["before"], "after": nt["after"],
+                                        "pearson_gain": nt["pearson_gain"]}
     return {"seconds": time.perf_counter() - start,
             "id_before": ind.get("before", {}).get("pearson"), "id_after": ind.get("after", {}).get("pearson"),
             "gain_id": ind.get("pearson_gain"), "ood_before": nt["before"]["pearson"],
@@ -332,6 +391,8 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
     from genocl_plugin.models import load_model
 
     scenario = SCENARIOS[letter]
+    if mode == "full":
+        settings = {**settings, **scenario.get("settings", {})}
     base = BASES[scenario["base"]]
     base_file = shared / base["file"]
     parent = load_model(base_file)
@@ -339,11 +400,13 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
     result = {"scenario": scenario["key"], "base": base["name"], "base_file": base["file"],
               "screen": scenario["screen"], "mode": mode, "settings": settings, "commit": git_commit(),
               "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores"}
-    screen = anndata.read_h5ad(BUNDLED / scenario["screen"])
-
-    log(f"{letter}: probe of {base['name']}'s features")
-    result["probe"] = {name: probe(parent, screen, settings, base["input"], spec)
-                       for name, spec in scenario["readouts"].items()}
+    data = screen_path(scenario["screen"], shared, work)
+    valid_data = screen_path(scenario["screen"], shared, work, validation=True)
+    screen = anndata.read_h5ad(data)
+    if screen.uns["assay"] == "mpra":
+        log(f"{letter}: probe of {base['name']}'s features")
+        result["probe"] = {name: probe(parent, screen, settings, base["input"], spec)
+                           for name, spec in scenario["readouts"].items()}
 
     log(f"{letter}: validation grid (readout x lr, fine-tuning; seeds {settings['validation_seeds']})")
     valid_windows = Windows(parent, "valid", settings["eval_windows"])
@@ -355,7 +418,7 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
         for seed in settings["validation_seeds"]:
             out = work / letter / f"grid_ft_{readout_name}_{lr:g}_{seed}".replace(" ", "_")
             per_seed.append(run(base_file, scenario, "finetune", seed, settings, out, lr,
-                                scenario["readouts"][readout_name]))
+                                scenario["readouts"][readout_name], data=valid_data))
             shutil.rmtree(out, ignore_errors=True)
         point = {"readout": readout_name, "lr": lr, "per_seed": per_seed,
                  "id_after": float(np.mean([r["id_after"] for r in per_seed])),
@@ -376,18 +439,19 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
     ft_gain = pick["gain_id"]
 
     strategy_grid, params = [], {}
-    for label, options in GRID.items():
+    for label, options in scenario.get("grid", GRID).items():
         for key, values in options.items():
             rows = []
             for value in values:
                 per_seed = []
                 for seed in settings["validation_seeds"]:
                     out = work / letter / f"grid_{label}_{value:g}_{seed}"
-                    row = run(base_file, scenario, label, seed, settings, out, lr, readout, {key: value})
+                    row = run(base_file, scenario, label, seed, settings, out, lr, readout, {key: value},
+                              data=valid_data)
                     model = load_model(out)
                     new = valid_windows.predict(model)
                     row["retention_valid"] = (cage_pearson(new, list(model.task_names), valid_windows)["cage_pearson"]
-                                              if letter == "d" else drift(valid_parent, new))
+                                              if scenario["base"] == "puffin" else drift(valid_parent, new))
                     shutil.rmtree(out, ignore_errors=True)
                     per_seed.append(row)
                 rows.append({"label": label, "params": {key: value}, "per_seed": per_seed,
@@ -406,16 +470,16 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
     windows = Windows(parent, "test", settings["eval_windows"])
     parent_log = windows.predict(parent)
     sets = peak_sets(parent, shared, base)
-    parent_scores = {"drift": 1.0, **({} if letter != "d" else cage_pearson(parent_log, list(parent.task_names),
-                                                                          windows))}
+    parent_scores = {"drift": 1.0, **({} if scenario["base"] != "puffin" else cage_pearson(
+        parent_log, list(parent.task_names), windows))}
     parent_scores.update({f"peaks_{k}": v for k, v in peak_metrics(parent, parent, sets).items()})
     result["parent"] = parent_scores
     rows = []
     for seed in settings["seeds"]:
-        for label in LABELS:
+        for label in scenario.get("labels", LABELS):
             out = work / letter / f"{label.replace(' ', '_')}_seed{seed}"
             row = {"label": label, "seed": seed,
-                   **run(base_file, scenario, label, seed, settings, out, lr, readout, params.get(label))}
+                   **run(base_file, scenario, label, seed, settings, out, lr, readout, params.get(label), data=data)}
             row.update(score_model(parent, load_model(out), windows, parent_log, sets))
             shutil.rmtree(out, ignore_errors=True)
             rows.append(row)
@@ -427,6 +491,96 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
     result["seconds"] = time.perf_counter() - started
     (results_dir / f"{scenario['key']}.json").write_text(json.dumps(result, indent=1, default=float))
     return result
+
+
+# --- (g) the chain -------------------------------------------------------------------------------------
+
+
+def run_chain(shared: Path, work: Path, mode: str, results_dir: Path = RESULTS) -> dict:
+    """Scenario (g): Puffin learns the promoter MPRA, then lentiMPRA activity, then the enhancer MPRA.
+
+    Each strategy carries its model from update to update with scenario (d)'s learning rate,
+    readout and strategy strengths (picked on validation seeds there; the defaults without it);
+    ``genocl_plugin.evaluate.evaluate_runs`` scores every model of every chain on every task
+    (task 0: agreement with Puffin's own predictions on the reference windows, as Puffin's outputs
+    have no bundled tracks by name); the real-CAGE retention of the final models is added.
+    """
+    from genocl_plugin import evaluate as ev
+    from genocl_plugin.models import load_model
+
+    chosen_file = results_dir / f"{SCENARIOS['d']['key']}.json"
+    chosen = json.loads(chosen_file.read_text())["chosen"] if chosen_file.exists() else {}
+    lr, readout, params = chosen.get("lr", 1e-3), chosen.get("readout_spec"), chosen.get("params", {})
+    quick = mode == "quick"
+    settings = {"epochs": CHAIN["epochs"], "batch_size": 16, "max_train": 32 if quick else CHAIN["max_train"],
+                "max_eval": 32 if quick else CHAIN["max_eval"], "max_eval_id": None, "holdout": 0.3}
+    seeds = CHAIN["seeds"][:2] if quick else CHAIN["seeds"]
+    base_file = shared / BASES["puffin"]["file"]
+    started = time.perf_counter()
+    finals, labels, run_seeds = [], [], []
+    for seed in seeds:
+        for label in CHAIN["labels"]:
+            parent = base_file
+            for k, (task, screen, length) in enumerate(CHAIN["tasks"], 1):
+                out = work / "g" / label.replace(" ", "_") / f"seed{seed}_T{k}"
+                log(f"g: {label} seed {seed}, T{k} {task}")
+                run(parent, {"base": "puffin", "input": length}, label, seed, settings, out, lr, readout,
+                    params.get(label), data=screen_path(screen, shared, work))
+                parent = out
+            finals.append(out)
+            labels.append(label)
+            run_seeds.append(seed)
+    log(f"g: scoring {len(finals)} chains x {len(CHAIN['tasks']) + 1} models x {len(CHAIN['tasks']) + 1} tasks")
+    evaluation = ev.evaluate_runs(finals, max_crops=16 if quick else 96)
+    windows = Windows(load_model(base_file), "test", 16 if quick else 160)
+    names = list(load_model(base_file).task_names)
+    cage = [cage_pearson(windows.predict(load_model(f)), names, windows)["cage_pearson"] for f in finals]
+    tasks = ["Puffin's own predictions (reference windows)"] + [t[0] for t in CHAIN["tasks"]]
+    result = {"key": CHAIN["key"], "tasks": tasks,
+              "labels": labels, "seeds": run_seeds, "runs": evaluation["runs"], "cage_final": cage,
+              "cage_parent": cage_pearson(windows.predict(load_model(base_file)), names, windows)["cage_pearson"],
+              "settings": {**settings, "lr": lr, "readout": readout, "labels": CHAIN["labels"], "seeds": seeds},
+              "params": {lab: {**FIXED.get(lab, {}), **params.get(lab, {})} for lab in CHAIN["labels"]},
+              "seconds": time.perf_counter() - started, "mode": mode, "commit": git_commit(),
+              "command": "python benchmarks/real_bases.py --scenario g", "date": datetime.date.today().isoformat()}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{CHAIN['key']}.json").write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def chain_section(chain: dict) -> tuple[dict, list[str]]:
+    """The chain's summary (``forgetting.chain_summary``'s schema) and its markdown."""
+    from benchmarks.forgetting import chain_summary
+    from genocl_plugin.stats import format_ci, mean_ci
+
+    summary = chain_summary(chain)
+    summary["model"] = "Puffin (released weights)"
+    t = chain["tasks"]
+    by_label = {}
+    for value, label in zip(chain["cage_final"], chain["labels"], strict=True):
+        by_label.setdefault(label, []).append(value)
+    lines = [f"## (g) {summary['model']} learns " + ", then ".join(t[1:]), "",
+             "Tasks: " + "; ".join(f"T{j} = {name}" for j, name in enumerate(t)) + ". T1/T3: effect Pearson on "
+             "held-out elements; T2: activity Pearson on WTC11_test; T0: agreement with Puffin's own predictions on "
+             "the reference windows (1 for the parent). BWT = mean_{j<T}(R[T,j] - R[j,j]); FWT = "
+             "mean_{j>=1}(R[j-1,j] - R[0,j]); forgetting of task j = max_{i<T}(R[i,j]) - R[T,j]. "
+             f"Mean [95% CI] over seeds {chain['settings']['seeds']}; lr {chain['settings']['lr']:g}, "
+             f"{chain['settings']['max_train']} training rows x {chain['settings']['epochs']} epoch per task; "
+             f"{chain['seconds'] / 60:.1f} min; commit {chain['commit'][:12]}.", "",
+             "| strategy | final T1 | final T2 | final T3 | BWT | FWT | forgetting T1 | forgetting T2 | "
+             "real CAGE, final (parent " + f"{chain['cage_parent']:.3f}) |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, v in summary["strategies"].items():
+        lines.append(f"| {label} | {format_ci(v.get('final_T1'))} | {format_ci(v.get('final_T2'))} | "
+                     f"{format_ci(v.get('final_T3'))} | {format_ci(v['bwt'])} | {format_ci(v['fwt'])} | "
+                     f"{format_ci(v.get('forgetting_T1'))} | {format_ci(v.get('forgetting_T2'))} | "
+                     f"{format_ci(mean_ci(by_label.get(label, [])))} |")
+    lines += ["", "| strategy | " + " | ".join(f"gain T{j}" for j in range(1, len(t))) + " | BWT vs ft |",
+              "|---|" + "---|" * len(t)]
+    for label, v in summary["strategies"].items():
+        lines.append(f"| {label} | " + " | ".join(format_ci(v.get(f"gain_T{j}")) for j in range(1, len(t)))
+                     + f" | {format_ci(v.get('bwt_vs_finetune'))} |")
+    lines.append("")
+    return summary, lines
 
 
 # --- summary ---------------------------------------------------------------------------------------------
@@ -507,7 +661,7 @@ def claims(strategies: dict) -> list[str]:
     return lines
 
 
-def render(results: dict[str, dict]) -> str:
+def render(results: dict[str, dict], chain: dict | None = None) -> str:
     """docs/results/real_bases.md."""
     from genocl_plugin.stats import format_ci
 
@@ -523,18 +677,21 @@ def render(results: dict[str, dict]) -> str:
                   f"{result.get('seconds', 0) / 60:.1f} min on {result['machine']}; "
                   f"{len(result['settings']['seeds'])} test seeds; readout **{result['chosen']['readout']}**, "
                   f"lr {result['chosen']['lr']:g}, {result['chosen']['params']}.", ""]
-        lines += ["### What a head could learn (probe)", "",
-                  "| readout | probe Pearson (held-out blocks) | zero-shot Pearson (same blocks) |", "|---|---|---|"]
         from genocl_plugin.stats import mean_ci
 
-        for name, p in result["probe"].items():
+        if result.get("probe"):
+            lines += ["### What a head could learn (probe)", "",
+                      "| readout | probe Pearson (held-out blocks) | zero-shot Pearson (same blocks) |",
+                      "|---|---|---|"]
+        for name, p in (result.get("probe") or {}).items():
             lines.append(f"| {name} | {format_ci(mean_ci([r['probe'] for r in p['rows']]))} | "
                          f"{format_ci(mean_ci([r['zero_shot'] for r in p['rows']]))} |")
-        first = result["probe"][next(iter(result["probe"]))]
-        lines += ["", f"{first['n_features']} features (the change of each output summed over the element and "
-                  f"of each trunk feature averaged over it), {first['n_variants']} variants, "
-                  f"{len(first['rows'])} block splits (50-bp blocks, 20% held out). The probe's features do not "
-                  "depend on the readout; only the zero-shot column does.", ""]
+        first = next(iter((result.get("probe") or {"": None}).values()))
+        if first is not None:
+            lines += ["", f"{first['n_features']} features (the change of each output summed over the element "
+                      f"and of each trunk feature averaged over it), {first['n_variants']} variants, "
+                      f"{len(first['rows'])} block splits (50-bp blocks, 20% held out). The probe's features do "
+                      "not depend on the readout; only the zero-shot column does.", ""]
         lines += ["### Validation grid", "", "| readout | lr | in-distribution after | gain |", "|---|---|---|---|"]
         for g in result["grid_finetune"]:
             lines.append(f"| {g['readout']} | {g['lr']:g} | {g['id_after']:+.3f} | {g['gain_id']:+.3f} |")
@@ -557,14 +714,16 @@ def render(results: dict[str, dict]) -> str:
                          f"{format_ci(e['retention'])} | {format_ci(e.get('retention_vs_finetune'))} | "
                          f"{format_ci(e.get('peaks_auroc'))} | {format_ci(e['drift'])} |")
         lines += ["", "Claims:", ""] + [f"- {c}" for c in claims(s)] + [""]
+    if chain:
+        lines += chain_section(chain)[1]
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(results: dict[str, dict]) -> None:
+def write_outputs(results: dict[str, dict], chain: dict | None = None) -> None:
     """docs/results/real_bases.md, the scenarios in summary.json, auto_strategy.json per architecture."""
     from genocl_plugin.stats import choose_auto_strategy
 
-    (ROOT / "docs" / "results" / "real_bases.md").write_text(render(results))
+    (ROOT / "docs" / "results" / "real_bases.md").write_text(render(results, chain))
     summary_path = ROOT / "docs" / "results" / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"scenarios": {}}
     auto_path = BUNDLED / "auto_strategy.json"
@@ -577,6 +736,8 @@ def write_outputs(results: dict[str, dict]) -> None:
             "command": "python benchmarks/real_bases.py", "commit": result["commit"], "mode": result["mode"],
             "chosen": result["chosen"], "parent": result["parent"]}
         summary.setdefault("base_models", {})[result["base"]] = {"retention_parent": result["parent"]}
+        if not scenario["arch"]:
+            continue
         strategy, reason = choose_auto_strategy({LABELS[k] if k == "finetune" else k: v for k, v in s.items()})
         label = next((k for k in s if k == strategy or LABELS[k] == strategy), "finetune")
         auto[scenario["arch"]] = {
@@ -588,14 +749,17 @@ def write_outputs(results: dict[str, dict]) -> None:
                                             **{m: v.get(m) for m in ("gain_in_distribution_vs_finetune",
                                                                      "retention_vs_finetune", "drift_vs_finetune")}}
                                         for k, v in s.items() if k != "finetune"}}}
+    if chain:
+        summary["scenarios"][CHAIN["key"]] = {**chain_section(chain)[0], "command": chain["command"],
+                                              "commit": chain["commit"], "mode": chain["mode"]}
     summary_path.write_text(json.dumps(summary, indent=1, default=float))
     auto_path.write_text(json.dumps(auto, indent=1, default=float))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append",
-                        help="run only these scenarios (default: all)")
+    parser.add_argument("--scenario", choices=[*sorted(SCENARIOS), "g"], action="append",
+                        help="run only these scenarios (default: all; g, the chain, after d)")
     parser.add_argument("--quick", action="store_true", help="a small smoke-sized run (not for the record)")
     parser.add_argument("--shared", default=None, help="the real data (default $GENOCL_SHARED or ../shared/data)")
     parser.add_argument("--workdir", default=None, help="where the runs go (default a temporary directory)")
@@ -616,7 +780,12 @@ def main() -> None:
         work = Path(args.workdir or tempfile.mkdtemp(prefix="genocl-real-bases-"))
         # a quick run is a smoke test: its numbers stay in the work directory, never in docs/
         results_dir = RESULTS if mode == "full" else work / "results"
-        for letter in args.scenario or sorted(SCENARIOS):
+        for letter in args.scenario or [*sorted(SCENARIOS, key=["d", "f", "e"].index), "g"]:
+            if letter == "g":
+                chain = run_chain(shared, work, mode, results_dir)
+                if mode == "quick":
+                    print(render({}, chain))
+                continue
             result = run_scenario(letter, shared, SETTINGS[mode], work, mode, results_dir)
             if mode == "quick":
                 print(render({letter: result}))
@@ -629,8 +798,10 @@ def main() -> None:
             data = json.loads(path.read_text())
             if data.get("rows") and "seconds" in data:
                 results[letter] = data
+    chain_file = RESULTS / f"{CHAIN['key']}.json"
+    chain = json.loads(chain_file.read_text()) if chain_file.exists() else None
     if results:
-        write_outputs(results)
+        write_outputs(results, chain)
         print((ROOT / "docs" / "results" / "real_bases.md").read_text())
 
 
