@@ -699,7 +699,10 @@ def write_examples(out: Path, model, n: int = N_EXAMPLES, fasta: str | os.PathLi
     bed = [f"{contig}\t{o}\t{o + seq_len}\t{chrom}:{start + o + 1}-{start + o + seq_len}" for o in offsets]
     (out / "intervals.bed").write_text("\n".join(bed) + "\n")
     inputs = reference.codes_to_one_hot(np.stack([codes[o : o + seq_len] for o in offsets])).astype(np.float32)
-    preds = evaluate.predict(model, inputs).astype(np.float32)
+    from genocl_plugin.workarounds import full_float32_precision
+
+    with full_float32_precision():  # Kipoi's test recomputes these in a fresh process (workarounds.py)
+        preds = evaluate.predict(model, inputs).astype(np.float32)
     # Kipoi's default chunk (10,000 rows, gzip) makes this tiny file take seconds to write.
     writer = HDF5BatchWriter(str(out / "expected.h5"), chunk_size=len(offsets))
     writer.batch_write({"inputs": inputs, "preds": preds})
@@ -932,9 +935,12 @@ def kipoi_test(entry_dir: str | os.PathLike, batch_size: int = 32) -> None:
     # Kipoi's `kipoi` console script cannot start on today's stack: kipoi/__main__.py imports
     # pkg_resources, which the installed setuptools (84) no longer ships. So this calls the
     # function behind `kipoi test` (kipoi.cli.main.cli_test) directly, in process.
+    from genocl_plugin.workarounds import full_float32_precision
+
     try:
-        # test.expect is a path relative to the entry, and `kipoi test` reads it from the cwd.
-        with cd(str(entry)):
+        # test.expect is a path relative to the entry, and `kipoi test` reads it from the cwd;
+        # the expected outputs were computed at full float32 precision (workarounds.py).
+        with cd(str(entry)), full_float32_precision():
             model = kipoi.get_model(".", source="dir")
             if not model.schema.compatible_with_schema(model.default_dataloader.get_output_schema()):
                 raise input_error(entry, "schema", "model and dataloader schemas are incompatible",

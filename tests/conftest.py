@@ -19,6 +19,15 @@ torch.set_num_threads(2)
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def full_float32_precision_between_tests():
+    """gReLU's LightningModel sets float32 matmul precision to "medium" for the whole process
+    (genocl_plugin/workarounds.py); a test that trains through it must not change the numbers of
+    the tests after it."""
+    yield
+    torch.set_float32_matmul_precision("highest")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """tests/data: small real fixtures, each with its source named in tests/data/README.md."""

@@ -30,3 +30,17 @@ def test_quiet_lightning_hides_the_three_messages_and_nothing_else(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert "GPU available: False, used: False" in messages
     assert not any("litlogger" in m for m in messages)
+
+
+def test_full_float32_precision_restores_and_undoes_grelu_medium():
+    import torch
+
+    from genocl_plugin.workarounds import full_float32_precision
+
+    torch.set_float32_matmul_precision("medium")  # what gReLU's LightningModel leaves behind
+    try:
+        with full_float32_precision():
+            assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision("highest")
