@@ -1057,6 +1057,9 @@ def render(report: dict) -> str:
     lines = [
         "# Forgetting benchmark results",
         "",
+        "The bundled minis (scenarios a-c). The study on real pretrained bases (Puffin, the K562 CTCF BPNet; "
+        "scenarios d-g) is [results/real_bases.md](results/real_bases.md) (`python benchmarks/real_bases.py`).",
+        "",
         f"**Mode: `{mode}`**" + (" — CI-sized settings, not the full study: small subsamples, "
                                  f"{len(s['seeds'])} seed(s). Treat the numbers as a smoke-level comparison."
                                  if mode == "quick" else ""),
