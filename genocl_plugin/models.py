@@ -31,6 +31,7 @@ from torch import nn
 
 from genocl_plugin.errors import GenoclInputError, input_error
 from genocl_plugin.fileio import (
+    _umask,
     atomic_dir,
     check_seal,
     is_jsonable,
@@ -453,6 +454,9 @@ def save_weights(net: nn.Module, path: str | os.PathLike) -> Path:
         seen.add(ident)
         state[key] = value.detach().cpu().contiguous()
     save_file(state, str(path))
+    # safetensors writes its file 0600; genocl's files follow the user's umask like any other tool's
+    # (0644 by default), so a lab can read a shared run or zoo entry.
+    os.chmod(path, 0o666 & ~_umask())
     return Path(path)
 
 

@@ -376,3 +376,20 @@ def test_whole_pickled_bpnet_loads_without_trust_and_sees_ctcf():
 
     assert len(summits) >= 10  # chr1 was never seen in this model's training
     assert np.mean([log_count(p) for p in summits]) > np.mean([log_count(p) for p in background]) + 0.5
+
+
+def test_weights_follow_the_umask(tmp_path):
+    """safetensors writes 0600; genocl's weights follow the user's umask (0644 under umask 022)."""
+    import os
+    import stat
+
+    model = models.build_model("procapnet", model_params={"n_filters": 4, "n_layers": 1})
+    old = os.umask(0o022)
+    try:
+        models.save_model(model, tmp_path / "m")
+        assert stat.S_IMODE((tmp_path / "m" / "model.safetensors").stat().st_mode) == 0o644
+        os.umask(0o077)
+        models.save_model(model, tmp_path / "p")
+        assert stat.S_IMODE((tmp_path / "p" / "model.safetensors").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
