@@ -721,11 +721,34 @@ def render(results: dict[str, dict], chain: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(results: dict[str, dict]) -> str:
+    """The compact table README.md shows (generated here, so no number is typed by hand)."""
+    from genocl_plugin.stats import choose_auto_strategy, format_ci
+
+    lines = ["| base -> new data | retention measured as | parent | fine-tuning: gain | fine-tuning: retention | "
+             "best kept (gain; retention) | auto |", "|---|---|---|---|---|---|---|"]
+    for letter, result in results.items():
+        s = summarise(result)
+        ft = s["finetune"]
+        others = {k: v for k, v in s.items() if k != "finetune"}
+        best = max(others, key=lambda k: others[k]["retention"]["mean"]) if others else None
+        what = "real CAGE Pearson" if "cage_pearson" in result["parent"] else "CTCF peak AUROC"
+        strategy, _ = choose_auto_strategy({LABELS[k] if k == "finetune" else k: v for k, v in s.items()})
+        lines.append(f"| ({letter}) {result['base'].split(' (')[0].split(',')[0]} -> {result['screen']} | {what} | "
+                     f"{ft['retention_base']:.3f} | {format_ci(ft['gain_in_distribution'])} | "
+                     f"{format_ci(ft['retention'])} | "
+                     + (f"{best}: {format_ci(others[best]['gain_in_distribution'])}; "
+                        f"{format_ci(others[best]['retention'])}" if best else "-")
+                     + f" | {strategy if SCENARIOS[letter]['arch'] else '- (no arch pick)'} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_outputs(results: dict[str, dict], chain: dict | None = None) -> None:
     """docs/results/real_bases.md, the scenarios in summary.json, auto_strategy.json per architecture."""
     from genocl_plugin.stats import choose_auto_strategy
 
     (ROOT / "docs" / "results" / "real_bases.md").write_text(render(results, chain))
+    (RESULTS / "readme_table.md").write_text(readme_table(results))
     summary_path = ROOT / "docs" / "results" / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"scenarios": {}}
     auto_path = BUNDLED / "auto_strategy.json"
