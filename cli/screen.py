@@ -86,7 +86,11 @@ def from_crispri(table, fasta, out, dataset, model_spec, force, trust_checkpoint
     if model is not None:
         adata, message = screens.drop_unfit_crispri(adata, model, table, field="--model")
         click.echo(message)
+    cell_types = screens.record_cell_type(adata)  # of the pairs written (after --model's filter)
     screens.write_screen(adata, out, force=force)
+    line = screens.format_cell_types(cell_types)
+    if line:
+        click.echo(line)
     click.echo(f"wrote {out}: {adata.n_obs} element-gene pairs")
 
 

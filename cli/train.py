@@ -157,7 +157,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
               type=P.Fraction("pass a fraction of elements strictly between 0 and 1, e.g. 0.25"),
               default=0.25, show_default=True,
               help="Fraction of elements held out for evaluation.")
-@click.option("--id-holdout", type=float, default=0.2, show_default=True,
+@click.option("--id-holdout", type=P.Number(float, low=0, high=1, high_open=True,
+                                            fix="pass a fraction in [0, 1), e.g. 0.2 (0: off)"),
+              default=0.2, show_default=True,
               help="Fraction of each training element's 50-bp position blocks held out "
                    "(in-distribution check; 0: off).")
 @click.option("--val-holdout", type=P.Number(float, low=0, high=1, high_open=True,
@@ -283,7 +285,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
     if Path(out).exists() and not Path(out).is_dir():
         raise input_error(out, "--out", "is a file, not a directory", "choose a directory path")
-    if publish_name:
+    if publish_name is not None:  # `--publish ''` is refused, not taken as "do not publish"
         from genocl_plugin.zoo import validate_entry_name
 
         validate_entry_name(publish_name, "--publish")
@@ -356,7 +358,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
                 click.echo("\n" + "\n".join(format_evidence(evidence, retained.get("drift_pearson"), ran)))
         wrote_peaks = ", peaks.png" if (result["report"].get("peaks") or {}).get("n_peaks") is not None else ""
         click.echo(f"\nwrote {out}/ (model/, metrics.json, report.png{wrote_peaks})")
-        if publish_name:
+        if publish_name is not None:
             from genocl_plugin.zoo import publish
 
             entry = publish(out, zoo, publish_name)

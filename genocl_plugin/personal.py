@@ -157,14 +157,51 @@ def read_expression(path, samples_as_rows: bool = False, sample_map=None) -> pd.
     values = values[~values.index.duplicated()]
     if sample_map is not None:
         meta = _read_tsv(sample_map, "--sample-map")
-        for column in ("sample_id", "genotype_id"):
-            if column not in meta.columns:
-                raise input_error(sample_map, column, "column missing",
-                                  "the sample map needs sample_id and genotype_id columns")
-        rename = dict(zip(meta["sample_id"], meta["genotype_id"], strict=True))
-        values = values.rename(columns=rename)
+        values.columns = [str(c) for c in values.columns]
+        rename = _sample_renames(meta, sample_map, values.columns)
+        renamed = [rename.get(c, c) for c in values.columns]
+        # A genotype id that is also the name of an expression sample the map leaves alone would
+        # put two people's values under one individual, as a duplicated genotype_id would.
+        taken = Counter(renamed)
+        clash = next((new for old, new in zip(values.columns, renamed, strict=True)
+                      if old in rename and taken[new] > 1), None)
+        if clash is not None:
+            raise input_error(sample_map, "genotype_id",
+                              f"{clash!r} is also an expression sample the map does not rename (two people "
+                              "would become one individual)",
+                              "map every expression sample to its own genotype id")
+        values.columns = renamed
     values.columns = [str(c) for c in values.columns]
     return values
+
+
+def _sample_renames(meta: pd.DataFrame, sample_map, samples) -> dict[str, str]:
+    """``sample_id -> genotype_id`` of a sample map, refusing anything that could mix individuals.
+
+    Among the map's rows for the expression table's ``samples``, a sample listed twice, or two
+    samples mapped to one genotype id, would put one person's expression on another person's
+    genome; both are refused, as is a blank genotype id. Rows of samples the table does not
+    hold (e.g. another tissue's in eQTL-Catalogue metadata) are not used and not checked.
+    """
+    for column in ("sample_id", "genotype_id"):
+        if column not in meta.columns:
+            raise input_error(sample_map, column, "column missing",
+                              "the sample map needs sample_id and genotype_id columns")
+    used = meta[meta["sample_id"].notna() & meta["sample_id"].astype(str).isin(set(samples))]
+    blank = used["genotype_id"].isna().to_numpy()
+    if blank.any():
+        raise input_error(sample_map, "genotype_id", f"sample {used['sample_id'].iloc[int(np.argmax(blank))]!r}: empty",
+                          "give every sample_id its genotype_id")
+    for column in ("sample_id", "genotype_id"):
+        ids = used[column].astype(str)
+        counts = Counter(ids)
+        dup = next((v for v in ids if counts[v] > 1), None)
+        if dup is not None:
+            what = ("one expression sample mapped twice" if column == "sample_id"
+                    else "two expression samples mapped to one individual")
+            raise input_error(sample_map, column, f"{dup!r} appears {counts[dup]} times ({what})",
+                              "list each expression sample once, each mapped to its own genotype_id")
+    return dict(zip(used["sample_id"].astype(str), used["genotype_id"].astype(str), strict=True))
 
 
 class _Sequence:
@@ -219,6 +256,11 @@ def _vcf_records(path, samples: list[str], windows: dict, seq: _Sequence, requir
     except Exception as err:
         raise input_error(path, "--vcf", f"unreadable VCF/BCF ({type(err).__name__})",
                           "pass a VCF/BCF (bgzipped + indexed for speed)") from None
+    if not vcf.contains("GT"):  # e.g. imputed dosages only (FORMAT DS); reading records would fail later
+        fields = [h.info().get("ID") for h in vcf.header_iter() if h.type == "FORMAT"]
+        raise input_error(path, "FORMAT/GT", f"no GT genotypes (FORMAT fields: {', '.join(fields) or 'none'}), and "
+                          "--vcf reads phased GT", "pass a VCF with phased GT, or the dosages as --dosages (a table "
+                          "CHROM POS REF ALT then one column per sample)")
     order = [vcf.samples.index(s) for s in samples]
     indexed = any(Path(f"{path}{ext}").exists() for ext in (".tbi", ".csi"))
     if indexed:
@@ -244,7 +286,11 @@ def _vcf_records(path, samples: list[str], windows: dict, seq: _Sequence, requir
         if (contig, pos0, rec.REF, tuple(rec.ALT)) in seen:  # overlapping region queries
             continue
         seen.add((contig, pos0, rec.REF, tuple(rec.ALT)))
-        gts = rec.genotypes
+        try:  # a record without GT: cyvcf2 raises a bare "error parsing genotypes"
+            gts = rec.genotypes
+        except Exception as err:
+            raise input_error(path, "FORMAT/GT", f"{rec.CHROM}:{rec.POS}: no readable GT genotypes ({err})",
+                              "give every record phased GT values (e.g. 0|1, 1|1, .|.)") from None
         codes = np.zeros(len(samples), dtype=np.uint8)
         missing = 0
         for k, j in enumerate(order):

@@ -375,6 +375,13 @@ def read_targets_file(path: str | os.PathLike, field: str = "--targets"):
     if missing:
         raise input_error(path, f"column {missing[0]}", "missing",
                           "use the Basenji targets.txt layout: index, identifier, file, description")
+    if "scale" in table.columns:  # multiplies each track's coverage (bigwig_reader), as in Basenji
+        scale = pd.to_numeric(table["scale"], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(scale)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise input_error(path, "column scale", f"row {table.index[row]}: {table['scale'].iloc[row]!r} is not a "
+                              "finite number", "give each track's scale as a number (1.0: unscaled) or drop the column")
     return table
 
 
@@ -726,10 +733,18 @@ def read_bed_regions(path: str | os.PathLike, field: str = "--reference-regions"
     path = Path(path)
     if not path.is_file():
         raise input_error(path, field, "file not found", "pass a BED file of regions (chrom, start, end[, split])")
-    rows = []
-    opener = __import__("gzip").open if path.suffix == ".gz" else open
+    import gzip
+    import zlib
+
     try:
-        with opener(path, "rt") as handle:
+        with open(path, "rb") as handle:  # gzip is told by its magic bytes, not by the name
+            gzipped = handle.read(2) == b"\x1f\x8b"
+    except OSError as err:
+        raise input_error(path, field, f"cannot be read ({err.strerror or type(err).__name__})",
+                          "check the path and its permissions") from None
+    rows = []
+    try:
+        with (gzip.open(path, "rt") if gzipped else open(path)) as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip() or line.startswith(("#", "track", "browser")):
                     continue
@@ -748,6 +763,10 @@ def read_bed_regions(path: str | os.PathLike, field: str = "--reference-regions"
                 rows.append((fields[0], start, end, fields[3].strip().lower() if len(fields) > 3 else ""))
     except UnicodeDecodeError:
         raise input_error(path, field, "not a text BED file", "pass a plain or gzipped BED file") from None
+    except (OSError, EOFError, zlib.error) as err:
+        problem = "damaged gzip" if gzipped else "cannot be read"
+        raise input_error(path, field, f"{problem} ({type(err).__name__})",
+                          "re-download the file or pass it decompressed") from None
     if not rows:
         raise input_error(path, field, "no regions", "the BED needs at least one region per split")
     return pd.DataFrame(rows, columns=["chrom", "start", "end", "split"])

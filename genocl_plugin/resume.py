@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,33 +43,80 @@ def partial_dir(out: str | os.PathLike) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def latest_checkpoint(partial: Path) -> Path | None:
-    """The newest complete checkpoint in a partial directory (by step), or None."""
+def checkpoints(partial: Path) -> list[Path]:
+    """The ``step=<k>.ckpt`` files of a partial directory, newest (highest step) first."""
     found = []
     for path in partial.glob("step=*.ckpt"):
         try:
             found.append((int(path.stem.split("=")[1]), path))
         except (IndexError, ValueError):
             continue
-    return max(found)[1] if found else None
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (torn, truncated, not a checkpoint), or None if it can.
+
+    A process killed while Lightning wrote it leaves a truncated file; a torn write leaves one
+    whose bytes do not match the CRC-32 its zip records. Both are checked without loading the
+    tensors: ``zipfile`` verifies every member's CRC, and ``torch.load(mmap=True,
+    weights_only=True)`` (how Lightning loads it on resume, tensors mapped, not read) parses it.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            return f"is torn (its member {bad} fails the CRC check)"
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except zipfile.BadZipFile:
+        return "is truncated or not a torch checkpoint"
+    except Exception as err:  # any failure to parse it means: cannot resume from it
+        return f"is unreadable ({type(err).__name__})"
+    return None
+
+
+def latest_checkpoint(partial: Path) -> Path | None:
+    """The newest complete checkpoint in a partial directory (by step), or None."""
+    return next((path for path in checkpoints(partial) if checkpoint_problem(path) is None), None)
 
 
 def check_partial(out: str | os.PathLike, resume: bool) -> Path | None:
     """The checkpoint to resume from (``--resume``), after checking the partial directory.
 
+    Checkpoints are tried newest first; incomplete ones (a process killed while writing) are
+    skipped, with one ``warning:`` line on stderr naming them and the one resumed from. They are
+    left in place (Lightning writes over them when the resumed run reaches their step).
+
     Raises
     ------
     GenoclInputError
-        ``--resume`` with nothing to resume, or a partial directory left by an interrupted
-        run when ``--resume`` was not given (it is never silently deleted).
+        ``--resume`` with nothing to resume or no complete checkpoint, a partial path that is not
+        a directory, or a partial directory left by an interrupted run when ``--resume`` was not
+        given (it is never silently deleted).
     """
     partial = partial_dir(out)
+    if partial.exists() and not partial.is_dir():
+        raise input_error(partial, "--resume" if resume else "--out",
+                          "is a file, not a directory (genocl keeps an interrupted run's checkpoints there)",
+                          f"move or delete {partial.name}, then run again")
     if resume:
-        ckpt = latest_checkpoint(partial) if partial.exists() else None
-        if ckpt is None:
+        candidates = checkpoints(partial) if partial.exists() else []
+        if not candidates:
             raise input_error(partial, "--resume", "no checkpoint of an interrupted run here",
                               "run without --resume (add --checkpoint-every N to make it resumable)")
-        return ckpt
+        skipped = []
+        for path in candidates:
+            problem = checkpoint_problem(path)
+            if problem is None:
+                if skipped:
+                    print(f"warning: {partial}: skipped the newer {', '.join(skipped)}; resuming from {path.name}",
+                          file=sys.stderr, flush=True)
+                return path
+            skipped.append(f"{path.name} (it {problem})")
+        raise input_error(partial, "--resume", f"no complete checkpoint: {', '.join(skipped)}",
+                          f"delete {partial.name} and run without --resume to start afresh")
     if partial.exists() and any(partial.iterdir()):
         raise input_error(partial, "--out", "an interrupted run of this --out left its checkpoints here",
                           "continue it with --resume, or delete the directory to start afresh")

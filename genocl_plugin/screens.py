@@ -33,6 +33,7 @@ import gzip
 import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -962,7 +963,7 @@ def from_crispri(
         "effect_size_raw": df["EffectSize"].astype(float).to_numpy(),
     })
     optional = [("pValueAdjusted", "pvalue"), ("Significant", "significant"),
-                ("Dataset", "dataset"), ("name", "pair")]
+                ("Dataset", "dataset"), ("name", "pair"), ("CellType", "cell_type")]
     for src, dst in optional:
         if src in df.columns:
             kind = float if dst == "pvalue" else str
@@ -971,6 +972,7 @@ def from_crispri(
     adata = anndata.AnnData(obs=obs)
     adata.uns["assay"] = "crispri"
     adata.uns["genome"] = "GRCh38"
+    record_cell_type(adata)
     # An absolute path, so the screen validates from any working directory.
     adata.uns["sequence_source"] = (
         "bundled" if sequence_source == "bundled" else str(Path(sequence_source).resolve())
@@ -981,6 +983,38 @@ def from_crispri(
     )
     validate_screen(adata, table)
     return adata
+
+
+def record_cell_type(adata) -> dict[str, int]:
+    """Set ``uns["cell_type"]`` from the rows' ``obs["cell_type"]`` (the table's ``CellType``).
+
+    With one cell type it is that one; with several, the most common (the objective's default
+    readout prefers that cell type's tracks, :func:`~genocl_plugin.objectives.readout_tracks`).
+
+    Returns
+    -------
+    dict
+        Rows per cell type, most common first (empty, and ``uns`` unchanged, without the column).
+    """
+    if "cell_type" not in adata.obs:
+        return {}
+    values = [str(v).strip() for v in adata.obs["cell_type"] if pd.notna(v) and str(v).strip() not in ("", "nan")]
+    counts = dict(Counter(values).most_common())
+    if counts:
+        adata.uns["cell_type"] = next(iter(counts))
+    return counts
+
+
+def format_cell_types(counts: dict[str, int]) -> str | None:
+    """The converter's cell-type line: ``cell type: K562`` or, with several, which one was stored."""
+    if not counts:
+        return None
+    first, n = next(iter(counts.items()))
+    if len(counts) == 1:
+        return f"cell type: {first} (uns['cell_type'])"
+    others = ", ".join(f"{name} {k}" for name, k in list(counts.items())[1:])
+    return (f"cell type: {len(counts)} among the pairs; uns['cell_type'] is the most common, {first} ({n} of "
+            f"{sum(counts.values())} pairs; also {others}): `genocl update` reads its tracks unless --readout-tracks")
 
 
 # --- activity libraries (assay="activity") ----------------------------------------------------

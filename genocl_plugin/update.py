@@ -213,6 +213,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     if config.batchnorm_stats not in BATCHNORM_STATS:  # the CLI's Choice checks it; the Python API lands here
         raise input_error(config.batchnorm_stats, "batchnorm_stats", "unknown value",
                           f"pass one of {', '.join(BATCHNORM_STATS)}")
+    if not 0 <= config.id_holdout < 1:  # the CLI's type checks it (NaN fails here too); the Python API lands here
+        raise input_error(config.id_holdout, "--id-holdout", "must be a fraction in [0, 1)", "e.g. --id-holdout 0.2")
     if not 0 <= config.val_holdout < 1:  # the CLI's type checks it; the Python API lands here
         raise input_error(config.val_holdout, "--val-holdout", "must be a fraction in [0, 1)", "e.g. --val-holdout 0.2")
     if config.val_holdout and (checkpoint_every or resume_run):

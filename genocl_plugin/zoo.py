@@ -29,13 +29,11 @@ import math
 import os
 import re
 import shutil
+import traceback
 from pathlib import Path
 
 import numpy as np
 import yaml
-from kipoi.data import Dataset
-from kipoi.metadata import GenomicRanges
-from kipoi.model import BaseModel
 
 from genocl_plugin import __version__, reference
 from genocl_plugin.config import strategy_flags
@@ -52,6 +50,65 @@ from genocl_plugin.fileio import (
     seal,
     sha256sum,
 )
+
+
+# --------------------------------------------------------------------------------------
+# Kipoi reads its config file (``~/.kipoi/config.yaml``) when it is first imported, and Kipoi
+# 0.8.6 crashes there with a bare TypeError / KeyError / YAML error on a malformed one (a YAML
+# list, an empty file, ``model_sources`` that is not a mapping). Every zoo command imports Kipoi
+# through this module, so that failure is turned into one line naming the file and the fix.
+# --------------------------------------------------------------------------------------
+def kipoi_config_path() -> Path:
+    """The config file Kipoi 0.8.6 reads when imported: ``~/.kipoi/config.yaml`` (``/tmp/.kipoi/``
+    when the home directory is not writable, as ``kipoi/config.py`` decides)."""
+    base = os.path.expanduser("~")
+    if not os.access(base, os.W_OK):
+        base = "/tmp"
+    return Path(base) / ".kipoi" / "config.yaml"
+
+
+def kipoi_config_error(err: BaseException) -> GenoclInputError | None:
+    """The one-line error for Kipoi failing at import on a malformed config file, or None if it is not that.
+
+    Parameters
+    ----------
+    err
+        What importing Kipoi raised.
+    """
+    path = kipoi_config_path()
+    in_config = any(Path(frame.filename).as_posix().endswith("kipoi/config.py")
+                    for frame in traceback.extract_tb(err.__traceback__))
+    if not in_config or not path.is_file():
+        return None
+    fix = f"repair {path} or delete it (Kipoi writes a default one; `genocl zoo register` then adds the zoo)"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return input_error(path, path.name, f"unreadable YAML ({type(exc).__name__})", fix)
+    if data is None:
+        return input_error(path, path.name, "is empty (Kipoi needs model_sources)", fix)
+    if not isinstance(data, dict):
+        return input_error(path, path.name, f"is a YAML {type(data).__name__}, not a mapping", fix)
+    sources = data.get("model_sources")
+    if not isinstance(sources, dict):
+        what = "missing" if sources is None else f"is a YAML {type(sources).__name__}, not a mapping"
+        return input_error(path, "model_sources", what, fix)
+    if isinstance(err, ImportError):  # the file looks right: a broken installation, not the config
+        return None
+    problem = f"Kipoi cannot load it ({type(err).__name__}: {err})".replace("\n", " ")[:300]
+    return input_error(path, "model_sources", problem, fix)
+
+
+try:
+    from kipoi.data import Dataset
+    from kipoi.metadata import GenomicRanges
+    from kipoi.model import BaseModel
+    from kipoi_utils.utils import classproperty
+except Exception as _err:
+    _config_error = kipoi_config_error(_err)
+    if _config_error is None:
+        raise
+    raise _config_error from None
 
 # --------------------------------------------------------------------------------------
 # The one Kipoi workaround (Kipoi 0.8.6 on NumPy 2).
@@ -199,6 +256,25 @@ class IntervalFastaDataset(Dataset):
     (kipoiseq's default, ``use_strand=False``): the model predicts both strands itself.
     """
 
+    _PATH_ARGS = ("intervals_file", "fasta_file")
+
+    @classproperty
+    def example_kwargs(cls) -> dict:
+        """Kipoi's example kwargs with the entry's example files as absolute paths.
+
+        dataloader.yaml writes them relative to the entry (as kipoi/models entries do); Kipoi
+        returns them as written, so only ``init_example()`` (which first changes into the entry)
+        could open them. Resolved against the entry (``source_dir``), ``Dl(**Dl.example_kwargs)``
+        works from any working directory too.
+        """
+        kwargs = dict(_KIPOI_EXAMPLE_KWARGS.fget(cls))
+        source = Path(cls.source_dir or os.getcwd())
+        for key in cls._PATH_ARGS:
+            value = kwargs.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                kwargs[key] = str(source / value)
+        return kwargs
+
     def __init__(self, intervals_file: str, fasta_file: str, auto_resize_len: int | None = None) -> None:
         self.intervals_file = Path(intervals_file).resolve()
         self.fasta = reference.open_fasta(Path(fasta_file).resolve(), field="fasta_file")
@@ -221,6 +297,10 @@ class IntervalFastaDataset(Dataset):
             "inputs": reference.codes_to_one_hot(codes),
             "metadata": {"ranges": GenomicRanges(chrom, start, end, name, strand)},
         }
+
+
+# Kipoi's own ``example_kwargs`` (a class property of its BaseDataLoader), which the one above extends.
+_KIPOI_EXAMPLE_KWARGS = next(k.__dict__["example_kwargs"] for k in Dataset.__mro__ if "example_kwargs" in k.__dict__)
 
 
 def read_bed(path: str | os.PathLike) -> list[tuple[str, int, int, str, str]]:
@@ -354,6 +434,8 @@ def publish(run_or_model_dir: str | os.PathLike, zoo_dir: str | os.PathLike, nam
     zoo_path = Path(zoo_dir)
     if zoo_path.exists() and not zoo_path.is_dir():
         raise input_error(zoo_dir, "--zoo", "is a file, not a directory", "pass the zoo root directory")
+    if name is not None:  # before the model loads; `--name ''` is refused, not replaced by the default
+        validate_entry_name(name, "--name")
     source = Path(run_or_model_dir)
     if (source / "model.yaml").is_file():  # re-publishing an entry: its files must be the published ones
         bad = [label for label, ok in verify_entry(source).items() if not ok]
@@ -366,7 +448,7 @@ def publish(run_or_model_dir: str | os.PathLike, zoo_dir: str | os.PathLike, nam
         config = read_config(model_dir)
     else:
         config = _imported_config(model, run_or_model_dir)
-    name = resolve_name(zoo_dir, name or default_name(config), force=force)
+    name = resolve_name(zoo_dir, default_name(config) if name is None else name, force=force)
     entry = Path(zoo_dir) / name
     with claim(entry, "--name"), atomic_dir(entry, force=force) as tmp:
         write_entry(tmp, model, config, name, model_dir=model_dir, source=str(run_or_model_dir),
@@ -457,10 +539,12 @@ def validate_entry_name(name: str, field: str = "NAME") -> str:
         The name without leading / trailing slashes.
     """
     text = str(name)
+    fix = "use group/model-v1: parts of letters, digits, '.', '_', '+', '-' separated by '/'"
+    if not text.strip(" /"):  # shown quoted: an empty name would leave the line's first field blank
+        raise input_error(repr(text), field, "invalid entry name (empty)", fix)
     parts = text.strip("/").split("/")
     if text.startswith("/") or not parts or not all(_NAME_PART.match(p) for p in parts):
-        raise input_error(name, field, "invalid entry name (entry names are relative, without '..')",
-                          "use group/model-v1: parts of letters, digits, '.', '_', '+', '-' separated by '/'")
+        raise input_error(name, field, "invalid entry name (entry names are relative, without '..')", fix)
     return "/".join(parts)
 
 

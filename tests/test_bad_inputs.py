@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -174,12 +175,18 @@ _UPDATE_BAD = {
     "replay-policy bogus": (["--replay-policy", "bogus"], "--replay-policy"),
     "unknown option": (["--epoch", "2"], "--epoch"),
     "mpra-input-length 0": (["--mpra-input-length", "0"], "--mpra-input-length"),
+    "id-holdout nan": (["--id-holdout", "nan"], "--id-holdout"),
+    "id-holdout 5": (["--id-holdout", "5"], "--id-holdout", "[0, 1)"),
+    "id-holdout -1": (["--id-holdout", "-1"], "--id-holdout", "[0, 1)"),
+    "id-holdout 1": (["--id-holdout", "1"], "--id-holdout"),
 }
 for _name, (_args, *_expected) in _UPDATE_BAD.items():
     _opt("option", f"update {_name}", ["update", *_args], *_expected)
 CASES["option/update without --out"] = lambda tmp, shared: (["update"], ("--out",))
 CASES["option/update --publish ../x"] = lambda tmp, shared: (
     ["update", "--out", str(tmp / "r"), "--publish", "../x"], ("--publish", "invalid entry name"))
+CASES["option/update --publish ''"] = lambda tmp, shared: (
+    ["update", "--out", str(tmp / "r"), "--publish", ""], ("--publish", "invalid entry name"))
 CASES["option/update --zoo is a file"] = lambda tmp, shared: (
     (tmp / "zoo").write_text("a file") and
     ["update", "--out", str(tmp / "r"), "--publish", "g/m-v1", "--zoo", str(tmp / "zoo")], ("--zoo", "is a file"))
@@ -381,6 +388,54 @@ _CONVERTER_BAD = {
     "crispri --out exists": (lambda t: (t / "o.h5ad").write_text("mine") and _crispri(t), "o.h5ad",
                              "already exists"),
 }
+
+
+def _personal(tmp: Path, sample_map: list[tuple[str, str]]) -> list[str]:
+    """from-personal on the 5 GEUVADIS people (phased chr2 VCF, real hg38) with ``sample_map`` rows."""
+    for suffix in ("", ".fai", ".gzi"):
+        shutil.copy(DATA / f"hg38_chr2_personal.fa.gz{suffix}", tmp / f"chr2.fa.gz{suffix}")
+    (tmp / "map.tsv").write_text("sample_id\tgenotype_id\n" + "".join(f"{a}\t{b}\n" for a, b in sample_map))
+    return ["screen", "from-personal", "--vcf", str(DATA / "geuvadis_5indiv_chr2_1-70000.vcf.gz"),
+            "--expression", str(DATA / "geuvadis_5indiv_pheno.tsv"), "--sample-map", str(tmp / "map.tsv"),
+            "--genes", str(DATA / "geuvadis_5indiv_genes.tsv"), "--fasta", str(tmp / "chr2.fa.gz"),
+            "--input-length", "2048", "--out", str(tmp / "p.h5ad")]
+
+
+_PEOPLE = ["HG00096", "HG00097", "HG00099", "HG00100", "HG00101"]
+_CONVERTER_BAD.update({
+    # two people's expression mapped onto one genome: converted, it put values on the wrong people
+    "personal --sample-map maps two samples to one genotype": (
+        lambda t: _personal(t, [(p, "HG00096" if p == "HG00097" else p) for p in _PEOPLE]),
+        "map.tsv", "genotype_id", "'HG00096' appears 2 times"),
+    "personal --sample-map lists one sample twice": (
+        lambda t: _personal(t, [(p, p) for p in _PEOPLE] + [("HG00096", "HG00099")]),
+        "map.tsv", "sample_id", "'HG00096' appears 2 times"),
+    "personal --sample-map renames onto another sample": (
+        lambda t: _personal(t, [("HG00096", "HG00097")]), "map.tsv", "genotype_id", "'HG00097'"),
+    "personal --vcf with DS but no GT": (lambda t: _personal_dosage_vcf(t), "ds.vcf", "FORMAT/GT", "no GT",
+                                         "--dosages"),
+    "personal --vcf records without GT (the header declares it)": (
+        lambda t: _personal_dosage_vcf(t, declare_gt=True), "ds.vcf", "FORMAT/GT", "2:45564",
+        "no readable GT"),
+})
+
+
+def _personal_dosage_vcf(tmp: Path, declare_gt: bool = False) -> list[str]:
+    """The 5 people's VCF with each genotype replaced by its ALT dosage (FORMAT DS, no GT)."""
+    lines = []
+    for line in gzip.open(DATA / "geuvadis_5indiv_chr2_1-70000.vcf.gz", "rt"):
+        if line.startswith("##FORMAT"):
+            line = ('##FORMAT=<ID=DS,Number=A,Type=Float,Description="ALT dosage">\n'
+                    + (line if declare_gt else ""))
+        elif not line.startswith("#"):
+            fields = line.rstrip("\n").split("\t")
+            dosages = [str(sum(int(a) for a in g.replace("|", "/").split("/"))) for g in fields[9:]]
+            line = "\t".join([*fields[:8], "DS", *dosages]) + "\n"
+        lines.append(line)
+    (tmp / "ds.vcf").write_text("".join(lines))
+    argv = _personal(tmp, [(p, p) for p in _PEOPLE])
+    argv[argv.index("--vcf") + 1] = str(tmp / "ds.vcf")
+    return argv
 for _name, (_build, *_expected) in _CONVERTER_BAD.items():
     CASES[f"converter/{_name}"] = (lambda build, expected: lambda tmp, shared: (build(tmp), expected))(
         _build, _expected)
@@ -549,6 +604,9 @@ CASES["zoo/publish --zoo is a file"] = lambda tmp, shared: (
 CASES["zoo/publish --name ../x"] = lambda tmp, shared: (
     ["publish", str(shared["model"]), "--zoo", str(tmp / "zoo"), "--name", "../x-v1", "--no-check"],
     ("--name", "invalid entry name"))
+CASES["zoo/publish --name ''"] = lambda tmp, shared: (
+    ["publish", str(shared["model"]), "--zoo", str(tmp / "zoo"), "--name", "", "--no-check"],
+    ("--name", "invalid entry name"))
 CASES["zoo/publish --name absolute"] = lambda tmp, shared: (
     ["publish", str(shared["model"]), "--zoo", str(tmp / "zoo"), "--name", "/etc/x-v1", "--no-check"],
     ("--name", "invalid entry name"))
@@ -634,6 +692,74 @@ CASES["score-vcf/--vcf gzip that is not"] = lambda tmp, shared: (
      "--out", str(tmp / "s.tsv")], ("v.vcf.gz",))
 
 
+# ---- class 8: reference files (update --reference-regions / --reference-tracks) ---------------
+def _reference(tmp, shared, *extra):
+    return ["update", "--model", str(shared["model"]), "--strategy", "finetune", "--out", str(tmp / "run"), *extra]
+
+
+@case("--reference-regions plain text named .gz (read by its bytes, not its name)", "reference")
+def _regions_plain_gz(tmp, shared):
+    # No split column and no --reference-holdout-chroms: refused after the file was read as text.
+    (tmp / "regions.bed.gz").write_text("chr9\t68875912\t68877960\nchr9\t68877960\t68880008\n")
+    return (_reference(tmp, shared, "--reference-regions", str(tmp / "regions.bed.gz")),
+            ("regions.bed.gz", "column 4 (split)"))
+
+
+@case("--reference-regions damaged gzip", "reference")
+def _regions_damaged_gz(tmp, shared):
+    (tmp / "regions.bed.gz").write_bytes(gzip.compress(b"chr9\t68875912\t68877960\ttrain\n" * 50)[:30])
+    return (_reference(tmp, shared, "--reference-regions", str(tmp / "regions.bed.gz")),
+            ("regions.bed.gz", "--reference-regions", "damaged gzip"))
+
+
+@case("--reference-tracks scale column not a number", "reference")
+def _tracks_scale_text(tmp, shared):
+    tracks = DATA / "bundled_tracks"
+    (tmp / "targets.txt").write_text(
+        "\tidentifier\tfile\tclip\tscale\tsum_stat\tdescription\n"
+        f"0\tA+\t{tracks / 'track0.bw'}\t384\t1.0\tsum\tCAGE:plus\n"
+        f"1\tA-\t{tracks / 'track30.bw'}\t384\thigh\tsum\tCAGE:minus\n")
+    return (_reference(tmp, shared, "--reference-regions", str(tracks / "crops.bed"),
+                       "--reference-tracks", str(tmp / "targets.txt")),
+            ("targets.txt", "scale", "'high'"))
+
+
+# ---- class 9: resume (update --resume and its .<out>.partial/ directory) ----------------------
+def _partial(tmp: Path) -> Path:
+    partial = tmp / ".run.partial"
+    partial.mkdir()
+    return partial
+
+
+@case(".<out>.partial is a file, with --resume", "resume")
+def _partial_file_resume(tmp, shared):
+    (tmp / ".run.partial").write_text("not a directory")
+    return _reference(tmp, shared, "--resume"), (".run.partial", "not a directory")
+
+
+@case(".<out>.partial is a file, without --resume", "resume")
+def _partial_file(tmp, shared):
+    (tmp / ".run.partial").write_text("not a directory")
+    return _reference(tmp, shared), (".run.partial", "not a directory")
+
+
+@case("the only checkpoint is random bytes", "resume")
+def _partial_random(tmp, shared):
+    (_partial(tmp) / "step=3.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    return _reference(tmp, shared, "--resume"), (".run.partial", "--resume", "no complete checkpoint", "step=3.ckpt")
+
+
+@case("every checkpoint is truncated", "resume")
+def _partial_truncated(tmp, shared):
+    partial = _partial(tmp)
+    torch.save({"state_dict": {"w": torch.arange(4096, dtype=torch.float32)}}, partial / "step=3.ckpt")
+    data = (partial / "step=3.ckpt").read_bytes()
+    (partial / "step=3.ckpt").write_bytes(data[: len(data) // 2])
+    (partial / "step=6.ckpt").write_bytes(data[:100])
+    return (_reference(tmp, shared, "--resume"),
+            (".run.partial", "no complete checkpoint", "step=6.ckpt", "step=3.ckpt"))
+
+
 # --------------------------------------------------------------------------- the test
 def _snapshot(*roots: Path) -> dict[str, bytes]:
     files = {}
@@ -654,7 +780,8 @@ def test_corpus_is_large_and_covers_every_command():
             "update", "pretrain", "score-vcf", "evaluate", "validate", "from-satmut", "satmut", "crispri",
             "zoo", "publish", "register", "show", "list", "test"))
     assert len(CASES) >= 100, len(CASES)
-    assert classes == {"option", "screen", "converter", "model", "zoo", "evaluate", "score-vcf"}
+    assert classes == {"option", "screen", "converter", "model", "zoo", "evaluate", "score-vcf", "reference",
+                       "resume"}
     assert {"update", "pretrain", "score-vcf", "evaluate", "validate", "satmut", "crispri", "publish",
             "register", "show", "list", "test"} <= commands
 
@@ -710,3 +837,33 @@ def test_real_process_usage_error_is_one_line(tmp_path):
         assert len(proc.stderr.splitlines()) == 1 and needle in proc.stderr
         assert "fix: " in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("- a\n- b\n", "is a YAML list, not a mapping"),
+    ("model_sources: [a, b]\n", "model_sources"),
+    ("model_sources: {kipoi: [x]\n", "unreadable YAML"),
+    ("", "is empty"),
+])
+def test_malformed_kipoi_config_is_one_line(tmp_path, content, expected):
+    """Kipoi reads ~/.kipoi/config.yaml when first imported and crashed there on a malformed one; genocl
+    imports Kipoi for every zoo command, so that became a traceback (a fresh process: Kipoi imports once)."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    config = home / ".kipoi" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(content)
+    (tmp_path / "zoo").mkdir()
+    code = "import sys; from genocl_cli.main import main; sys.argv[0] = 'genocl'; main()"
+    env = {**os.environ, "HOME": str(home), "MPLCONFIGDIR": str(tmp_path / "mpl"), "OMP_NUM_THREADS": "1"}
+    before = _snapshot(home, tmp_path / "zoo")
+    proc = subprocess.run([sys.executable, "-c", code, "zoo", "list", "--zoo", str(tmp_path / "zoo")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {config}: "), lines
+    assert expected in lines[0] and "; fix: " in lines[0] and "delete" in lines[0]
+    assert _snapshot(home, tmp_path / "zoo") == before  # the config is not rewritten, nothing is added

@@ -144,6 +144,26 @@ def test_holdout_chroms_split(pieces):
         reference.bed_reference_set(model, path, fasta=fasta)
 
 
+def test_bed_regions_are_read_by_content_not_name(tmp_path):
+    """gzip is told by its magic bytes: a plain BED named .gz (and a gzipped one named .bed) is read."""
+    import gzip
+
+    text = "chr1\t100\t200\ttrain\nchr2\t300\t400\ttest\n"
+    (tmp_path / "plain.bed.gz").write_text(text)
+    (tmp_path / "packed.bed").write_bytes(gzip.compress(text.encode()))
+    for name in ("plain.bed.gz", "packed.bed"):
+        regions = reference.read_bed_regions(tmp_path / name)
+        assert regions.values.tolist() == [["chr1", 100, 200, "train"], ["chr2", 300, 400, "test"]]
+
+
+def test_targets_scale_must_be_numeric(tmp_path, data_dir):
+    lines = (data_dir / "bundled_tracks" / "targets.txt").read_text().splitlines()
+    (tmp_path / "t.txt").write_text("\n".join([lines[0], lines[1].replace("\t1.0\t", "\tx\t"), *lines[2:]]) + "\n")
+    with pytest.raises(GenoclInputError, match=r"t\.txt: column scale: row 0: 'x' is not a finite number; fix: "):
+        reference.read_targets_file(tmp_path / "t.txt", field="--reference-tracks")
+    assert list(reference.read_targets_file(data_dir / "bundled_tracks" / "targets.txt")["scale"]) == [1.0] * 3
+
+
 @pytest.mark.parametrize("case", ["no_regions_on_fasta", "rows_differ", "missing_chrom", "readout_nothing"])
 def test_reference_bad_input_is_one_line(case, tmp_path, pieces, data_dir):
     fasta, bed = pieces

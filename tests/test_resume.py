@@ -77,3 +77,47 @@ def test_resume_without_partial_state(tiny_procapnet_dir, tmp_path):
     result = _update(tiny_procapnet_dir, tmp_path / "run", "--strategy", "finetune", "--resume")
     assert result.returncode == 2
     assert ".run.partial: --resume: no checkpoint of an interrupted run" in result.stderr
+
+
+def test_check_partial_skips_incomplete_newest_checkpoints(tmp_path, capsys):
+    """A process killed while Lightning wrote step=9 / step=6 leaves them truncated or torn: --resume
+    takes the newest complete checkpoint and says so in one line (the files stay)."""
+    from genocl_plugin.resume import check_partial
+
+    partial = partial_dir(tmp_path / "run")
+    partial.mkdir()
+    for step in (3, 6, 9):
+        torch.save({"state_dict": {"w": torch.full((4096,), float(step))}}, partial / f"step={step}.ckpt")
+    whole = (partial / "step=9.ckpt").read_bytes()
+    (partial / "step=9.ckpt").write_bytes(whole[: len(whole) // 2])  # truncated
+    torn = bytearray((partial / "step=6.ckpt").read_bytes())
+    middle = len(torn) // 2
+    torn[middle : middle + 64] = bytes(64)  # zeros inside the tensor data: parses, but fails its CRC
+    (partial / "step=6.ckpt").write_bytes(bytes(torn))
+    assert check_partial(tmp_path / "run", resume=True) == partial / "step=3.ckpt"
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {partial}: skipped the newer step=9.ckpt")
+    assert "step=6.ckpt (it is torn" in lines[0] and lines[0].endswith("resuming from step=3.ckpt")
+    assert sorted(p.name for p in partial.iterdir()) == ["step=3.ckpt", "step=6.ckpt", "step=9.ckpt"]
+
+
+def test_resume_from_an_older_checkpoint_when_the_newest_is_torn(tiny_procapnet_dir, tmp_path):
+    """End to end: the killed run's newest checkpoint is truncated; --resume continues from the one
+    before (Lightning writes over the torn file when it reaches that step) and finishes."""
+    out = tmp_path / "run"
+    args = ["--strategy", "finetune", "--checkpoint-every", "3"]
+    killed = _update(tiny_procapnet_dir, out, *args, fail_at=8)
+    assert killed.returncode != 0 and not out.exists()
+    partial = partial_dir(out)
+    assert sorted(p.name for p in partial.glob("*.ckpt")) == ["step=3.ckpt", "step=6.ckpt"]
+    newest = partial / "step=6.ckpt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    result = CliRunner().invoke(main, [
+        "update", "--model", str(tiny_procapnet_dir), "--data", str(PROMOTERS), "--max-train", "24",
+        "--max-eval", "8", "--retention-crops", "2", "--batch-size", "4", "--epochs", "2", "--lr", "1e-2",
+        "--accelerator", "cpu", "--out", str(out), *args, "--resume"])
+    assert result.exit_code == 0, result.output[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {partial}: skipped the newer step=6.ckpt (it is truncated or not a torch "
+                        "checkpoint); resuming from step=3.ckpt"]
+    assert (out / "model" / "model.safetensors").is_file() and not partial.exists()

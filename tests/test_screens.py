@@ -193,6 +193,27 @@ def test_from_crispri_keeps_only_pairs_inside_bundled_windows(crispri_screen, ra
     assert crispri_screen.uns["sequence_source"] == "bundled"
 
 
+def test_from_crispri_records_the_cell_type(crispri_screen, raw_engreitz, data_dir, tmp_path):
+    """The EngreitzLab table's CellType becomes uns["cell_type"] (the readout's default cell type)."""
+    assert set(raw_engreitz["CellType"]) == {"K562"}
+    assert crispri_screen.uns["cell_type"] == "K562"
+    assert list(crispri_screen.obs["cell_type"]) == ["K562"] * 3
+    out = tmp_path / "k562.h5ad"
+    result = run_cli("screen", "from-crispri", "--table", data_dir / ENGREITZ, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "cell type: K562 (uns['cell_type'])" in result.output
+    assert anndata.read_h5ad(out).uns["cell_type"] == "K562"
+    # several cell types among the kept pairs: the most common is stored, and the summary says so
+    table = raw_engreitz.copy()
+    table.loc[table["measuredGeneSymbol"] == "FADS3", "CellType"] = "HepG2"
+    table.to_csv(tmp_path / "mixed.tsv", sep="\t", index=False)
+    result = run_cli("screen", "from-crispri", "--table", tmp_path / "mixed.tsv", "--out", tmp_path / "mixed.h5ad")
+    assert result.exit_code == 0, result.output
+    assert "uns['cell_type'] is the most common, K562 (2 of 3 pairs; also HepG2 1)" in result.output
+    mixed = anndata.read_h5ad(tmp_path / "mixed.h5ad")
+    assert mixed.uns["cell_type"] == "K562" and sorted(mixed.obs["cell_type"]) == ["HepG2", "K562", "K562"]
+
+
 def test_from_crispri_nothing_inside(data_dir, chr1_fasta):
     with pytest.raises(GenoclInputError, match="no element-gene pair lies inside.*fix: pass --fasta"):
         screens.from_crispri(data_dir / ENGREITZ, datasets=["Nasser2021"])

@@ -123,6 +123,29 @@ def test_kipoi_get_model_predicts_like_genocl(zoo_dir, run_dir):
     assert list(batch["metadata"]["ranges"]["id"])[0].startswith("chr")
 
 
+def test_dataloader_examples_resolve_from_any_directory(zoo_dir, tmp_path, monkeypatch):
+    """dataloader.yaml writes the example files relative to the entry and Kipoi returns them as
+    written, so `Dl(**Dl.example_kwargs)` failed outside the entry ("FASTA not found")."""
+    import h5py
+    import kipoi
+
+    entry = zoo_dir / ENTRY
+    with h5py.File(entry / "example_files" / "expected.h5") as handle:
+        expected = handle["inputs"][:]
+    monkeypatch.chdir(zoo_dir)  # an entry path relative to the working directory
+    factories = [kipoi.get_dataloader_factory(ENTRY, source="dir")]
+    monkeypatch.chdir(tmp_path)
+    factories += [kipoi.get_dataloader_factory(str(entry), source="dir"),
+                  kipoi.get_model(str(entry), source="dir").default_dataloader]
+    for factory in factories:
+        kwargs = factory.example_kwargs
+        for key in ("intervals_file", "fasta_file"):
+            assert Path(kwargs[key]).is_absolute() and Path(kwargs[key]).is_file(), kwargs
+        for loader in (factory(**kwargs), factory.init_example()):
+            np.testing.assert_array_equal(next(loader.batch_iter(batch_size=8))["inputs"], expected)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_kipoi_test_passes_and_catches_wrong_expectations(zoo_dir, tmp_path):
     import h5py
 
@@ -234,7 +257,7 @@ def test_failed_kipoi_check_leaves_no_entry(run_dir, tmp_path, monkeypatch):
     assert list((tmp_path / "zoo" / "g").iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["../escape", "a//b", "a/b c", "/", "g/.hidden"])
+@pytest.mark.parametrize("name", ["../escape", "a//b", "a/b c", "/", "g/.hidden", "", " "])
 def test_invalid_names(name, tmp_path):
     with pytest.raises(GenoclInputError, match="--name: invalid entry name"):
         zoo.resolve_name(tmp_path, name)
