@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.provenance import git_commit  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results" / "real_bases"
+SHARED_DIR = ROOT.parent / "shared" / "data"  # set by run_scenario from --shared
 BUNDLED = ROOT / "genocl_plugin" / "bundled"
 
 BASES = {
@@ -83,6 +84,8 @@ SCENARIOS = {
     # validation seeds, 200 variants per element in the probe (2026-12-06: the d-sized run took ~3.5 min per update)
     "f": {"key": "f_ctcf_bpnet_promoter_mpra", "base": "ctcf_bpnet", "screen": "mpra_promoters.h5ad",
           "arch": "procapnet", "readouts": {"both strands": None},
+          # four strategies (2026-12-06: ~3 min per run on the shared CPU; LoRA and the new head left out)
+          "labels": ["finetune", "replay", "l2sp", "head only"],
           "settings": {"max_train": 512, "max_eval": 512, "epochs": 1, "validation_seeds": [100, 101],
                        "probe_per_element": 200}},
     # a new readout: lentiMPRA activity in WTC11 (200-nt elements); trained on WTC11_valid, tested on
@@ -392,6 +395,8 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
 
     from genocl_plugin.models import load_model
 
+    global SHARED_DIR
+    SHARED_DIR = shared
     scenario = SCENARIOS[letter]
     if mode == "full":
         settings = {**settings, **scenario.get("settings", {})}
@@ -405,6 +410,17 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
     data = screen_path(scenario["screen"], shared, work)
     valid_data = screen_path(scenario["screen"], shared, work, validation=True)
     screen = anndata.read_h5ad(data)
+    saved = results_dir / f"{scenario['key']}.json"
+    previous = json.loads(saved.read_text()) if saved.exists() else {}
+    if previous.get("chosen", {}).get("params") is not None and previous.get("mode") == mode:
+        # a study stopped during its test seeds resumes there: the probe, the grid and its picks
+        # and every finished (seed, strategy) run are kept; only the rest runs
+        log(f"{letter}: resuming {saved.name} ({len(previous.get('rows', []))} runs kept)")
+        return run_test_seeds(letter, scenario, base, base_file, parent, settings, work, results_dir,
+                              {**result, **{k: previous[k] for k in ("probe", "grid_finetune", "grid_strategies",
+                                                                     "chosen", "commit", "date") if k in previous},
+                               "resumed_at": git_commit()}, previous.get("rows", []),
+                              started - previous.get("seconds_so_far", 0.0))
     if screen.uns["assay"] == "mpra":
         log(f"{letter}: probe of {base['name']}'s features")
         result["probe"] = {name: probe(parent, screen, settings, base["input"], spec)
@@ -467,18 +483,31 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
             strategy_grid += rows
     result["grid_strategies"] = strategy_grid
     result["chosen"]["params"] = params
+    return run_test_seeds(letter, scenario, base, base_file, parent, settings, work, results_dir, result, [],
+                          started)
 
-    log(f"{letter}: test seeds {settings['seeds']} (readout {pick['readout']}, lr {lr:g}, {params})")
+
+def run_test_seeds(letter: str, scenario: dict, base: dict, base_file: Path, parent, settings: dict, work: Path,
+                   results_dir: Path, result: dict, rows: list[dict], started: float) -> dict:
+    """The test seeds of one scenario with its picks; ``rows``: runs already done (kept, not rerun)."""
+    from genocl_plugin.models import load_model
+
+    lr, readout = result["chosen"]["lr"], result["chosen"]["readout_spec"]
+    params = result["chosen"]["params"]
+    data = screen_path(scenario["screen"], SHARED_DIR, work)
+    log(f"{letter}: test seeds {settings['seeds']} (readout {result['chosen']['readout']}, lr {lr:g}, {params})")
     windows = Windows(parent, "test", settings["eval_windows"])
     parent_log = windows.predict(parent)
-    sets = peak_sets(parent, shared, base)
+    sets = peak_sets(parent, SHARED_DIR, base)
     parent_scores = {"drift": 1.0, **({} if scenario["base"] != "puffin" else cage_pearson(
         parent_log, list(parent.task_names), windows))}
     parent_scores.update({f"peaks_{k}": v for k, v in peak_metrics(parent, parent, sets).items()})
     result["parent"] = parent_scores
-    rows = []
+    done = {(r["seed"], r["label"]) for r in rows}
     for seed in settings["seeds"]:
         for label in scenario.get("labels", LABELS):
+            if (seed, label) in done:
+                continue
             out = work / letter / f"{label.replace(' ', '_')}_seed{seed}"
             row = {"label": label, "seed": seed,
                    **run(base_file, scenario, label, seed, settings, out, lr, readout, params.get(label), data=data)}
@@ -489,6 +518,7 @@ def run_scenario(letter: str, shared: Path, settings: dict, work: Path, mode: st
                 f"retention {retention_of(row):.3f}, drift {row['drift']:.3f} ({row['seconds']:.0f} s)")
             results_dir.mkdir(parents=True, exist_ok=True)
             result["rows"] = rows
+            result["seconds_so_far"] = time.perf_counter() - started
             (results_dir / f"{scenario['key']}.json").write_text(json.dumps(result, indent=1, default=float))
     result["seconds"] = time.perf_counter() - started
     (results_dir / f"{scenario['key']}.json").write_text(json.dumps(result, indent=1, default=float))
