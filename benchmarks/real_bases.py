@@ -91,6 +91,8 @@ SCENARIOS = {
     # a new readout: lentiMPRA activity in WTC11 (200-nt elements); trained on WTC11_valid, tested on
     # WTC11_test (the screen's split column); validation seeds hold out 30% of WTC11_valid's elements.
     "e": {"key": "e_puffin_lentimpra_activity", "base": "puffin", "screen": "lentimpra", "arch": None,
+          "screen_label": "lentiMPRA activity, WTC11 (held-out sequences: the in-distribution and held-out columns "
+                          "are the same figure)",
           "readouts": {"all": "re:."}, "input": 1000, "labels": ["finetune", "l2sp", "lora", "head only", "new head"],
           "grid": {"l2sp": {"l2sp_alpha": [0.01, 1.0]}}},
 }
@@ -704,7 +706,8 @@ def render(results: dict[str, dict], chain: dict | None = None) -> str:
     for letter, result in results.items():
         s = summarise(result)
         base = BASES[SCENARIOS[letter]["base"]]
-        lines += [f"## ({letter}) {result['base']} -> {result['screen']}", "",
+        screen_label = SCENARIOS[letter].get("screen_label", result["screen"])
+        lines += [f"## ({letter}) {result['base']} -> {screen_label}", "",
                   f"Commit {result['commit'][:12]}, {result['date']}, mode {result['mode']}, "
                   f"{result.get('seconds', 0) / 60:.1f} min on {result['machine']}; "
                   f"{len(result['settings']['seeds'])} test seeds; readout **{result['chosen']['readout']}**, "
