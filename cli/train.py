@@ -80,8 +80,6 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
     from genocl_plugin.errors import input_error
     from genocl_plugin.fileio import claim
     from genocl_plugin.hardware import trainer_settings
-    from genocl_plugin.pretrain import RECIPES, write_pretrained
-    from genocl_plugin.pretrain import pretrain as run
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
@@ -94,6 +92,10 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
         raise input_error("--calibrate-output", arch, "calibrates per-track exp outputs; procapnet-mini's profile "
                           "is a softmax", "leave out --calibrate-output for procapnet")
     settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches)
+    # torch / Lightning / gReLU (several seconds) only after every option was checked
+    from genocl_plugin.pretrain import RECIPES, write_pretrained
+    from genocl_plugin.pretrain import pretrain as run
+
     with claim(out):  # a second pretrain into the same --out fails at once
         limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
         limit_val = int(limit_val_batches) if limit_val_batches > 1 else limit_val_batches
@@ -207,9 +209,14 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
 @click.option("--freeze", default=None, help="Parts to freeze: embedding,conv,batchnorm.")
 @click.option("--max-drift",
               type=P.Number(float, low=0, high=1, low_open=True,
-                            fix="pass a minimum retention ratio in (0, 1], e.g. 0.9"),
+                            fix="pass a bound in (0, 1], e.g. 0.9"),
               default=None,
-              help="Forgetting budget: minimum retention ratio on reference windows (e.g. 0.9).")
+              help="Forgetting budget (e.g. 0.9), checked every 4 optimiser steps and at the end on 8 'valid' "
+                   "reference windows: the retention ratio (the update's track Pearson vs the real tracks / the "
+                   "parent's) when the parent has skill there (Pearson >= 0.1), else the drift Pearson (the "
+                   "update's predictions vs the parent's, all tracks x positions pooled, log1p). Below the bound "
+                   "the last weights within it are restored and the update stops; the report says whether it "
+                   "stayed within budget.")
 @click.option("--devices", default="1", show_default=True,
               help="Device count (e.g. 2), auto, or GPU indices (0,1); see --accelerator.")
 @click.option("--num-nodes", type=P.positive_int("pass a number of nodes >= 1"), default=1, show_default=True)
@@ -291,6 +298,11 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         validate_entry_name(publish_name, "--publish")
         if Path(zoo).exists() and not Path(zoo).is_dir():
             raise input_error(zoo, "--zoo", "is a file, not a directory", "pass the zoo root directory")
+    from genocl_plugin.hardware import trainer_settings
+
+    # --devices / --accelerator / --precision before torch, Lightning and gReLU are imported
+    # (a GPU asked for on a machine without one is refused in well under a second)
+    settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches, num_nodes, ddp)
     holdout_chroms = ([c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
                       if reference_holdout_chroms else None)
     if reference_peaks:  # a bad peak file fails here, before the model loads
@@ -302,7 +314,6 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
     # Claimed before the slow part: a second update into the same --out fails now, not after training.
     with claim(out):
         from genocl_plugin import evaluate
-        from genocl_plugin.hardware import trainer_settings
         from genocl_plugin.models import enformer_head, trusted_checkpoints
         from genocl_plugin.update import UpdateConfig, run_update
 
@@ -314,7 +325,6 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
                 "freeze": freeze, "max_drift": max_drift,
             }.items() if value is not None
         }
-        settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches, num_nodes, ddp)
         config = UpdateConfig(
             model=model_spec, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size,
             lr=lr, head_lr=head_lr, max_train=max_train, max_eval=max_eval,

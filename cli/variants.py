@@ -41,8 +41,9 @@ from genocl_cli.main import head_option, trust_checkpoint_option, user_errors
               help="Score variants whose REF disagrees with the FASTA (reported either way).")
 @click.option("--name", default=None, help="Model name in the score columns (default: from --model).")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar with variants/s (default: when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress on stderr: a bar with variants/s and ETA on a terminal, else a line every 30 s "
+                   "(GENOCL_PROGRESS_INTERVAL). The [stage i/n] lines are printed either way.")
 @trust_checkpoint_option
 @head_option
 @click.option("--precision", type=click.Choice(["32", "bf16-mixed", "16-mixed"]), default="32", show_default=True,
@@ -69,13 +70,15 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
 
     from genocl_plugin import hardware, reference, variants
     from genocl_plugin.errors import input_error
-    from genocl_plugin.models import enformer_head, trusted_checkpoints
+    from genocl_plugin.progress import StageLog
 
-    # Cheap checks first: a bad option or file fails before the model import (several seconds).
+    # Cheap checks first: a bad option or file fails before torch and the model are imported
+    # (several seconds): --devices and --precision need torch only when a GPU exists.
     variants.output_kind(out)
     if Path(out).is_dir():
         raise input_error(out, "--out", "is a directory", "name an output file, e.g. scores.tsv")
-    variants.parse_devices(devices)
+    gpus = variants.check_devices(devices)
+    hardware.check_precision(precision, "cpu" if gpus is None else "cuda")
     for path in (Path(out), Path(f"{out}.skipped.tsv")):
         if path.exists() and not force:
             raise input_error(path, "--out", "already exists", "choose another path or pass --force")
@@ -85,23 +88,27 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         variants.parse_region(region)
     from genocl_plugin.fileio import claim
 
-    device, _ = variants.parse_devices(devices)
-    autocast = hardware.autocast(device, precision)
+    # [stage i/n] lines on stderr once the inputs are checked: model, (counting,) scoring
+    stages = StageLog(total=3 if variants.countable(vcf) else 2)
     with claim(out), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", variants.VariantWarning)
-        variants.read_header(vcf)
+        variants.read_header(vcf)  # a missing, unreadable or header-less VCF: one line, before the model
         reference.open_fasta(fasta)
-        with trusted_checkpoints(trust_checkpoint), enformer_head(head):
-            model, label = variants.load_scoring_model(model_spec)
-        batch_size = batch_size or hardware.default_batch_size(model.model, model.seq_len, training=False)
-        with autocast:
-            summary = variants.score_vcf(
-                vcf, model, fasta, out, tracks=list(tracks) or None, window=window,
-                aggregate=aggregate, scores=[s.strip() for s in scores.split(",") if s.strip()],
-                rc=rc, batch_size=batch_size, devices=devices, region=region, shard=shard,
-                allow_ref_mismatch=allow_ref_mismatch, model_name=name or label, force=force,
-                progress=sys.stderr.isatty() if progress is None else progress,
-            command=shlex.join(["genocl", *sys.argv[1:]]))
+        with stages:  # score_vcf's counting and scoring stages continue its numbering
+            with stages.stage("loading the model", str(model_spec)):
+                from genocl_plugin.models import enformer_head, trusted_checkpoints  # torch, gReLU: seconds
+
+                with trusted_checkpoints(trust_checkpoint), enformer_head(head):
+                    model, label = variants.load_scoring_model(model_spec)
+            batch_size = batch_size or hardware.default_batch_size(model.model, model.seq_len, training=False)
+            device, _ = variants.parse_devices(devices)
+            with hardware.autocast(device, precision):
+                summary = variants.score_vcf(
+                    vcf, model, fasta, out, tracks=list(tracks) or None, window=window,
+                    aggregate=aggregate, scores=[s.strip() for s in scores.split(",") if s.strip()],
+                    rc=rc, batch_size=batch_size, devices=devices, region=region, shard=shard,
+                    allow_ref_mismatch=allow_ref_mismatch, model_name=name or label, force=force,
+                    progress=progress, command=shlex.join(["genocl", *sys.argv[1:]]))
     for message in dict.fromkeys(str(w.message) for w in caught
                                  if issubclass(w.category, variants.VariantWarning)):
         click.echo(f"warning: {message}", err=True)
@@ -111,9 +118,11 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
 
 def summary_lines(summary: dict) -> list[str]:
     """The end-of-run report: counts, speed, skipped alleles by reason, REF mismatches."""
+    from genocl_plugin.progress import format_duration, format_rate
+
     lines = [f"scored {summary['scored']:,} of {summary['alleles']:,} alleles "
-             f"({summary['records']:,} records) in {summary['seconds']:.1f} s "
-             f"({summary['variants_per_s']:,.1f} variants/s) -> {summary['out']}"]
+             f"({summary['records']:,} records) in {format_duration(summary['seconds'])} "
+             f"({format_rate(summary['scored'], summary['seconds'], 'variant')}) -> {summary['out']}"]
     skipped = {k: v for k, v in summary["skipped"].items() if v}
     report = f"{summary['out']}.skipped.tsv"
     if skipped:

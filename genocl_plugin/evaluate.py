@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from genocl_plugin import reference
+from genocl_plugin.progress import StageLog, progress_iter
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -62,11 +63,8 @@ def predict(model, one_hot: np.ndarray | torch.Tensor, batch_size: int = 32, log
     model.eval()
     x = torch.as_tensor(one_hot, dtype=torch.float32)
     chunks = []
-    starts = range(0, len(x), batch_size)
-    if progress:
-        from rich.progress import track
-
-        starts = track(starts, description="predicting", transient=True)
+    starts = progress_iter(range(0, len(x), batch_size), total=len(x), description="predicting", unit="sequence",
+                           count=lambda start: min(batch_size, len(x) - start), enabled=progress)
     for start in starts:
         chunks.append(model(x[start : start + batch_size].to(model.device), logits=logits).cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0,))
@@ -222,11 +220,9 @@ def reference_retention(base_model, new_model, reference_set, split: str = "test
     n_ref = len(ref.track_names)
     size = batch_size or ref.batch_size
     stats = RetentionStats()
-    starts = range(0, len(idx), size)
-    if progress and len(starts) > 4:
-        from rich.progress import track
-
-        starts = track(starts, description=f"retention on {split} reference windows", transient=True)
+    starts = progress_iter(range(0, len(idx), size), total=len(idx), unit="window",
+                           description=f"retention on {split} reference windows",
+                           count=lambda start: min(size, len(idx) - start), enabled=progress)
     for start in starts:
         part = idx[start : start + size]
         x = ref.one_hot(split, part)
@@ -386,7 +382,7 @@ def format_table(report: dict) -> str:
                      nt["in_distribution"]["before"]["pearson"], nt["in_distribution"]["after"]["pearson"]))
     rows += [
         ("retention: track Pearson vs real tracks (test windows)", rt["pearson_before"], rt["pearson_after"]),
-        ("drift from base: Pearson of predictions", 1.0, rt["drift_pearson"]),
+        (DRIFT_POOLED, 1.0, rt["drift_pearson"]),
     ]
     if nt.get("kind") == "tracks":  # coverage tracks: held-out windows, not perturbations
         rows[0] = ("new task: track Pearson (held-out windows)", *rows[0][1:])
@@ -406,9 +402,12 @@ def format_table(report: dict) -> str:
     if cage:  # Puffin-type outputs: their CAGE outputs against the bundled windows' real CAGE
         rows.append((f"retention: FANTOM CAGE outputs vs real CAGE ({cage['n_windows']} windows, "
                      f"{cage['bin_size']}-bp bins)", cage["pearson_before"], cage["pearson_after"]))
+    per_group = False
     for group, values in (rt.get("groups") or {}).items():
         if len(rt["groups"]) > 1 or group != "other":
-            rows.append((f"  drift Pearson, {group} tracks ({values['n_tracks']})", 1.0, values["drift_pearson"]))
+            per_group = True
+            rows.append((f"  drift Pearson, {group} tracks ({values['n_tracks']}), mean of per-track Pearson (log1p)",
+                         1.0, values["drift_pearson"]))
     width = max(len(r[0]) for r in rows)
 
     def cell(value) -> str:
@@ -416,7 +415,57 @@ def format_table(report: dict) -> str:
 
     lines = [f"{'metric':<{width}}  {'before':>8}  {'after':>8}", "-" * (width + 20)]
     lines += [f"{name:<{width}}  {cell(b)}  {cell(a)}" for name, b, a in rows]
+    if per_group and math.isfinite(rt.get("drift_pearson", float("nan"))):
+        lines.append(DRIFT_NOTE)
+    budget = format_budget(report)
+    if budget:
+        lines.append(budget)
     return "\n".join(lines)
+
+
+# What the two drift figures pool (issue 31: a pooled 0.23 beside a per-track 0.94 for the same tracks).
+DRIFT_POOLED = "drift from base: Pearson of predictions, all tracks x positions pooled (log1p)"
+DRIFT_NOTE = ("pooled drift: one Pearson over every output track and position (it falls also when tracks' levels\n"
+              "  move against each other); per-track drift: each track's Pearson over windows x positions, averaged")
+BUDGET_METRICS = {"retention_ratio": "retention ratio", "drift_pearson": "drift Pearson"}
+
+
+def format_budget(report: dict) -> str | None:
+    """The ``--max-drift`` line: whether the update stayed within its forgetting budget (None without one).
+
+    ``within budget: yes/no (n checks, lowest <metric> X vs bound Y)`` and what was checked: the
+    retention ratio (the update's track Pearson vs the real tracks over the parent's) when the
+    parent has skill on the valid windows, else the drift Pearson (pooled over tracks x positions,
+    log1p), on the reference set's ``valid`` windows (strategies/drift.py).
+    """
+    budget = (report.get("strategies") or {}).get("DriftBudgetCallback")
+    if not budget:
+        return None
+    bound = budget["max_drift"]
+    head = f"forgetting budget (--max-drift {bound:g}): "
+    checks = budget.get("checks") or []
+    if not checks:
+        return head + "not checked (no training step ran)"
+    metric = checks[-1]["metric"]
+    values = [c["value"] for c in checks]
+    lowest = min(values, key=lambda v: -math.inf if v is None or not math.isfinite(v) else v)
+    shown = f"{lowest:.4f}" if lowest is not None and math.isfinite(lowest) else "n/a"
+    within = not budget.get("violated")
+    n_checks = f"{len(checks)} check{'s' if len(checks) != 1 else ''}"
+    text = (head + f"within budget: {'yes' if within else 'no'} ({n_checks}, lowest "
+            f"{BUDGET_METRICS.get(metric, metric)} {shown} vs bound {bound:g})")
+    events = budget.get("events") or []
+    if events:
+        first = events[0]
+        text += (f"; first violated at step {first['step']}: the weights of step {first['restored_step']} were "
+                 f"restored and " + ("the update stopped" if budget.get("stopped") else "the learning rate halved"))
+    what = ("the update's track Pearson vs the real tracks / the parent's" if metric == "retention_ratio"
+            else "Pearson of the update's predictions with the parent's, all tracks x positions pooled (log1p)")
+    every = budget.get("every_n_steps")
+    when = f"every {every} optimiser steps and at the end" if every else "during training"
+    text += (f"\n  checked {when} on {budget.get('crops')} {budget.get('split')} reference windows: "
+             f"{BUDGET_METRICS.get(metric, metric)} = {what}")
+    return text
 
 
 def plot_report(report: dict, scatter: dict, path: str | Path) -> Path:
@@ -867,43 +916,46 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         return {"source": source, "name": peak_set.name,
                 "models": [peaks.peak_scores(peak_cache[spec, key], peak_set, parent=base_signal) for spec in chain]}
 
+    stages = StageLog(total=len(run_dirs))  # one stderr line per run (genocl_plugin/progress.py)
     results = []
     for run_dir in run_dirs:
         chain = lineage_chain(run_dir)
-        say(f"evaluating {run_dir}: {len(chain)} models x {len(chain)} tasks")
-        size = len(chain)
-        matrix = np.full((size, size), np.nan)
-        for i, spec in enumerate(chain):
-            matrix[i, 0] = ref_scores(spec, chain)[2]["pearson"]
-            for j in range(1, size):
-                matrix[i, j] = screen(spec, chain[j])
-        base_pred, target, _ = ref_scores(chain[0], chain)
-        final_pred = ref_scores(chain[-1], chain)[0]
-        drift = (retention(base_pred, final_pred, target) if base_pred is not None and final_pred is not None
-                 else {})
-        run_metrics = [read_run_metrics(r) for r in chain[1:]]
-        configs = [m["config"] for m in run_metrics]
-        strategies = [c["strategy"] for c in configs]
-        screens = [f"{Path(c['data']).stem if c.get('data') else 'bundled screen'} "
-                   f"(held-out {'windows' if m.get('new_task', {}).get('kind') == 'tracks' else 'elements'})"
-                   for c, m in zip(configs, run_metrics, strict=True)]
-        results.append({
-            "run": str(run_dir), "chain": chain, "strategies": strategies,
-            "tasks": ["reference tracks (test windows)"] + screens,
-            "matrix": matrix.tolist(),
-            "metrics": continual_metrics(matrix),
-            "reference": [dict(ref_scores(spec, chain)[2]) for spec in chain],
-            "drift": {k: drift[k] for k in ("drift_pearson", "drift_rel_l2", "retention_ratio") if k in drift},
-            "new_task_gain": float(np.nanmean([matrix[j, j] - matrix[0, j] for j in range(1, size)])),
-            "retention": float(matrix[-1, 0]),
-            "cross_individual": {
-                f"T{j}": [{k: xind_cache[(spec, str(chain[j]))][k] for k in CROSS_INDIVIDUAL_SUMMARY}
-                          for spec in chain]
-                for j in range(1, size) if xind_cache.get((chain[0], str(chain[j]))) is not None},
-        })
-        peak_source = run_peak_source(chain)
-        if peak_source is not None:
-            results[-1]["peaks"] = peak_evaluation(chain, peak_source)
+        with stages.stage(f"evaluating {run_dir}", f"{len(chain)} models x {len(chain)} tasks, "
+                                                   f"{max_crops or 'all'} reference windows"):
+            size = len(chain)
+            matrix = np.full((size, size), np.nan)
+            for i, spec in enumerate(chain):
+                with stages.stage(f"model {i + 1} of {size}", f"{spec} on {size} tasks"):
+                    matrix[i, 0] = ref_scores(spec, chain)[2]["pearson"]
+                    for j in range(1, size):
+                        matrix[i, j] = screen(spec, chain[j])
+            base_pred, target, _ = ref_scores(chain[0], chain)
+            final_pred = ref_scores(chain[-1], chain)[0]
+            drift = (retention(base_pred, final_pred, target) if base_pred is not None and final_pred is not None
+                     else {})
+            run_metrics = [read_run_metrics(r) for r in chain[1:]]
+            configs = [m["config"] for m in run_metrics]
+            strategies = [c["strategy"] for c in configs]
+            screens = [f"{Path(c['data']).stem if c.get('data') else 'bundled screen'} "
+                       f"(held-out {'windows' if m.get('new_task', {}).get('kind') == 'tracks' else 'elements'})"
+                       for c, m in zip(configs, run_metrics, strict=True)]
+            results.append({
+                "run": str(run_dir), "chain": chain, "strategies": strategies,
+                "tasks": ["reference tracks (test windows)"] + screens,
+                "matrix": matrix.tolist(),
+                "metrics": continual_metrics(matrix),
+                "reference": [dict(ref_scores(spec, chain)[2]) for spec in chain],
+                "drift": {k: drift[k] for k in ("drift_pearson", "drift_rel_l2", "retention_ratio") if k in drift},
+                "new_task_gain": float(np.nanmean([matrix[j, j] - matrix[0, j] for j in range(1, size)])),
+                "retention": float(matrix[-1, 0]),
+                "cross_individual": {
+                    f"T{j}": [{k: xind_cache[(spec, str(chain[j]))][k] for k in CROSS_INDIVIDUAL_SUMMARY}
+                              for spec in chain]
+                    for j in range(1, size) if xind_cache.get((chain[0], str(chain[j]))) is not None},
+            })
+            peak_source = run_peak_source(chain)
+            if peak_source is not None:
+                results[-1]["peaks"] = peak_evaluation(chain, peak_source)
     return {"runs": results, "max_crops": max_crops}
 
 
@@ -922,7 +974,7 @@ def format_evaluation(result: dict) -> str:
             lines.append(f"  T{j} = {task}")
         m = run["metrics"]
         lines.append(f"  BWT {m['bwt']:+.4f}   FWT {m['fwt']:+.4f}   mean forgetting {m['mean_forgetting']:+.4f}   "
-                     f"new-task gain {run['new_task_gain']:+.4f}   drift Pearson "
+                     f"new-task gain {run['new_task_gain']:+.4f}   drift Pearson (pooled, log1p) "
                      f"{run['drift'].get('drift_pearson', float('nan')):.4f}")
         for task, per_model in run.get("cross_individual", {}).items():
             values = "  ".join(f"{name} {m['mean_pearson']:.4f}/{m['median_pearson']:.4f}"

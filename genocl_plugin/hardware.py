@@ -4,27 +4,61 @@ activation (gradient) checkpointing and out-of-memory messages.
 Lightning does the device placement, mixed precision and gradient accumulation; this module
 only checks the user's choices up front (so a bad combination is one line, not a Lightning
 traceback half-way through an update) and fills in defaults that fit the model.
+
+torch is imported by the functions that need it, not by the module: the option checks
+(:func:`trainer_settings`, :func:`check_precision`) refuse a GPU request on a machine without one
+before the several seconds torch, Lightning and gReLU take to import (issue 31).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import re
-
-import torch
-from torch import nn
+import sys
+from typing import TYPE_CHECKING
 
 from genocl_plugin.errors import input_error
+
+if TYPE_CHECKING:  # annotations only
+    import torch
+    from torch import nn
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
+def no_gpu_device_files() -> bool:
+    """Linux with no NVIDIA, AMD (ROCm) or WSL GPU device node: torch would see no CUDA GPU.
+
+    Checked without importing torch; False (unknown) elsewhere or when any such node exists.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    if any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")):
+        return False
+    return not glob.glob("/dev/nvidia[0-9]*")
+
+
+def cuda_available() -> bool:
+    """``torch.cuda.is_available()``, without importing torch on a machine that has no GPU device."""
+    if "torch" not in sys.modules and no_gpu_device_files():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def gpu_available(accelerator: str) -> bool:
     """Whether the requested kind of GPU exists on this machine."""
     if accelerator in ("gpu", "cuda"):
-        return torch.cuda.is_available()
+        return cuda_available()
     if accelerator == "mps":
+        if sys.platform != "darwin" and "torch" not in sys.modules:
+            return False  # Apple's Metal backend exists only on macOS
+        import torch
+
         return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
     return True
 
@@ -80,7 +114,7 @@ def trainer_settings(accelerator: str = "auto", devices: str | int | None = 1, p
     if not gpu_available(accelerator):
         raise input_error(accelerator, "--accelerator", "requested GPU is not available on this machine",
                           "use --accelerator cpu (or auto), or run where torch sees a GPU")
-    uses_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()
+    uses_cpu = accelerator == "cpu" or (accelerator == "auto" and not cuda_available()
                                         and not gpu_available("mps"))
     if uses_cpu and isinstance(parsed, list):
         raise input_error(devices, "--devices", "GPU indices, but training runs on the CPU",
@@ -106,6 +140,8 @@ def inference_device(settings: dict | None = None) -> torch.device:
 
     The first device of the Trainer's: ``cuda:i`` / ``mps`` / ``cpu``.
     """
+    import torch
+
     settings = settings or {}
     accelerator = settings.get("accelerator", "auto")
     devices = settings.get("devices", 1)
@@ -117,16 +153,30 @@ def inference_device(settings: dict | None = None) -> torch.device:
     return torch.device("mps" if accelerator == "mps" else "cpu")
 
 
-def autocast(device: torch.device | str, precision: str = "32"):
-    """Autocast context for inference at ``--precision`` (a no-op for 32-bit)."""
+def check_precision(precision: str, device_type: str) -> str:
+    """``--precision`` for inference on ``device_type`` (``cpu``, ``cuda``, ``mps``), checked without torch.
+
+    Raises
+    ------
+    GenoclInputError
+        An unknown precision, or float16 on the CPU.
+    """
     precision = str(precision).strip().lower()
     if precision not in PRECISIONS:
         raise input_error(precision, "--precision", "unknown", f"use one of {', '.join(PRECISIONS)}")
-    if precision.startswith("32"):
-        return contextlib.nullcontext()
-    device_type = torch.device(device).type
     if device_type == "cpu" and precision.startswith("16"):
         raise input_error(precision, "--precision", "float16 needs a GPU", "use --precision bf16-mixed on the CPU")
+    return precision
+
+
+def autocast(device: torch.device | str, precision: str = "32"):
+    """Autocast context for inference at ``--precision`` (a no-op for 32-bit)."""
+    import torch
+
+    device_type = torch.device(device).type
+    precision = check_precision(precision, device_type)
+    if precision.startswith("32"):
+        return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
     return torch.autocast(device_type=device_type, dtype=dtype)
 
@@ -178,6 +228,7 @@ OOM_FIX = ("lower --batch-size (e.g. 1), use --precision bf16-mixed, or add --gr
 
 def is_out_of_memory(err: BaseException) -> bool:
     """A CUDA / MPS / CPU allocator failure (torch raises several kinds)."""
+    torch = sys.modules.get("torch")  # an error raised before torch was imported is not torch's
     if isinstance(err, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
         return True
     text = str(err)
@@ -205,6 +256,8 @@ def _frozen_batchnorm_stats(module: nn.Module):
     Checkpointing runs a block's forward twice (again during backward); without this the
     running mean / variance of its BatchNorm layers would be updated twice per step.
     """
+    from torch import nn
+
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
     for m in norms:
@@ -227,6 +280,9 @@ def _checkpointed(cls: type) -> type:
     """
     if cls in _CHECKPOINTED_CLASSES:
         return _CHECKPOINTED_CLASSES[cls]
+
+    import torch
+    import torch.utils.checkpoint
 
     def forward(self, *args, **kwargs):
         if not torch.is_grad_enabled():
@@ -273,6 +329,8 @@ def borzoi_blocks(borzoi: nn.Module) -> list[nn.Module]:
     transformer, one level down in ``nn.Sequential`` containers; the output heads are not
     (their output is the model's). The shared parameter-free pooling layers are skipped.
     """
+    from torch import nn
+
     blocks = []
     for name, child in borzoi.named_children():
         if name.endswith("_head") or not any(True for _ in child.parameters()):

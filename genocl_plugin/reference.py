@@ -595,10 +595,13 @@ class ReferenceSet:
     def teacher_logits(self, split: str, idx, model) -> np.ndarray:
         """(k, tracks, n_out) float32 log coverage of the parent model, cached (fp16, memory-mapped).
 
-        The first call for an item runs ``model`` on it (with a progress bar when there are many);
-        later calls read the cache, so the parent's predictions are those it made before training.
+        The first call for an item runs ``model`` on it (a ``pseudo-targets`` stage line with its
+        progress, see :mod:`genocl_plugin.progress`); later calls read the cache, so the parent's
+        predictions are those it made before training.
         """
         import torch
+
+        from genocl_plugin.progress import progress, stage
 
         idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
         cache = self._pseudo.setdefault(split, {})
@@ -607,22 +610,22 @@ class ReferenceSet:
             if model is None:
                 raise ValueError("pseudo-targets need the parent model on first use")
             n_ref = len(self.track_names)
-            was_training = model.training
-            model.eval()
-            starts = range(0, len(todo), self.batch_size)
-            if len(starts) > 4:
-                from rich.progress import track
-
-                starts = track(starts, description=f"reference pseudo-targets ({split})", transient=True)
-            rows = []
-            with torch.no_grad():
-                for start in starts:
-                    x = self.one_hot(split, todo[start : start + self.batch_size]).to(model.device)
-                    rows.append(model(x, logits=True)[:, :n_ref].float().cpu().numpy().astype(np.float16))
-            model.train(was_training)
-            block = self._memmap(split, np.concatenate(rows))
-            for row, i in enumerate(todo):
-                cache[int(i)] = block[row]
+            with stage("pseudo-targets", f"the parent's predictions on {len(todo):,} {split} reference windows, "
+                                         f"{n_ref:,} outputs"):
+                was_training = model.training
+                model.eval()
+                starts = progress(range(0, len(todo), self.batch_size), total=len(todo),
+                                  description=f"pseudo-targets ({split})", unit="window",
+                                  count=lambda start: min(self.batch_size, len(todo) - start))
+                rows = []
+                with torch.no_grad():
+                    for start in starts:
+                        x = self.one_hot(split, todo[start : start + self.batch_size]).to(model.device)
+                        rows.append(model(x, logits=True)[:, :n_ref].float().cpu().numpy().astype(np.float16))
+                model.train(was_training)
+                block = self._memmap(split, np.concatenate(rows))
+                for row, i in enumerate(todo):
+                    cache[int(i)] = block[row]
         return np.stack([cache[int(i)] for i in idx]).astype(np.float32)
 
     def _memmap(self, split: str, values: np.ndarray) -> np.ndarray:

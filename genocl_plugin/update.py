@@ -22,6 +22,7 @@ from genocl_plugin.errors import input_error
 from genocl_plugin.fileio import atomic_dir, sha256sum
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
 from genocl_plugin.objectives import predict_screen_effects
+from genocl_plugin.progress import StageLog
 from genocl_plugin.screens import BUNDLED_MAX_EVAL, BUNDLED_MAX_TRAIN, BUNDLED_SCREENS, default_screen, prepare_screen
 from genocl_plugin.stats import load_auto_params, load_auto_strategy
 
@@ -41,6 +42,9 @@ AUTO_STRATEGY = {"enformer": "finetune", "procapnet": "finetune", "puffin": "fin
 AUTO_PARAMS = load_auto_params()
 
 TRAIN_FIT_ROWS = 64
+# The [stage i/n] lines run_update prints (genocl_plugin/progress.py): model, reference set, screen,
+# effects before, training (with the strategies' set-up inside it), effects after, retention, saving.
+UPDATE_STAGES = 8
 
 
 def resolve_auto_strategy(strategy: str, model) -> str:
@@ -201,9 +205,12 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     Returns
     -------
     dict
-        ``report`` (the forgetting report), ``run`` (the run directory) and ``strategy`` (as resolved).
+        ``report`` (the forgetting report), ``run`` (the run directory), ``strategy`` (as resolved)
+        and ``stages`` (``{name, seconds}`` of each stage, also in ``metrics.json``).
     """
     from genocl_plugin.strategies import resolve_strategies
+
+    stages = StageLog(total=UPDATE_STAGES)  # one stderr line per stage (genocl_plugin/progress.py)
 
     out = Path(out)
     if out.exists() and not force:
@@ -232,42 +239,52 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         if config.mpra_input_length is not None:  # before the slow model load
             objectives.check_mpra_assay(assay, config.data)
     peaks.check_peaks_option(config.reference_peaks, config.reference_fasta, config.reference_holdout_chroms)
-    model = load_model(config.model)
-    if callbacks is None:
-        config = resolve_auto(config, model)
-        callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
-    if config.batch_size is None:
-        config = replace(config, batch_size=hardware.default_batch_size(model.model, model.seq_len))
-    # The passes outside the Trainer (effects before/after, retention) run where it trains.
-    device = hardware.inference_device(trainer_kwargs)
-    eval_batch = hardware.default_batch_size(model.model, model.seq_len, training=False, cap=16)
-    model.to(device)
-    parent_dir = resolve_model_dir(config.model)
-    parent_config = read_config(parent_dir) if parent_dir is not None else {}
-    load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
-    if config.targets:
-        name_outputs(model, config.targets)
-    ref, ref_problem = build_reference_set(config, model, batch_size=eval_batch)
-    for cb in callbacks:
-        if hasattr(cb, "reference") and cb.reference is None:
-            if ref is None:
-                raise input_error("--strategy", config.strategy, f"needs reference windows: {ref_problem}",
-                                  "pass --reference-fasta GENOME.fa --reference-regions REGIONS.bed")
-            cb.reference = ref
+    with stages.stage("loading the model", Path(str(config.model)).name) as loading:
+        model = load_model(config.model)
+        if callbacks is None:
+            config = resolve_auto(config, model)
+            callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
+        if config.batch_size is None:
+            config = replace(config, batch_size=hardware.default_batch_size(model.model, model.seq_len))
+        # The passes outside the Trainer (effects before/after, retention) run where it trains.
+        device = hardware.inference_device(trainer_kwargs)
+        eval_batch = hardware.default_batch_size(model.model, model.seq_len, training=False, cap=16)
+        model.to(device)
+        parent_dir = resolve_model_dir(config.model)
+        parent_config = read_config(parent_dir) if parent_dir is not None else {}
+        load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
+        if config.targets:
+            name_outputs(model, config.targets)
+        loading.note = f"{sum(p.numel() for p in model.parameters()):,} parameters, {model.seq_len:,}-bp input"
+    source = Path(config.reference_regions).name if config.reference_regions else "bundled hg38 windows"
+    with stages.stage("reference set", source) as referencing:
+        ref, ref_problem = build_reference_set(config, model, batch_size=eval_batch)
+        for cb in callbacks:
+            if hasattr(cb, "reference") and cb.reference is None:
+                if ref is None:
+                    raise input_error("--strategy", config.strategy, f"needs reference windows: {ref_problem}",
+                                      "pass --reference-fasta GENOME.fa --reference-regions REGIONS.bed")
+                cb.reference = ref
+        referencing.note = (f"{sum(ref.size(s) for s in reference.SPLITS):,} windows ({ref.size('test'):,} test) "
+                            f"of {ref.geometry.seq_len:,} bp, {ref.describe()['tracks']} targets"
+                            if ref is not None else f"not available: {ref_problem}")
     base = copy.deepcopy(model).eval()
 
-    screen_path, train, test, test_id, val = prepare_screen(config, model, in_distribution=True, validation=True)
-    if train.uns.get("crispri_fit"):  # CRISPRi pairs the model's geometry cannot hold were skipped
-        print(f"{screen_path}: {train.uns['crispri_fit']}", flush=True)
-    limits = {"train": config.max_train, "test": config.max_eval, "id": config.max_eval_id or config.max_eval}
-    datasets = {key: objectives.screen_dataset(part, model, config.silencing, config.seed, path=str(screen_path),
-                                               readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha,
-                                               max_items=limits[key], mpra_seq_len=config.mpra_input_length)
-                for key, part in (("train", train), ("test", test), ("id", test_id)) if key != "id" or part.n_obs}
-    train_set, test_set, id_set = datasets["train"], datasets["test"], datasets.get("id")
-    is_tracks = getattr(train_set, "kind", None) == "tracks"
-    if is_tracks:
-        callbacks, config = track_head(train_set.track_names, model, callbacks, config, screen_path)
+    with stages.stage("screen", Path(str(config.data)).name if config.data else "bundled screen") as screening:
+        screen_path, train, test, test_id, val = prepare_screen(config, model, in_distribution=True, validation=True)
+        if train.uns.get("crispri_fit"):  # CRISPRi pairs the model's geometry cannot hold were skipped
+            print(f"{screen_path}: {train.uns['crispri_fit']}", flush=True)
+        limits = {"train": config.max_train, "test": config.max_eval, "id": config.max_eval_id or config.max_eval}
+        datasets = {key: objectives.screen_dataset(part, model, config.silencing, config.seed, path=str(screen_path),
+                                                   readout=config.readout_tracks, pairwise_alpha=config.pairwise_alpha,
+                                                   max_items=limits[key], mpra_seq_len=config.mpra_input_length)
+                    for key, part in (("train", train), ("test", test), ("id", test_id)) if key != "id" or part.n_obs}
+        train_set, test_set, id_set = datasets["train"], datasets["test"], datasets.get("id")
+        is_tracks = getattr(train_set, "kind", None) == "tracks"
+        if is_tracks:
+            callbacks, config = track_head(train_set.track_names, model, callbacks, config, screen_path)
+        screening.note = (f"{len(train_set):,} training, {len(test_set):,} held-out"
+                          + (f", {len(id_set):,} in-distribution" if id_set is not None else "") + " rows")
 
     # The fit on training elements is a sanity check, so a fixed subset keeps it cheap.
     fit_idx = np.sort(np.random.default_rng(config.seed).choice(
@@ -284,9 +301,13 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             parent_predictions[weights, fingerprint] = predict(base, dataset, eval_batch)
         return parent_predictions[weights, fingerprint].copy()
 
-    before_test = predict_parent(test_set)
-    before_train = predict_parent(fit_set)
-    before_id = predict_parent(id_set) if id_set is not None else None
+    effect_rows = (f"{len(test_set):,} held-out + {len(fit_set):,} training"
+                   + (f" + {len(id_set):,} in-distribution" if id_set is not None else "")
+                   + " rows")
+    with stages.stage("effects before the update", effect_rows):
+        before_test = predict_parent(test_set)
+        before_train = predict_parent(fit_set)
+        before_id = predict_parent(id_set) if id_set is not None else None
 
     selector = None
     if val.n_obs:
@@ -296,13 +317,17 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
                                             readout=config.readout_tracks, mpra_seq_len=config.mpra_input_length)
         selector = BestEpochCallback(val_set, predict_screen_effects, eval_batch, config.patience)
     partial = resume.partial_dir(out) if (checkpoint_every or resume_from) else None
-    train_on_screen(model, train_set, config, callbacks + ([selector] if selector else []), trainer_kwargs,
-                    checkpoint_dir=partial, checkpoint_every=checkpoint_every, resume_from=resume_from)
+    # own line: the strategies' set-up (pseudo-targets, importance estimates) are stages inside this
+    # one, and Lightning prints its progress bar
+    with stages.stage("training", training_detail(config, len(train_set), selector is not None), own_line=True):
+        train_on_screen(model, train_set, config, callbacks + ([selector] if selector else []), trainer_kwargs,
+                        checkpoint_dir=partial, checkpoint_every=checkpoint_every, resume_from=resume_from)
 
-    model.to(device)  # Lightning's teardown leaves it on the CPU
-    after_test = predict(model, test_set, eval_batch)
-    after_train = predict(model, fit_set, eval_batch)
-    after_id = predict(model, id_set, eval_batch) if id_set is not None else None
+    with stages.stage("effects after the update", effect_rows):
+        model.to(device)  # Lightning's teardown leaves it on the CPU
+        after_test = predict(model, test_set, eval_batch)
+        after_train = predict(model, fit_set, eval_batch)
+        after_id = predict(model, id_set, eval_batch) if id_set is not None else None
     if is_tracks:
         measured_test, measured_train = tracks.dataset_targets(test_set), tracks.dataset_targets(fit_set)
         metrics_of = evaluate.tracks_metrics
@@ -310,12 +335,14 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         measured_test, measured_train = test_set.effect, train_set.effect[fit_idx]
         metrics_of = evaluate.effect_metrics
     if ref is not None:
-        retained = evaluate.reference_retention(base, model, ref, "test", max_windows=config.retention_crops)
-        if not ref.has_tracks and ref.name.startswith("bundled"):
-            # outputs without bundled track names may still include per-strand CAGE (Puffin)
-            cage = evaluate.real_cage_retention(base, model, "test", max_windows=config.retention_crops)
-            if cage is not None:
-                retained["real_cage"] = cage
+        n_retention = len(ref.subset("test", config.retention_crops, 0))
+        with stages.stage("retention", f"{n_retention:,} held-out reference windows, parent and update"):
+            retained = evaluate.reference_retention(base, model, ref, "test", max_windows=config.retention_crops)
+            if not ref.has_tracks and ref.name.startswith("bundled"):
+                # outputs without bundled track names may still include per-strand CAGE (Puffin)
+                cage = evaluate.real_cage_retention(base, model, "test", max_windows=config.retention_crops)
+                if cage is not None:
+                    retained["real_cage"] = cage
     else:
         retained = dict.fromkeys(("pearson_before", "pearson_after", "retention_ratio",
                                   "drift_pearson", "drift_rel_l2"), float("nan"))
@@ -373,7 +400,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     screens_seen = list(parent_config.get("screens_seen", [])) + [
         {"path": str(screen_path), "sha256": screen_hash, "assay": train.uns["assay"]}]
     base_name = parent_config.get("name", str(config.model))
-    with atomic_dir(out, force=force) as tmp:
+    with stages.stage("saving", str(out)), atomic_dir(out, force=force) as tmp:
         if config.reference_peaks:  # peak-vs-flank AUROC, signal Pearson, drift (peaks.png, peaks_windows.tsv)
             report["peaks"] = peaks.update_report(config, base, model, tmp, batch_size=eval_batch)
         save_model(model, tmp / "model", extra={
@@ -384,8 +411,9 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             "strategy_state": sorted({cb.state_name for cb in callbacks if hasattr(cb, "state_dict_for_run")}),
         })
         save_strategy_state(callbacks, tmp / "model")
-        evaluate.write_json({"config": asdict(config), **report, "lineage": lineage}, tmp / "metrics.json",
-                            sealed=True)
+        # the stages that ended before this file was written (all but saving)
+        evaluate.write_json({"config": asdict(config), **report, "lineage": lineage, "stages": stages.finished()},
+                            tmp / "metrics.json", sealed=True)
         if is_tracks:
             scatter = tracks.scatter_sample(measured_test, before_test, after_test, seed=config.seed)
             evaluate.plot_report(report, scatter, tmp / "report.png")
@@ -399,7 +427,20 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             _write_per_track(tmp / "retention_per_track.tsv", ref.track_names, per_track)
     resume.remove_partial(out)
     return {"report": report, "run": out, "strategy": config.strategy, "strategy_params": config.strategy_params,
-            "arch": model.data_params.get("arch")}
+            "arch": model.data_params.get("arch"), "stages": stages.finished()}
+
+
+def training_detail(config: UpdateConfig, n_train: int, selection: bool = False) -> str:
+    """The training stage's counts: ``1 epoch x 2 batches of 8`` (and optimiser steps when accumulating)."""
+    import math
+
+    batches = math.ceil(n_train / max(config.batch_size or 1, 1))
+    epochs = f"{'up to ' if selection else ''}{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    text = f"{epochs} x {batches:,} batch{'es' if batches != 1 else ''} of {config.batch_size}"
+    if config.accumulate_grad_batches > 1:
+        steps = math.ceil(batches / config.accumulate_grad_batches)
+        text += f" = {steps:,} optimiser step{'s' if steps != 1 else ''} per epoch"
+    return text
 
 
 def track_head(names, model, callbacks: list, config: UpdateConfig, path) -> tuple[list, UpdateConfig]:

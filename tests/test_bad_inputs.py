@@ -2,7 +2,8 @@
 
 Each case runs the real CLI in-process (click's CliRunner) and asserts genocl's promise for bad
 input: exit status 2, no traceback, exactly one ``error:`` line on stderr naming the option or
-file (and the field), nothing on stdout, and every file that existed before byte-identical
+file (and the field; the last line, after the ``[stage i/n]`` lines of any stages that ran),
+nothing on stdout, and every file that existed before byte-identical
 afterwards (no new files either: temporary siblings and lock files are gone).
 
 Cases are built by small functions ``case(tmp, shared) -> (argv, expected substrings)``; the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -33,6 +35,9 @@ KIRCHER_FA = DATA / "kircher2019_elements_subset_GRCh38.fa"
 ENGREITZ_TSV = DATA / "engreitz_K562_subset.GRCh38.tsv.gz"
 VCF = DATA / "gtex_eqtl_chr1_first1Mb.vcf"
 FASTA = DATA / "hg38_chr1_1-30000.fa"
+# The [stage i/n] lines of the stages that ran before the error (genocl_plugin/progress.py) may
+# precede the one error line; nothing else may.
+STAGE_LINE = re.compile(r"\[stage[ \d./]*\] ")
 
 
 # --------------------------------------------------------------------------- shared fixtures
@@ -799,8 +804,9 @@ def test_bad_input(name, tmp_path, shared):
         f"{name}: raised {result.exception!r}")
     assert "Traceback" not in output
     assert result.exit_code == 2, f"{name}: exit {result.exit_code}\n{output}"
-    lines = result.stderr.splitlines()
+    lines = [line for line in result.stderr.splitlines() if not STAGE_LINE.match(line)]
     assert len(lines) == 1 and lines[0].startswith("error: "), f"{name}: {lines}"
+    assert result.stderr.splitlines()[-1] == lines[0], result.stderr  # the error is the last line
     assert "; fix: " in lines[0], lines[0]
     for text in expected:
         assert text in lines[0], f"{name}: {text!r} not in {lines[0]!r}"

@@ -100,6 +100,32 @@ def test_real_process_errors_are_one_line(tmp_path):
         f"error: {out}: --out: already exists; fix: choose another path or pass --force"]
 
 
+@pytest.mark.parametrize(("args", "needle"), [
+    (["update", "--devices", "gpu"], "--devices: 'gpu' is an accelerator"),
+    (["update", "--accelerator", "gpu"], "--accelerator: requested GPU is not available"),
+    (["update", "--precision", "16-mixed"], "--precision: float16 mixed precision needs a GPU"),
+    (["score-vcf", "--devices", "cuda"], "--devices: requested GPU is not available"),
+    (["score-vcf", "--precision", "16-mixed"], "--precision: float16 needs a GPU"),
+])
+def test_hardware_refusals_come_before_torch_is_imported(args, needle, tmp_path, data_dir):
+    """Issue 31: a GPU asked for on a machine without one is refused before torch / Lightning / gReLU load."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the refusal on a machine without a GPU")
+    out = ["--out", tmp_path / "x"]
+    if args[0] == "score-vcf":
+        out = ["--model", "procapnet", "--vcf", data_dir / "gtex_eqtl_chr1_first1Mb.vcf",
+               "--fasta", data_dir / "hg38_chr1_1-30000.fa", "--out", tmp_path / "s.tsv"]
+    result = genocl(*args, *out, importtime=True)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], result.stderr[-2000:]
+    loaded = imported_modules(result.stderr)
+    assert "click" in loaded and not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_real_process_conversion(data_dir, tmp_path):
     table = data_dir / "kircher2019_elements_subset.tsv.gz"
     fasta = data_dir / "kircher2019_elements_subset_GRCh38.fa"

@@ -95,5 +95,7 @@ def test_cli_bad_input_exits_2_with_one_line(two_steps, tmp_path):
                                       "--data", str(two_steps / "screen2.h5ad"), "--max-train", "8",
                                       "--max-eval", "4", "--retention-crops", "2", "--out", str(out)])
         assert result.exit_code == 2, (args, result.output)
-        assert message in result.output and result.output.count("\n") == 1
+        # one error line, after the [stage i/n] lines of the stages that ran before the problem showed
+        lines = [line for line in result.output.splitlines() if not line.startswith("[stage ")]
+        assert message in result.output and len(lines) == 1 and lines[0].startswith("error: "), result.output
         assert not out.exists()

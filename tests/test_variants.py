@@ -9,6 +9,7 @@ written by the tests from REF bases read out of the fixture FASTA.
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -378,10 +379,38 @@ def test_cli_scores_the_gtex_vcf(tmp_path, model_dir):
     assert len(lines) == 8 and "tiny_log2fc_0=" in lines[0]
 
 
+def test_cli_progress_when_stderr_is_not_a_terminal(tmp_path, model_dir, monkeypatch):
+    """Issue 31: redirected stderr gets [stage] lines and plain progress lines; rates never read 0.0."""
+    monkeypatch.setenv("GENOCL_PROGRESS_INTERVAL", "0")
+    result = run_cli("--model", model_dir, "--vcf", GTEX, "--fasta", FASTA, "--out", tmp_path / "s.tsv",
+                     "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    err = result.stderr.splitlines()
+    stages = [line for line in err if line.startswith("[stage ")]
+    assert len(stages) == 4, err
+    assert stages[0].startswith(f"[stage 1/3] loading the model ({model_dir}) ... ")
+    assert stages[1].startswith("[stage 2/3] counting variants (gtex_eqtl_chr1_first1Mb.vcf) ... ")
+    assert stages[1].endswith(" s: 8 alleles")
+    assert stages[2] == "[stage 3/3] scoring (8 alleles of gtex_eqtl_chr1_first1Mb.vcf in batches of 3) ..."
+    assert re.fullmatch(r"\[stage 3/3\] scoring: done in \d+\.\d s", stages[3]), stages[3]
+    progress = [line for line in err if line.startswith("  scoring gtex_eqtl_chr1_first1Mb.vcf: ")]
+    assert [line.split(",")[0].split(": ")[1] for line in progress] == [
+        "3/8 variants (38%)", "6/8 variants (75%)", "8/8 variants (100%)"]
+    assert all(" ETA " in line and "0.0 variants/s" not in line for line in progress)
+    summary = result.stdout.splitlines()[0]
+    assert summary.startswith("scored 8 of 8 alleles") and "0.0 variants/s" not in summary
+    assert " variants/s) -> " in summary or " s/variant) -> " in summary
+    quiet = run_cli("--model", model_dir, "--vcf", GTEX, "--fasta", FASTA, "--out", tmp_path / "q.tsv",
+                    "--no-progress")
+    assert quiet.exit_code == 0 and not [x for x in quiet.stderr.splitlines() if x.startswith("  scoring")]
+
+
 def one_line_error(result, *fragments: str) -> None:
+    """Exit 2 and one ``error:`` line, the last on stderr (after the [stage i/n] lines of stages that ran)."""
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[stage ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert result.stderr.strip().splitlines()[-1] == lines[0], result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
 

@@ -138,10 +138,14 @@ class ReferenceImportancePenalty(QuadraticPenalty):
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.resumed:
             return
+        from genocl_plugin.progress import stage
+
         was_training = pl_module.training
         pl_module.eval()  # no dropout in the estimate
+        # the samples' targets may be pseudo-targets: a stage of their own, before this one
         samples = reference_samples(pl_module, self.n_samples, self.seed, self.seq_len, self.data, self.reference)
-        importance = self.estimate(pl_module, samples)
+        with stage("importance estimation", f"{self.state_name.upper()}: {len(samples):,} samples, one gradient each"):
+            importance = self.estimate(pl_module, samples)
         pl_module.train(was_training)
         importance = normalized(importance) if self.normalize else importance
         for name, old in self.loaded.items():

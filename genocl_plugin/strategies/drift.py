@@ -8,7 +8,8 @@ from (``evaluate.retention``):
 - ``retention_ratio`` (track Pearson vs the real tracks, after / before) when the starting
   model has skill on them (Pearson >= ``MIN_SKILL``);
 - otherwise (no real tracks, or no skill on them) ``drift_pearson`` (Pearson of the new vs
-  the starting predictions): the update is bounded in how far its predictions move.
+  the starting predictions, log1p, one Pearson over all tracks x positions pooled): the update
+  is bounded in how far its predictions move.
 
 When retention falls below ``max_drift`` the weights of the last check inside the budget
 are restored and the update either stops (``action="stop"``, the default) or continues
@@ -143,6 +144,7 @@ class DriftBudgetCallback(pl.Callback):
     def summary(self) -> dict:
         """The budget, every check and every violation (recorded in metrics.json)."""
         return {"max_drift": self.max_drift, "split": self.split, "crops": self.crops, "action": self.action,
+                "every_n_steps": self.every,
                 "reference": self.reference.name if self.reference is not None else None,
                 "violated": bool(self.events), "stopped": self.stopped, "events": self.events,
                 "checks": self.checks}

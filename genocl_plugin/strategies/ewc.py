@@ -31,11 +31,13 @@ def diagonal_fisher(pl_module, samples, loss_fn=None) -> dict[str, torch.Tensor]
     dict
         Parameter name -> Fisher diagonal (same shape as the parameter).
     """
+    from genocl_plugin.progress import progress
+
     # outputs beyond the reference targets (a new screen head) carry no old knowledge
     loss_fn = loss_fn or (lambda m, x, y: m.loss(m(x, logits=True)[:, : y.shape[1]], y))
     params = trainable_parameters(pl_module)
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-    for x, y in samples:
+    for x, y in progress(samples, description="Fisher information", unit="sample"):
         grads = torch.autograd.grad(loss_fn(pl_module, x, y), list(params.values()), allow_unused=True)
         for (name, _), g in zip(params.items(), grads, strict=True):
             if g is not None:

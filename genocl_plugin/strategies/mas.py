@@ -14,9 +14,11 @@ from genocl_plugin.strategies.base import ReferenceImportancePenalty, trainable_
 
 def mas_importance(pl_module, inputs) -> dict[str, torch.Tensor]:
     """Mean over inputs of ``|grad of ||pl_module(x, logits=True)||**2|`` (one input = one sample)."""
+    from genocl_plugin.progress import progress
+
     params = trainable_parameters(pl_module)
     omega = {n: torch.zeros_like(p) for n, p in params.items()}
-    for x in inputs:
+    for x in progress(inputs, description="output sensitivity", unit="sample"):
         out = pl_module(x, logits=True)
         grads = torch.autograd.grad((out**2).sum(), list(params.values()), allow_unused=True)
         for (name, _), g in zip(params.items(), grads, strict=True):

@@ -22,10 +22,12 @@ def si_importance(omega: dict, start: dict, end: dict, xi: float) -> dict[str, t
 
 def reference_path_importance(pl_module, samples, lr: float, xi: float) -> dict[str, torch.Tensor]:
     """SI importance of a few plain SGD steps on ``samples``; the weights are restored."""
+    from genocl_plugin.progress import progress
+
     params = trainable_parameters(pl_module)
     start = {n: p.detach().clone() for n, p in params.items()}
     omega = {n: torch.zeros_like(p) for n, p in params.items()}
-    for x, y in samples:
+    for x, y in progress(samples, description="SGD steps", unit="step"):
         grads = torch.autograd.grad(pl_module.loss(pl_module(x, logits=True)[:, : y.shape[1]], y),
                                     list(params.values()),
                                     allow_unused=True)
@@ -72,8 +74,11 @@ class SICallback(QuadraticPenalty):
         if self.loaded:
             self.importance = {n: t.to(pl_module.device) for n, t in self.loaded.items()}
         elif self.base_steps and self.strength:
+            from genocl_plugin.progress import stage
+
             samples = reference_samples(pl_module, self.base_steps, self.seed, reference_set=self.reference)
-            self.importance = reference_path_importance(pl_module, samples, self.base_lr, self.xi)
+            with stage("importance estimation", f"SI: {len(samples):,} SGD steps on reference samples"):
+                self.importance = reference_path_importance(pl_module, samples, self.base_lr, self.xi)
         # mean 1, as for EWC and MAS, so c means the same for every model and loss
         self.importance = normalized(self.importance) if self.importance else {}
         self.set_anchor(pl_module)
