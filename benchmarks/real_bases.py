@@ -90,7 +90,8 @@ SCENARIOS = {
                        "probe_per_element": 200}},
     # a new readout: lentiMPRA activity in WTC11 (200-nt elements); trained on WTC11_valid, tested on
     # WTC11_test (the screen's split column); validation seeds hold out 30% of WTC11_valid's elements.
-    "e": {"key": "e_puffin_lentimpra_activity", "base": "puffin", "screen": "lentimpra", "arch": None,
+    # auto's pick for Puffin on activity screens ("puffin:activity"; genocl_plugin.update.auto_key)
+    "e": {"key": "e_puffin_lentimpra_activity", "base": "puffin", "screen": "lentimpra", "arch": "puffin:activity",
           "screen_label": "lentiMPRA activity, WTC11 (held-out sequences: the in-distribution and held-out columns "
                           "are the same figure)",
           "readouts": {"all": "re:."}, "input": 1000, "labels": ["finetune", "l2sp", "lora", "head only", "new head"],

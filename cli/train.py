@@ -363,7 +363,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         if told and not retained.get("not_measured"):
             from genocl_plugin.stats import auto_evidence, format_evidence
 
-            evidence = auto_evidence(result.get("arch") or "")
+            evidence = auto_evidence(result.get("auto_key") or result.get("arch") or "")
             if evidence:  # what fine-tuning / the other strategies did in the benchmark
                 click.echo("\n" + "\n".join(format_evidence(evidence, retained.get("drift_pearson"), ran)))
         wrote_peaks = ", peaks.png" if (result["report"].get("peaks") or {}).get("n_peaks") is not None else ""

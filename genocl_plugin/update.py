@@ -47,19 +47,28 @@ TRAIN_FIT_ROWS = 64
 UPDATE_STAGES = 8
 
 
-def resolve_auto_strategy(strategy: str, model) -> str:
-    """``auto`` -> the benchmarked strategy for the model's architecture; other specs unchanged."""
+def auto_key(model, assay: str | None = None) -> str:
+    """Which ``auto`` entry applies: the architecture's pick for this kind of screen when a study
+    measured one (e.g. ``puffin:activity``, benchmarks/real_bases.py scenario e), else the
+    architecture's own (``puffin``: measured on perturbation screens)."""
+    arch = str(model.data_params.get("arch", ""))
+    key = f"{arch}:{assay}"
+    return key if assay and key in AUTO_STRATEGY else arch
+
+
+def resolve_auto_strategy(strategy: str, model, assay: str | None = None) -> str:
+    """``auto`` -> the benchmarked strategy for the model's architecture (and screen kind); other specs unchanged."""
     if strategy.strip() != "auto":
         return strategy
-    return AUTO_STRATEGY.get(model.data_params.get("arch", ""), "finetune")
+    return AUTO_STRATEGY.get(auto_key(model, assay), "finetune")
 
 
-def resolve_auto(config: UpdateConfig, model) -> UpdateConfig:
+def resolve_auto(config: UpdateConfig, model, assay: str | None = None) -> UpdateConfig:
     """``auto`` -> the benchmarked strategy and its hyperparameters; the user's own flags win."""
     if config.strategy.strip() != "auto":
         return config
-    params = AUTO_PARAMS.get(model.data_params.get("arch", ""), {})
-    return replace(config, strategy=resolve_auto_strategy(config.strategy, model),
+    params = AUTO_PARAMS.get(auto_key(model, assay), {})
+    return replace(config, strategy=resolve_auto_strategy(config.strategy, model, assay),
                    strategy_params={**params, **config.strategy_params})
 
 
@@ -234,6 +243,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     # ``auto`` needs the model's architecture first.
     callbacks = (None if config.strategy.strip() == "auto"
                  else resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params))
+    assay = None
     if config.data:
         assay = screens.read_screen(config.data).uns["assay"]
         if config.mpra_input_length is not None:  # before the slow model load
@@ -242,7 +252,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
     with stages.stage("loading the model", Path(str(config.model)).name) as loading:
         model = load_model(config.model)
         if callbacks is None:
-            config = resolve_auto(config, model)
+            config = resolve_auto(config, model, assay)
             callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
         if config.batch_size is None:
             config = replace(config, batch_size=hardware.default_batch_size(model.model, model.seq_len))
@@ -427,7 +437,8 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
             _write_per_track(tmp / "retention_per_track.tsv", ref.track_names, per_track)
     resume.remove_partial(out)
     return {"report": report, "run": out, "strategy": config.strategy, "strategy_params": config.strategy_params,
-            "arch": model.data_params.get("arch"), "stages": stages.finished()}
+            "arch": model.data_params.get("arch"), "auto_key": auto_key(model, assay),
+            "stages": stages.finished()}
 
 
 def training_detail(config: UpdateConfig, n_train: int, selection: bool = False) -> str:

@@ -298,3 +298,20 @@ def test_unknown_batchnorm_stats_is_one_clear_error(tiny_procapnet_dir, tmp_path
     result = CliRunner().invoke(main, ["update", "--model", str(tiny_procapnet_dir), "--batchnorm-stats", "freeze",
                                        "--out", str(tmp_path / "cli")])
     assert result.exit_code == 2 and "frozen" in result.output
+
+
+def test_auto_key_prefers_the_screen_kind_the_study_measured(monkeypatch):
+    """auto on Puffin: the activity-screen pick where the real-bases study made one, else the architecture's."""
+    from types import SimpleNamespace
+
+    from genocl_plugin import update
+
+    model = SimpleNamespace(data_params={"arch": "puffin"})
+    monkeypatch.setattr(update, "AUTO_STRATEGY", {"puffin": "finetune", "puffin:activity": "freeze"})
+    monkeypatch.setattr(update, "AUTO_PARAMS", {"puffin:activity": {"freeze": "trunk"}})
+    assert update.auto_key(model, "activity") == "puffin:activity"
+    assert update.auto_key(model, "mpra") == "puffin" and update.auto_key(model) == "puffin"
+    assert update.resolve_auto_strategy("auto", model, "activity") == "freeze"
+    assert update.resolve_auto_strategy("auto", model, "mpra") == "finetune"
+    config = update.resolve_auto(update.UpdateConfig(strategy="auto"), model, "activity")
+    assert config.strategy == "freeze" and config.strategy_params == {"freeze": "trunk"}
