@@ -749,6 +749,13 @@ def render(results: dict[str, dict], chain: dict | None = None) -> str:
                          f"{format_ci(e.get('gain_in_distribution_vs_finetune'))} | {format_ci(e['gain_ood'])} | "
                          f"{format_ci(e['retention'])} | {format_ci(e.get('retention_vs_finetune'))} | "
                          f"{format_ci(e.get('peaks_auroc'))} | {format_ci(e['drift'])} |")
+        lines += ["", "On the peak and flank windows (what the base was trained on): the peaks' predicted signal "
+                  "vs their signalValue, and the drift from the parent, 1 - r, of the counts (log signal per "
+                  "window) and, for 1-bp two-strand models, of the profile (mean per-window Pearson):", "",
+                  "| strategy | peak signal Pearson | counts drift | profile drift |", "|---|---|---|---|"]
+        for label, e in s.items():
+            lines.append(f"| {label} | {format_ci(e.get('peaks_signal_pearson'))} | "
+                         f"{format_ci(e.get('peaks_drift_counts'))} | {format_ci(e.get('peaks_drift_profile'))} |")
         lines += ["", "Claims:", ""] + [f"- {c}" for c in claims(s)] + [""]
     if chain:
         lines += chain_section(chain)[1]
