@@ -205,21 +205,13 @@ class Windows:
 
     def __init__(self, model, split: str, n: int, seed: int = 0) -> None:
         from genocl_plugin import reference
+        from genocl_plugin.evaluate import bundled_cage_by_strand
 
         ref = reference.bundled_reference_set(model)
         self.idx = ref.subset(split, n, seed)
         self.x = ref.one_hot(split, self.idx)
-        table = ref.windows[split].iloc[self.idx]
-        self.n_bins = ref.geometry.out_span // reference.BIN_SIZE
-        data = reference.load_windows()
-        plus, minus = reference.cage_strand_indices()
-        targets = data[f"{split}_targets"]
-        cage = []
-        for w, o in zip(table["window"], table["out_window"], strict=True):
-            b0 = (o - reference.TARGET_CROP) // reference.BIN_SIZE
-            raw = targets[w][b0:b0 + self.n_bins].astype(np.float32)
-            cage.append(np.stack([raw[:, plus].sum(-1), raw[:, minus].sum(-1)]))
-        self.cage = np.stack(cage)  # (windows, 2 strands, bins of 32 bp)
+        self.cage = bundled_cage_by_strand(ref, split, self.idx)  # (windows, 2 strands, bins of 32 bp)
+        self.n_bins = self.cage.shape[-1]
 
     def predict(self, model) -> np.ndarray:
         """(windows, tracks, positions) log predictions of the reference outputs."""

@@ -248,6 +248,24 @@ def strand_cage_outputs(names: list[str]) -> list[int] | None:
     return [names.index(n) for n in STRAND_CAGE_OUTPUTS]
 
 
+def bundled_cage_by_strand(ref, split: str, idx) -> np.ndarray:
+    """(windows, 2, bins) real FANTOM5 CAGE of bundled reference windows, summed per strand (+, -), 32-bp bins.
+
+    ``ref`` is a :func:`~genocl_plugin.reference.bundled_reference_set`; ``idx`` indexes its split.
+    Bins cover the model's output span (a trailing remainder under 32 bp is dropped).
+    """
+    table = ref.windows[split].iloc[np.atleast_1d(idx)]
+    n_bins = ref.geometry.out_span // reference.BIN_SIZE
+    data = reference.load_windows()
+    plus, minus = reference.cage_strand_indices()
+    target = []
+    for w, o in zip(table["window"], table["out_window"], strict=True):
+        b0 = (o - reference.TARGET_CROP) // reference.BIN_SIZE
+        raw = data[f"{split}_targets"][w][b0:b0 + n_bins].astype(np.float32)
+        target.append(np.stack([raw[:, plus].sum(-1), raw[:, minus].sum(-1)]))
+    return np.stack(target)
+
+
 def real_cage_retention(base_model, new_model, split: str = "test", max_windows: int | None = 96,
                         seed: int = 0, batch_size: int = 32) -> dict | None:
     """Per-strand FANTOM CAGE outputs vs the bundled windows' 24 real FANTOM5 CAGE tracks, before and after.
@@ -273,17 +291,8 @@ def real_cage_retention(base_model, new_model, split: str = "test", max_windows:
     except reference.ReferenceUnavailable:
         return None
     idx = ref.subset(split, max_windows, seed)
-    table = ref.windows[split].iloc[idx]
-    n_bins = ref.geometry.out_span // reference.BIN_SIZE
-    span = n_bins * reference.BIN_SIZE // ref.geometry.bin_size
-    data = reference.load_windows()
-    plus, minus = reference.cage_strand_indices()
-    target = []
-    for w, o in zip(table["window"], table["out_window"], strict=True):
-        b0 = (o - reference.TARGET_CROP) // reference.BIN_SIZE
-        raw = data[f"{split}_targets"][w][b0:b0 + n_bins].astype(np.float32)
-        target.append(np.stack([raw[:, plus].sum(-1), raw[:, minus].sum(-1)]))
-    target = np.stack(target)
+    target = bundled_cage_by_strand(ref, split, idx)
+    span = target.shape[-1] * reference.BIN_SIZE // ref.geometry.bin_size
     out = {"n_windows": int(len(idx)), "bin_size": reference.BIN_SIZE, "tracks": list(STRAND_CAGE_OUTPUTS),
            "reference": "24 FANTOM5 CAGE tracks of the bundled hg38 windows, summed per strand"}
     for when, model in (("before", base_model), ("after", new_model)):
