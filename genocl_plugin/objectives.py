@@ -116,6 +116,20 @@ def is_comparison(batch) -> bool:
     return isinstance(batch, dict) and batch.get("kind") not in ("tracks", "activity")
 
 
+def readout_mask(model, track_mask: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The tracks a screen batch reads: the dataset's ``track_mask``, or a multi-head model's
+    screen head (strategies.multihead), whatever tracks the dataset was built for.
+
+    ``out`` is the batch's (batch, tracks, positions) model output (its track count and device).
+    """
+    screen = getattr(model, "screen_tracks", None)
+    if not screen:
+        return track_mask
+    mask = torch.zeros(out.shape[1], dtype=torch.bool, device=out.device)
+    mask[screen] = True
+    return mask
+
+
 def predicted_effects(model, batch: dict, logits_fn=None) -> torch.Tensor:
     """Predicted log2 effect (perturbed vs reference) for a perturbation batch.
 
@@ -139,13 +153,7 @@ def predicted_effects(model, batch: dict, logits_fn=None) -> torch.Tensor:
     # by many MPRA variants, so they are computed once per batch.
     out = forward(torch.cat([batch["ref"], batch["alt"]]))
     ref_out, alt_out = out[:n_ref][batch["ref_index"]], out[n_ref:]
-    mask = batch["track_mask"]
-    screen = getattr(model, "screen_tracks", None)
-    if screen:
-        # A multi-head model (strategies.multihead) reads its screen head, whatever tracks
-        # the dataset was built for.
-        mask = torch.zeros(out.shape[1], dtype=torch.bool, device=out.device)
-        mask[screen] = True
+    mask = readout_mask(model, batch["track_mask"], out)
     ref_act = activity(ref_out, mask, batch["lo"], batch["hi"])
     alt_act = activity(alt_out, mask, batch["lo"], batch["hi"])
     return (alt_act - ref_act) / LN2
@@ -551,11 +559,7 @@ def predicted_expression(model, batch: dict, logits_fn=None) -> torch.Tensor:
     """
     forward = logits_fn or (lambda x: model(x, logits=True))
     out = forward(batch["seqs"])
-    mask = batch["track_mask"]
-    screen = getattr(model, "screen_tracks", None)
-    if screen:  # multi-head models read their screen head (as in predicted_effects)
-        mask = torch.zeros(out.shape[1], dtype=torch.bool)
-        mask[screen] = True
+    mask = readout_mask(model, batch["track_mask"], out)
     a1 = activity(out[batch["i1"]], mask, batch["lo"], batch["hi"])
     a2 = activity(out[batch["i2"]], mask, batch["lo"], batch["hi"])
     return torch.logaddexp(a1, a2) / LN2
@@ -842,11 +846,7 @@ def predicted_activity(model, batch: dict, logits_fn=None) -> torch.Tensor:
     """
     forward = logits_fn or (lambda x: model(x, logits=True))
     out = forward(batch["seqs"])
-    mask = batch["track_mask"]
-    screen = getattr(model, "screen_tracks", None)
-    if screen:
-        mask = torch.zeros(out.shape[1], dtype=torch.bool, device=out.device)
-        mask[screen] = True
+    mask = readout_mask(model, batch["track_mask"], out)
     return activity(out, mask, batch["lo"], batch["hi"]) / LN2
 
 
