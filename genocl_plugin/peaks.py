@@ -37,6 +37,7 @@ import pandas as pd
 
 from genocl_plugin import reference
 from genocl_plugin.errors import input_error
+from genocl_plugin.progress import progress_iter
 
 FIELD = "--reference-peaks"
 # Flanks sit this many input lengths from the summit: 5 x 2,114 bp = 10.6 kb for a BPNet, far enough
@@ -452,14 +453,6 @@ def select_holdout(table: pd.DataFrame, holdout_chroms: list[str] | None, label:
 # --- scoring -------------------------------------------------------------------------------------
 
 
-def average_ranks(values) -> np.ndarray:
-    """1-based ranks of ``values``, ties given their average rank."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)  # rank of the last member of each tie group
-    return (ends - (counts - 1) / 2.0)[inverse]
-
-
 def auroc(positive, negative) -> float:
     """Area under the ROC curve of ``positive`` vs ``negative`` scores (Mann-Whitney U / n+ n-).
 
@@ -470,7 +463,9 @@ def auroc(positive, negative) -> float:
     pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
     if not len(pos) or not len(neg):
         return float("nan")
-    ranks = average_ranks(np.concatenate([pos, neg]))
+    from scipy.stats import rankdata  # average ranks for ties, as evaluate.spearman uses
+
+    ranks = rankdata(np.concatenate([pos, neg]))
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
     return float(u / (len(pos) * len(neg)))
 
@@ -501,11 +496,9 @@ def _row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _batches(peak_set: PeakSet, batch_size: int, progress: bool, description: str):
-    starts = range(0, len(peak_set), batch_size)
-    if progress and len(starts) > 4:
-        from rich.progress import track
-
-        starts = track(starts, description=description, transient=True)
+    n = len(peak_set)
+    starts = progress_iter(range(0, n, batch_size), total=n, description=description, unit="window",
+                           count=lambda start: min(batch_size, n - start), enabled=progress)
     for start in starts:
         idx = np.arange(start, min(start + batch_size, len(peak_set)))
         x, n_fraction = peak_set.one_hot(idx)
