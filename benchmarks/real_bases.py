@@ -226,28 +226,20 @@ class Windows:
         return np.concatenate(out)
 
 
-def per_track_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson per track over windows x positions, (n, tracks, L) arrays."""
-    a = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1).astype(np.float64)
-    b = np.moveaxis(b, 1, 0).reshape(b.shape[1], -1).astype(np.float64)
-    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-30)
-
-
 def cage_pearson(log_pred: np.ndarray, names: list[str], windows: Windows) -> dict:
     """Puffin's FANTOM CAGE outputs (+, -) vs the real FANTOM5 CAGE tracks summed per strand, 32-bp bins."""
-    idx = [names.index("CAGE:FANTOM5 +"), names.index("CAGE:FANTOM5 -")]
+    from genocl_plugin.evaluate import strand_cage_outputs, strand_cage_scores
+
     n = windows.n_bins * 32
-    pred = np.exp(log_pred[:, idx, :n]).reshape(len(log_pred), 2, windows.n_bins, 32).sum(-1)
-    raw = per_track_pearson(pred, windows.cage)
-    logged = per_track_pearson(np.log1p(pred), np.log1p(windows.cage))
-    return {"cage_pearson": float(raw.mean()), "cage_pearson_plus": float(raw[0]), "cage_pearson_minus": float(raw[1]),
-            "cage_pearson_log1p": float(logged.mean())}
+    pred = np.exp(log_pred[:, strand_cage_outputs(names), :n]).reshape(len(log_pred), 2, windows.n_bins, 32).sum(-1)
+    return {f"cage_{key}": value for key, value in strand_cage_scores(pred, windows.cage).items()}
 
 
 def drift(parent_log: np.ndarray, new_log: np.ndarray) -> float:
     """Mean over tracks of the Pearson of updated vs parent log1p predictions (1 = unchanged)."""
-    return float(np.nanmean(per_track_pearson(np.log1p(np.exp(parent_log)), np.log1p(np.exp(new_log)))))
+    from genocl_plugin.evaluate import pearson_per_track
+
+    return float(np.nanmean(pearson_per_track(np.log1p(np.exp(parent_log)), np.log1p(np.exp(new_log)))))
 
 
 def peak_sets(model, shared: Path, base: dict) -> list:

@@ -298,11 +298,17 @@ def real_cage_retention(base_model, new_model, split: str = "test", max_windows:
     for when, model in (("before", base_model), ("after", new_model)):
         pred = predict(model, ref.one_hot(split, idx), batch_size=batch_size)[:, outputs, :span]
         pred = reference.pool_to_bins(pred, reference.BIN_SIZE // ref.geometry.bin_size)
-        raw = [pearson(pred[:, k], target[:, k]) for k in range(2)]
-        logged = [pearson(np.log1p(pred[:, k]), np.log1p(target[:, k])) for k in range(2)]
-        out.update({f"pearson_{when}": float(np.mean(raw)), f"pearson_log1p_{when}": float(np.mean(logged)),
-                    f"pearson_plus_{when}": raw[0], f"pearson_minus_{when}": raw[1]})
+        out.update({f"{key}_{when}": value for key, value in strand_cage_scores(pred, target).items()})
     return out
+
+
+def strand_cage_scores(coverage: np.ndarray, target: np.ndarray) -> dict:
+    """Pearson of predicted vs real per-strand CAGE, (windows, 2 strands, bins) each, per strand over
+    windows x bins: ``pearson`` (mean of the strands), ``pearson_log1p``, ``pearson_plus``, ``pearson_minus``."""
+    raw = [pearson(coverage[:, k], target[:, k]) for k in range(2)]
+    logged = [pearson(np.log1p(coverage[:, k]), np.log1p(target[:, k])) for k in range(2)]
+    return {"pearson": float(np.mean(raw)), "pearson_log1p": float(np.mean(logged)),
+            "pearson_plus": raw[0], "pearson_minus": raw[1]}
 
 
 def retention(base_pred: np.ndarray, new_pred: np.ndarray, target: np.ndarray | None) -> dict:

@@ -27,16 +27,22 @@ def test_ridge_recovers_a_linear_signal_and_not_noise():
     assert abs(np.corrcoef(pred, noise[300:])[0, 1]) < 0.3
 
 
-def test_per_track_pearson_is_per_track():
+def test_cage_pearson_bins_log_predictions_to_32_bp_per_strand():
+    from types import SimpleNamespace
+
+    from genocl_plugin.puffin import TRACK_NAMES
+
     rng = np.random.default_rng(1)
-    a = rng.normal(size=(5, 2, 40))
-    b = a.copy()
-    b[:, 1] = -b[:, 1]
-    r = real_bases.per_track_pearson(a, b)
-    assert r == pytest.approx([1.0, -1.0])
-    # the same as numpy's Pearson over windows x positions of one track
-    c = rng.normal(size=(5, 2, 40))
-    assert real_bases.per_track_pearson(a, c)[0] == pytest.approx(np.corrcoef(a[:, 0].ravel(), c[:, 0].ravel())[0, 1])
+    cage = rng.poisson(2.0, size=(5, 2, 3)).astype(np.float32)  # 5 windows, 2 strands, 3 bins of 32 bp
+    log_pred = np.full((5, len(TRACK_NAMES), 96 + 7), -30.0)  # the 7 positions past the last bin are dropped
+    plus, minus = TRACK_NAMES.index("CAGE:FANTOM5 +"), TRACK_NAMES.index("CAGE:FANTOM5 -")
+    log_pred[:, plus, :96] = np.log(np.repeat(cage[:, 0], 32, axis=-1) / 32 + 1e-12)
+    log_pred[:, minus, :96] = np.log(np.repeat(cage[:, 1, ::-1], 32, axis=-1) / 32 + 1e-12)
+    scores = real_bases.cage_pearson(log_pred, TRACK_NAMES, SimpleNamespace(cage=cage, n_bins=3))
+    assert scores["cage_pearson_plus"] == pytest.approx(1.0, abs=1e-6)
+    reversed_r = np.corrcoef(cage[:, 1, ::-1].ravel(), cage[:, 1].ravel())[0, 1]
+    assert scores["cage_pearson_minus"] == pytest.approx(reversed_r, abs=1e-5)
+    assert scores["cage_pearson"] == pytest.approx((1.0 + reversed_r) / 2, abs=1e-5)
 
 
 def test_drift_is_one_for_the_same_predictions_and_lower_otherwise():
