@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -419,3 +421,32 @@ def is_jsonable(value) -> bool:
         return True
     except TypeError:
         return False
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike, field: str, not_text: str, fix: str) -> Iterator:
+    """Open a plain or gzipped text file (gzip told by its magic bytes, not by the name), UTF-8.
+
+    Errors while opening *or reading in the block* become one line: an unreadable file, a
+    damaged gzip, or bytes that are not text (``not_text`` / ``fix``: what to say then). Errors
+    the block raises itself (e.g. a malformed line) pass through.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            gzipped = handle.read(2) == GZIP_MAGIC
+    except OSError as err:
+        raise input_error(path, field, f"cannot be read ({err.strerror or type(err).__name__})",
+                          "check the path and its permissions") from None
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")) as handle:
+            yield handle
+    except UnicodeDecodeError:
+        raise input_error(path, field, not_text, fix) from None
+    except (OSError, EOFError, zlib.error) as err:
+        problem = "damaged gzip" if gzipped else "cannot be read"
+        raise input_error(path, field, f"{problem} ({type(err).__name__})".replace("\n", " "),
+                          "re-download the file or pass it decompressed") from None

@@ -25,9 +25,7 @@ windows (:func:`genocl_plugin.reference.fetch_codes`), as for ``--reference-regi
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ import pandas as pd
 
 from genocl_plugin import reference
 from genocl_plugin.errors import input_error
+from genocl_plugin.fileio import open_text
 from genocl_plugin.progress import progress_iter
 
 FIELD = "--reference-peaks"
@@ -45,7 +44,6 @@ FIELD = "--reference-peaks"
 FLANK_SHIFT_FACTOR = 5
 DEFAULT_MAX_PEAKS = 2_000
 MAX_N_FRACTION = 0.5  # windows more than half N (assembly gaps, padding) are not scored
-GZIP_MAGIC = b"\x1f\x8b"
 PEAK_COLUMNS = ["chrom", "start", "end", "summit", "signal"]
 
 
@@ -82,27 +80,12 @@ def read_peaks(path: str | os.PathLike, field: str = FIELD) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise input_error(path, field, "file not found", "pass a narrowPeak or BED file of peaks (plain or gzipped)")
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(2)
-    except OSError as err:
-        raise input_error(path, field, f"cannot be read ({err.strerror or type(err).__name__})",
-                          "check the path and its permissions") from None
-    gzipped = magic == GZIP_MAGIC
     rows = []
-    try:
-        with (gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")) as handle:
-            for number, line in enumerate(handle, 1):
-                row = _parse_peak_line(line, number, path)
-                if row is not None:
-                    rows.append(row)
-    except UnicodeDecodeError:
-        raise input_error(path, field, "not a text file",
-                          "pass a narrowPeak or BED text file, plain or gzipped") from None
-    except (OSError, EOFError, zlib.error) as err:
-        problem = "damaged gzip" if gzipped else "cannot be read"
-        raise input_error(path, field, f"{problem} ({type(err).__name__})".replace("\n", " "),
-                          "re-download the file or pass it decompressed") from None
+    with open_text(path, field, "not a text file", "pass a narrowPeak or BED text file, plain or gzipped") as handle:
+        for number, line in enumerate(handle, 1):
+            row = _parse_peak_line(line, number, path)
+            if row is not None:
+                rows.append(row)
     if not rows:
         raise input_error(path, field, "no peaks", "pass a narrowPeak or BED file with at least one peak")
     table = pd.DataFrame(rows, columns=PEAK_COLUMNS)

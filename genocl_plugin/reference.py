@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from genocl_plugin.errors import input_error
+from genocl_plugin.fileio import open_text
 
 BUNDLED = Path(__file__).parent / "bundled"
 WINDOW_LEN = 131_072
@@ -736,40 +737,24 @@ def read_bed_regions(path: str | os.PathLike, field: str = "--reference-regions"
     path = Path(path)
     if not path.is_file():
         raise input_error(path, field, "file not found", "pass a BED file of regions (chrom, start, end[, split])")
-    import gzip
-    import zlib
-
-    try:
-        with open(path, "rb") as handle:  # gzip is told by its magic bytes, not by the name
-            gzipped = handle.read(2) == b"\x1f\x8b"
-    except OSError as err:
-        raise input_error(path, field, f"cannot be read ({err.strerror or type(err).__name__})",
-                          "check the path and its permissions") from None
     rows = []
-    try:
-        with (gzip.open(path, "rt") if gzipped else open(path)) as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                fields = line.rstrip("\n").split("\t")
-                if len(fields) < 3:
-                    raise input_error(path, f"line {number}", "fewer than 3 tab-separated columns",
-                                      "write chrom<TAB>start<TAB>end[<TAB>train|valid|test]")
-                try:
-                    start, end = int(fields[1]), int(fields[2])
-                except ValueError:
-                    raise input_error(path, f"line {number}", f"start/end {fields[1]!r} {fields[2]!r} are not integers",
-                                      "write 0-based integer BED coordinates") from None
-                if end <= start or start < 0:
-                    raise input_error(path, f"line {number}", f"empty or negative region {start}-{end}",
-                                      "write regions with 0 <= start < end")
-                rows.append((fields[0], start, end, fields[3].strip().lower() if len(fields) > 3 else ""))
-    except UnicodeDecodeError:
-        raise input_error(path, field, "not a text BED file", "pass a plain or gzipped BED file") from None
-    except (OSError, EOFError, zlib.error) as err:
-        problem = "damaged gzip" if gzipped else "cannot be read"
-        raise input_error(path, field, f"{problem} ({type(err).__name__})",
-                          "re-download the file or pass it decompressed") from None
+    with open_text(path, field, "not a text BED file", "pass a plain or gzipped BED file") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 3:
+                raise input_error(path, f"line {number}", "fewer than 3 tab-separated columns",
+                                  "write chrom<TAB>start<TAB>end[<TAB>train|valid|test]")
+            try:
+                start, end = int(fields[1]), int(fields[2])
+            except ValueError:
+                raise input_error(path, f"line {number}", f"start/end {fields[1]!r} {fields[2]!r} are not integers",
+                                  "write 0-based integer BED coordinates") from None
+            if end <= start or start < 0:
+                raise input_error(path, f"line {number}", f"empty or negative region {start}-{end}",
+                                  "write regions with 0 <= start < end")
+            rows.append((fields[0], start, end, fields[3].strip().lower() if len(fields) > 3 else ""))
     if not rows:
         raise input_error(path, field, "no regions", "the BED needs at least one region per split")
     return pd.DataFrame(rows, columns=["chrom", "start", "end", "split"])
