@@ -50,6 +50,7 @@ from genocl_plugin.fileio import (
     seal,
     sha256sum,
 )
+from genocl_plugin.workarounds import full_float32_precision
 
 
 # --------------------------------------------------------------------------------------
@@ -624,14 +625,14 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
     _write_yaml(out / "model.yaml", model_yaml(model, config, name, checksums, preds, authors))
     _write_yaml(out / "dataloader.yaml", dataloader_yaml(model, authors))
     (out / "README.md").write_text(model_card(model, config, name, checksums, base_card, zoo_label))
-    if model.data_params.get("arch") == "puffin":
-        # The Puffin weights' licence (academic research use only) goes with every derived entry.
-        (out / "LICENSE").write_text(base_licence_text("puffin"))
+    licence = base_licence_text(model.data_params.get("arch", ""))
+    if licence:  # the base weights' own licence (Puffin: academic research use only) goes with every entry
+        (out / "LICENSE").write_text(licence)
     return out
 
 
 def base_licence_text(arch: str) -> str:
-    """The licence notice of a base model's weights that a derived entry must carry (Puffin's)."""
+    """The licence notice of a base model's weights that a derived entry must carry ("" for genocl's MIT)."""
     from genocl_plugin.puffin import LICENCE_NOTICE, LICENCE_TEXT
 
     return LICENCE_NOTICE + "\n\n" + LICENCE_TEXT if arch == "puffin" else ""
@@ -783,8 +784,6 @@ def write_examples(out: Path, model, n: int = N_EXAMPLES, fasta: str | os.PathLi
     bed = [f"{contig}\t{o}\t{o + seq_len}\t{chrom}:{start + o + 1}-{start + o + seq_len}" for o in offsets]
     (out / "intervals.bed").write_text("\n".join(bed) + "\n")
     inputs = reference.codes_to_one_hot(np.stack([codes[o : o + seq_len] for o in offsets])).astype(np.float32)
-    from genocl_plugin.workarounds import full_float32_precision
-
     with full_float32_precision():  # Kipoi's test recomputes these in a fresh process (workarounds.py)
         preds = evaluate.predict(model, inputs).astype(np.float32)
     # Kipoi's default chunk (10,000 rows, gzip) makes this tiny file take seconds to write.
@@ -1019,7 +1018,6 @@ def kipoi_test(entry_dir: str | os.PathLike, batch_size: int = 32) -> None:
     # Kipoi's `kipoi` console script cannot start on today's stack: kipoi/__main__.py imports
     # pkg_resources, which the installed setuptools (84) no longer ships. So this calls the
     # function behind `kipoi test` (kipoi.cli.main.cli_test) directly, in process.
-    from genocl_plugin.workarounds import full_float32_precision
 
     try:
         # test.expect is a path relative to the entry, and `kipoi test` reads it from the cwd;
