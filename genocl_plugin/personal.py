@@ -159,18 +159,7 @@ def read_expression(path, samples_as_rows: bool = False, sample_map=None) -> pd.
         meta = _read_tsv(sample_map, "--sample-map")
         values.columns = [str(c) for c in values.columns]
         rename = _sample_renames(meta, sample_map, values.columns)
-        renamed = [rename.get(c, c) for c in values.columns]
-        # A genotype id that is also the name of an expression sample the map leaves alone would
-        # put two people's values under one individual, as a duplicated genotype_id would.
-        taken = Counter(renamed)
-        clash = next((new for old, new in zip(values.columns, renamed, strict=True)
-                      if old in rename and taken[new] > 1), None)
-        if clash is not None:
-            raise input_error(sample_map, "genotype_id",
-                              f"{clash!r} is also an expression sample the map does not rename (two people "
-                              "would become one individual)",
-                              "map every expression sample to its own genotype id")
-        values.columns = renamed
+        values.columns = [rename.get(c, c) for c in values.columns]
     values.columns = [str(c) for c in values.columns]
     return values
 
@@ -181,7 +170,8 @@ def _sample_renames(meta: pd.DataFrame, sample_map, samples) -> dict[str, str]:
     Among the map's rows for the expression table's ``samples``, a sample listed twice, or two
     samples mapped to one genotype id, would put one person's expression on another person's
     genome; both are refused, as is a blank genotype id. Rows of samples the table does not
-    hold (e.g. another tissue's in eQTL-Catalogue metadata) are not used and not checked.
+    hold (e.g. another tissue's in eQTL-Catalogue metadata) are not used and not checked. A
+    genotype id that is also an expression sample the map does not rename is refused too.
     """
     for column in ("sample_id", "genotype_id"):
         if column not in meta.columns:
@@ -201,7 +191,17 @@ def _sample_renames(meta: pd.DataFrame, sample_map, samples) -> dict[str, str]:
                     else "two expression samples mapped to one individual")
             raise input_error(sample_map, column, f"{dup!r} appears {counts[dup]} times ({what})",
                               "list each expression sample once, each mapped to its own genotype_id")
-    return dict(zip(used["sample_id"].astype(str), used["genotype_id"].astype(str), strict=True))
+    rename = dict(zip(used["sample_id"].astype(str), used["genotype_id"].astype(str), strict=True))
+    # A genotype id that is also the name of an expression sample the map leaves alone would put
+    # two people's values under one individual, as a duplicated genotype_id would.
+    kept = {str(s) for s in samples} - set(rename)
+    clash = next((new for new in rename.values() if new in kept), None)
+    if clash is not None:
+        raise input_error(sample_map, "genotype_id",
+                          f"{clash!r} is also an expression sample the map does not rename (two people "
+                          "would become one individual)",
+                          "map every expression sample to its own genotype id")
+    return rename
 
 
 class _Sequence:
