@@ -178,6 +178,45 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def meta_network(arch: str):
+    """The benchmark's network for ``arch`` built on the meta device (shapes only, no memory)."""
+    import torch
+
+    from genocl_plugin.models import GenoclLightningModel, build_model
+
+    spec = ARCHS[arch]
+    with torch.device("meta"):
+        if arch == "borzoi":
+            return GenoclLightningModel(dict(spec["params"]), {"task": "regression", "loss": "poisson",
+                                                               "optimizer": "adam", "logger": None}).model
+        return build_model(arch, seq_len=spec["seq_len"], model_params=dict(spec["params"])).model
+
+
+def estimate_table() -> str:
+    """Each measured row of docs/results/fullsize_*.jsonl beside genocl's memory pre-flight estimate
+    (genocl_plugin/memory.py; one weight copy, as the benchmark holds no parent)."""
+    from genocl_plugin import memory
+
+    rows = ["| model | setting | runner | measured peak RSS (GiB) | estimate (GiB) | estimate / measured |",
+            "|---|---|---|---|---|---|"]
+    for arch in ARCHS:
+        net = meta_network(arch)
+        seq_len = ARCHS[arch]["seq_len"]
+        saved = memory.saved_activation_bytes(net, seq_len)
+        n_params = sum(p.numel() for p in net.parameters())
+        for line in (ROOT / f"docs/results/fullsize_{arch}.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            parts = memory.step_estimate(
+                net, seq_len, 1, precision="bf16-mixed" if r["setting"] == "bf16-mixed" else "32",
+                checkpointing=r["setting"] == "checkpointing",
+                sequences_per_example=2 if r["runner"] == "genocl" else 1, saved_bytes=saved)
+            estimate = (parts["total"] - 4 * n_params) / memory.GB
+            measured = f"{r['peak_rss_gb']:.2f}" if "peak_rss_gb" in r else "killed at 24 GB"
+            ratio = f"{estimate / r['peak_rss_gb']:.2f}" if "peak_rss_gb" in r else "-"
+            rows.append(f"| {arch} | {r['setting']} | {r['runner']} | {measured} | {estimate:.2f} | {ratio} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", nargs=3, metavar=("ARCH", "SETTING", "RUNNER"))
@@ -187,7 +226,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="Measured steps after the warm-up step (default per architecture); 0 runs one step "
                              "and reports its time (warm-up included), for settings too slow for more on a CPU.")
+    parser.add_argument("--estimate", action="store_true",
+                        help="Print the measured rows beside genocl's memory pre-flight estimate (no training).")
     args = parser.parse_args()
+    if args.estimate:
+        print(estimate_table())
+        return
     if args.child:
         import torch
 

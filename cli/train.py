@@ -262,6 +262,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
               help="Personal genomes: loss = a*MSE + (1-a)*same-gene pairwise-difference loss (1 = MSE).")
 @click.option("--holdout-by", type=click.Choice(["gene", "individual"]), default="gene", show_default=True,
               help="Personal genomes: hold out whole genes or whole individuals.")
+@click.option("--memory-check/--no-memory-check", default=True, show_default=True,
+              help="Before the first step, estimate its peak memory and refuse a --batch-size that cannot fit "
+                   "(docs/performance.md); --no-memory-check prints the estimate and tries anyway.")
 @click.option("--batchnorm-stats", type=click.Choice(BATCHNORM_STATS), default="frozen", show_default=True,
               help="BatchNorm running statistics: keep the parent's (its affine weights still train) or let the "
                    "screen's batches overwrite them.")
@@ -273,7 +276,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
            max_drift, devices, num_nodes, ddp, publish_name, zoo, reference_fasta, reference_regions,
            reference_tracks, reference_holdout_chroms, reference_peaks, readout_tracks, mpra_input_length, targets_file,
            force, pairwise_alpha, holdout_by, trust_checkpoint, head, accelerator, precision, accumulate_grad_batches,
-           gradient_checkpointing, num_workers, checkpoint_every, resume_run, batchnorm_stats) -> None:
+           gradient_checkpointing, num_workers, checkpoint_every, resume_run, memory_check, batchnorm_stats) -> None:
     """Update a model on a perturbation screen and report what it learned and forgot.
 
     \b
@@ -337,6 +340,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             pairwise_alpha=pairwise_alpha, holdout_by=holdout_by,
             precision=settings.pop("precision"), accumulate_grad_batches=settings.pop("accumulate_grad_batches"),
             gradient_checkpointing=gradient_checkpointing, num_workers=num_workers, batchnorm_stats=batchnorm_stats,
+            memory_check=memory_check,
         )
         with trusted_checkpoints(trust_checkpoint), enformer_head(head):
             result = run_update(config, out, force=force, trainer_kwargs=settings,

@@ -100,8 +100,9 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
 
                 with trusted_checkpoints(trust_checkpoint), enformer_head(head):
                     model, label = variants.load_scoring_model(model_spec)
-            batch_size = batch_size or hardware.default_batch_size(model.model, model.seq_len, training=False)
             device, _ = variants.parse_devices(devices)
+            batch_size = batch_size or hardware.default_batch_size(model.model, model.seq_len, training=False,
+                                                                   device_type=str(device).split(":")[0])
             with hardware.autocast(device, precision):
                 summary = variants.score_vcf(
                     vcf, model, fasta, out, tracks=list(tracks) or None, window=window,

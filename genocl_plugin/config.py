@@ -35,7 +35,7 @@ class UpdateConfig:
     data: str | None = None
     strategy: str = "auto"
     epochs: int = 1
-    batch_size: int | None = 16  # None: hardware.default_batch_size (from the model's size)
+    batch_size: int | None = 16  # None: the largest power of two up to 16 whose step fits (memory.py)
     lr: float = 1e-4
     head_lr: float | None = None  # new multihead heads' learning rate (default: lr)
     max_train: int | None = None
@@ -80,6 +80,9 @@ class UpdateConfig:
     precision: str = "32"
     accumulate_grad_batches: int = 1
     gradient_checkpointing: bool = False
+    # Estimate one step's peak memory before training (genocl_plugin/memory.py) and refuse a
+    # --batch-size that cannot fit; False (--no-memory-check) reports the estimate and tries anyway.
+    memory_check: bool = True
     # BatchNorm running statistics during the update: "frozen" keeps the parent's (BatchNorm in
     # eval mode, its affine weights still trained), "update" lets screen batches overwrite them.
     # Frozen by default: an MPRA batch (a 600-bp element in N padding) or a small GPU batch is

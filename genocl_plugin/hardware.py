@@ -185,36 +185,55 @@ def autocast(device: torch.device | str, precision: str = "32"):
 # Batch sizes that fit
 # ---------------------------------------------------------------------------------------------
 
-# Activation memory grows with parameters (width) x input length; the budgets are set so the
-# bundled minis keep their measured defaults (16 for training, 64 for scoring) and a
-# full-width Enformer (251 M parameters, 196,608 bp) gets batch 1 (batch 16 needed 20.6 GB on
-# the CPU in issue 11). A rough rule, not a measurement: pass --batch-size to override.
+# When the model cannot be measured on the meta device (genocl_plugin/memory.py), activation
+# memory is taken to grow with parameters (width) x input length; these budgets keep the
+# bundled minis at 16 (training) / 64 (scoring) and give a 250 M-parameter model at 196,608 bp
+# batch 1. A rough rule, used only as that fallback.
 TRAIN_BUDGET = 2.0e11
 INFERENCE_BUDGET = 4 * TRAIN_BUDGET
 
 
-def default_batch_size(model: nn.Module, seq_len: int, training: bool = True, cap: int | None = None) -> int:
-    """A batch size that fits ordinary memory, from parameter count x input length.
+def default_batch_size(model: nn.Module, seq_len: int, training: bool = True, cap: int | None = None,
+                       device_type: str = "cpu") -> int:
+    """The largest power of two up to ``cap`` whose step fits in the memory free on the device.
+
+    The step's peak memory is :func:`genocl_plugin.memory.step_estimate` (activations measured
+    on the meta device, calibrated on docs/performance.md); the weights are taken as already
+    loaded. Where the model cannot run on the meta device, a parameters x length rule.
 
     Parameters
     ----------
     model
-        The model (its parameters are counted).
+        The network.
     seq_len
         Input length (bp).
     training
-        Training needs activations for the backward pass (4x less than scoring).
+        A training step (activations kept for backward, gradients, Adam) or a scoring pass.
     cap
         Largest value returned (default: 16 for training, 64 for scoring).
+    device_type
+        ``cpu`` or ``cuda``: whose free memory counts.
 
     Returns
     -------
     int
         A power of two between 1 and ``cap``.
     """
+    from genocl_plugin import memory
+
+    cap = cap or (16 if training else 64)
+    saved = memory.saved_activation_bytes(model, seq_len)
+    free = memory.available_bytes(device_type)
+    if saved is not None and free is not None:
+        n_params = sum(p.numel() for p in model.parameters())
+
+        def needed(batch: int) -> float:
+            parts = memory.step_estimate(model, seq_len, batch, training=training, saved_bytes=saved)
+            return parts["total"] - parts["process"] - 4 * n_params  # the process and weights are loaded
+
+        return memory.largest_fitting_batch(needed, free, cap)
     n_params = sum(p.numel() for p in model.parameters())
     budget = TRAIN_BUDGET if training else INFERENCE_BUDGET
-    cap = cap or (16 if training else 64)
     fit = budget / max(1.0, float(n_params) * float(seq_len))
     size = 1
     while size * 2 <= min(fit, cap):

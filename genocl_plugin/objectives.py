@@ -725,9 +725,13 @@ def predict_screen_effects(model, dataset: PerturbationDataset, batch_size: int 
     if len(dataset) == 0:
         return np.zeros(0)
     model.eval()
+    from genocl_plugin.progress import progress
+
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_for(dataset))
-    return np.concatenate([predict_batch(model, _to_device(b, model.device)).cpu().numpy()
-                           for b in loader])
+    # a row of a full-size model is two long forward passes: minutes per batch on a CPU
+    batches = progress(loader, total=len(dataset), description="predicting effects", unit="row",
+                       count=lambda b: int(b["effect"].shape[0]))
+    return np.concatenate([predict_batch(model, _to_device(b, model.device)).cpu().numpy() for b in batches])
 
 
 def _to_device(batch: dict, device) -> dict:

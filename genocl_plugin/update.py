@@ -254,18 +254,20 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
         if callbacks is None:
             config = resolve_auto(config, model, assay)
             callbacks = resolve_strategies(config.strategy, seed=config.seed, **config.strategy_params)
-        if config.batch_size is None:
-            config = replace(config, batch_size=hardware.default_batch_size(model.model, model.seq_len))
         # The passes outside the Trainer (effects before/after, retention) run where it trains.
         device = hardware.inference_device(trainer_kwargs)
-        eval_batch = hardware.default_batch_size(model.model, model.seq_len, training=False, cap=16)
+        batch_size, memory_note = preflight_memory(config, model, assay, device)
+        config = replace(config, batch_size=batch_size)
+        eval_batch = hardware.default_batch_size(model.model, model.seq_len, training=False, cap=16,
+                                                 device_type=device.type)
         model.to(device)
         parent_dir = resolve_model_dir(config.model)
         parent_config = read_config(parent_dir) if parent_dir is not None else {}
         load_strategy_state(parent_dir, parent_config, config.strategy, callbacks)
         if config.targets:
             name_outputs(model, config.targets)
-        loading.note = f"{sum(p.numel() for p in model.parameters()):,} parameters, {model.seq_len:,}-bp input"
+        loading.note = (f"{sum(p.numel() for p in model.parameters()):,} parameters, {model.seq_len:,}-bp input"
+                        + (f"; {memory_note}" if memory_note else ""))
     source = Path(config.reference_regions).name if config.reference_regions else "bundled hg38 windows"
     with stages.stage("reference set", source) as referencing:
         ref, ref_problem = build_reference_set(config, model, batch_size=eval_batch)
@@ -483,6 +485,24 @@ def track_head(names, model, callbacks: list, config: UpdateConfig, path) -> tup
         config = replace(config, strategy=strategy)
     heads[0].task_names = list(names)
     return callbacks, config
+
+
+def preflight_memory(config: UpdateConfig, model, assay: str | None, device) -> tuple[int, str | None]:
+    """The batch size of the update and a note on its memory, or a refusal before anything slow.
+
+    ``--batch-size`` when given (refused when one step cannot fit, unless ``--no-memory-check``),
+    else the largest power of two up to 16 that fits (genocl_plugin/memory.py).
+    """
+    from genocl_plugin import memory
+    from genocl_plugin.strategies import parse_strategies
+
+    names = tuple(parse_strategies(config.strategy))
+    replay_ratio = config.strategy_params.get("replay_ratio", 0.25) if "replay" in names else None
+    return memory.check_training_step(
+        model.model, model.seq_len, config.batch_size, precision=config.precision,
+        checkpointing=config.gradient_checkpointing, sequences_per_example=1.0 if assay == "tracks" else 2.0,
+        replay_ratio=replay_ratio, strategies=names, device_type=device.type, device_index=device.index or 0,
+        resident=device.type == "cpu", refuse=config.memory_check)
 
 
 def build_reference_set(config: UpdateConfig, model, batch_size: int = 16):

@@ -188,6 +188,11 @@ _UPDATE_BAD = {
 for _name, (_args, *_expected) in _UPDATE_BAD.items():
     _opt("option", f"update {_name}", ["update", *_args], *_expected)
 CASES["option/update without --out"] = lambda tmp, shared: (["update"], ("--out",))
+# the memory pre-flight (genocl_plugin/memory.py): a step of a million examples fits no machine;
+# refused after the (mini) model loads, before the reference set, the screen or any step
+CASES["option/update batch-size beyond memory"] = lambda tmp, shared: (
+    ["update", "--model", "procapnet", "--out", str(tmp / "r"), "--batch-size", "1000000"],
+    ("--batch-size", "one training step needs", "is free", "use --batch-size"))
 CASES["option/update --publish ../x"] = lambda tmp, shared: (
     ["update", "--out", str(tmp / "r"), "--publish", "../x"], ("--publish", "invalid entry name"))
 CASES["option/update --publish ''"] = lambda tmp, shared: (

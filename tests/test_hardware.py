@@ -66,7 +66,10 @@ def test_trainer_settings_values():
 # ------------------------------------------------------------------------- batch sizes
 
 
-def test_default_batch_size_follows_model_size():
+def test_default_batch_size_follows_model_size(monkeypatch):
+    from genocl_plugin import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda *a, **k: 8 * memory.GB)  # the same on any machine
     mini = build_model("enformer")  # the bundled mini's layout
     assert hardware.default_batch_size(mini.model, mini.seq_len) == 16
     assert hardware.default_batch_size(mini.model, mini.seq_len, training=False) == 64
