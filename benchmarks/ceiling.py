@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import git_commit  # noqa: E402
-from genocl_plugin import reference  # noqa: E402
-from genocl_plugin.evaluate import pearson  # noqa: E402
+from genocl_plugin.data import reference  # noqa: E402
+from genocl_plugin.evaluation.evaluate import pearson  # noqa: E402
 
 K = 5
 ALPHAS = (1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7)
@@ -215,9 +215,9 @@ def ridge_study(seed: int = 0) -> dict:
 
 def mini_scores(arch: str, split: str) -> dict:
     """The shipped mini scored on one split with the metric of its model card."""
-    from genocl_plugin.evaluate import reference_predictions
+    from genocl_plugin.evaluation.evaluate import reference_predictions
     from genocl_plugin.models import load_model
-    from genocl_plugin.pretrain import resolution_metrics
+    from genocl_plugin.training.pretrain import resolution_metrics
 
     model = load_model(arch)
     pred, target = reference_predictions(model, split)

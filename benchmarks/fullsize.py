@@ -64,8 +64,8 @@ def child(arch: str, setting: str, runner: str, steps: int | None = None) -> dic
     import torch
     from torch.utils.data import DataLoader
 
-    from genocl_plugin.hardware import enable_gradient_checkpointing
     from genocl_plugin.models import build_model
+    from genocl_plugin.training.hardware import enable_gradient_checkpointing
 
     spec = ARCHS[arch]
     steps = spec["steps"] if steps is None else steps
@@ -194,8 +194,8 @@ def meta_network(arch: str):
 
 def estimate_table() -> str:
     """Each measured row of docs/results/fullsize_*.jsonl beside genocl's memory pre-flight estimate
-    (genocl_plugin/memory.py; one weight copy, as the benchmark holds no parent)."""
-    from genocl_plugin import memory
+    (genocl_plugin/training/memory.py; one weight copy, as the benchmark holds no parent)."""
+    from genocl_plugin.training import memory
 
     rows = ["| model | setting | runner | measured peak RSS (GiB) | estimate (GiB) | estimate / measured |",
             "|---|---|---|---|---|---|"]

@@ -98,7 +98,7 @@ def track_relevance(motifs: dict, width: int = WIDTH, bin_size: int = 32, window
     """
     import torch
 
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     data = np.load(reference.BUNDLED / "basenji_tiny_hg38.npz")
     seqs, targets = data["train_seq"], data["train_targets"]
@@ -133,9 +133,9 @@ def motif_initialised_enformer(out: Path, seed: int = 0, meme: str = "hocomoco_v
     import torch
     from grelu.io.motifs import read_meme_file
 
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
     from genocl_plugin.models import build_model, save_model
-    from genocl_plugin.pretrain import RECIPES
+    from genocl_plugin.training.pretrain import RECIPES
 
     recipe = RECIPES["enformer"]
     pl.seed_everything(seed, workers=True)  # as `genocl pretrain --seed` does before it builds the model

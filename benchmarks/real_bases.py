@@ -32,7 +32,7 @@ For each scenario, in this order:
    - drift from the parent (per-track Pearson of log predictions on the test windows; counts and
      profile drift on the peak windows).
 4. summary: mean [95% CI] over seeds and paired differences from fine-tuning; the auto rule
-   (``genocl_plugin.stats.choose_auto_strategy``) per architecture.
+   (``genocl_plugin.evaluation.stats.choose_auto_strategy``) per architecture.
 
 Usage::
 
@@ -90,7 +90,7 @@ SCENARIOS = {
                        "probe_per_element": 200}},
     # a new readout: lentiMPRA activity in WTC11 (200-nt elements); trained on WTC11_valid, tested on
     # WTC11_test (the screen's split column); validation seeds hold out 30% of WTC11_valid's elements.
-    # auto's pick for Puffin on activity screens ("puffin:activity"; genocl_plugin.update.auto_key)
+    # auto's pick for Puffin on activity screens ("puffin:activity"; genocl_plugin.training.update.auto_key)
     "e": {"key": "e_puffin_lentimpra_activity", "base": "puffin", "screen": "lentimpra", "arch": "puffin:activity",
           "screen_label": "lentiMPRA activity, WTC11 (held-out sequences: the in-distribution and held-out columns "
                           "are the same figure)",
@@ -144,7 +144,7 @@ def screen_path(name: str, shared: Path, work: Path, validation: bool = False) -
         return BUNDLED / name
     import pandas as pd
 
-    from genocl_plugin import screens
+    from genocl_plugin.data import screens
 
     out = work / ("lentimpra_valid.h5ad" if validation else "lentimpra.h5ad")
     if out.exists():
@@ -175,7 +175,7 @@ def run(base_file: Path, scenario: dict, label: str, seed: int, settings: dict, 
     rows are the new task, and ``gain_id`` is that gain (WTC11_test is a random element split of
     the same library as WTC11_valid, so it is in distribution).
     """
-    from genocl_plugin.update import UpdateConfig, run_update
+    from genocl_plugin.training.update import UpdateConfig, run_update
 
     config = UpdateConfig(
         model=str(base_file), data=str(data or BUNDLED / scenario["screen"]), strategy=LABELS[label], seed=seed,
@@ -204,8 +204,8 @@ class Windows:
     """The bundled hg38 windows at a model's geometry: inputs and, for Puffin, the real CAGE per strand."""
 
     def __init__(self, model, split: str, n: int, seed: int = 0) -> None:
-        from genocl_plugin import reference
-        from genocl_plugin.evaluate import bundled_cage_by_strand
+        from genocl_plugin.data import reference
+        from genocl_plugin.evaluation.evaluate import bundled_cage_by_strand
 
         ref = reference.bundled_reference_set(model)
         self.idx = ref.subset(split, n, seed)
@@ -228,7 +228,7 @@ class Windows:
 
 def cage_pearson(log_pred: np.ndarray, names: list[str], windows: Windows) -> dict:
     """Puffin's FANTOM CAGE outputs (+, -) vs the real FANTOM5 CAGE tracks summed per strand, 32-bp bins."""
-    from genocl_plugin.evaluate import strand_cage_outputs, strand_cage_scores
+    from genocl_plugin.evaluation.evaluate import strand_cage_outputs, strand_cage_scores
 
     n = windows.n_bins * 32
     pred = np.exp(log_pred[:, strand_cage_outputs(names), :n]).reshape(len(log_pred), 2, windows.n_bins, 32).sum(-1)
@@ -237,14 +237,14 @@ def cage_pearson(log_pred: np.ndarray, names: list[str], windows: Windows) -> di
 
 def drift(parent_log: np.ndarray, new_log: np.ndarray) -> float:
     """Mean over tracks of the Pearson of updated vs parent log1p predictions (1 = unchanged)."""
-    from genocl_plugin.evaluate import pearson_per_track
+    from genocl_plugin.evaluation.evaluate import pearson_per_track
 
     return float(np.nanmean(pearson_per_track(np.log1p(np.exp(parent_log)), np.log1p(np.exp(new_log)))))
 
 
 def peak_sets(model, shared: Path, base: dict) -> list:
     """The base's peaks in every hg38 sequence here: the chr1 / chr2 pieces and the bundled windows."""
-    from genocl_plugin import peaks
+    from genocl_plugin.evaluation import peaks
 
     table = peaks.read_peaks(shared / base["peaks"])
     sets = []
@@ -260,7 +260,7 @@ def peak_metrics(parent, model, sets: list) -> dict:
     """AUROC (peaks vs flanks), signal Pearson and drift over all the peak sets, pooled."""
     import pandas as pd
 
-    from genocl_plugin import peaks
+    from genocl_plugin.evaluation import peaks
 
     tables = [peaks.peak_retention(parent, model, s, batch_size=32, progress=False)["per_window"] for s in sets]
     table = pd.concat(tables).drop_duplicates(subset=["chrom", "start", "kind"])
@@ -303,7 +303,8 @@ def probe(model, screen, settings: dict, input_length: int, readout: str | None)
     """Ridge on the change of the base's outputs and trunk features over the element (see the module doc)."""
     import torch
 
-    from genocl_plugin import objectives, screens
+    from genocl_plugin import objectives
+    from genocl_plugin.data import screens
     from genocl_plugin.strategies.multihead import feature_module
 
     screen = screens.subsample_per_element(screen, settings["probe_per_element"], seed=0)
@@ -312,7 +313,7 @@ def probe(model, screen, settings: dict, input_length: int, readout: str | None)
     hook = feature_module(model.model).register_forward_pre_hook(lambda m, a: captured.__setitem__("f", a[0]))
 
     def features(codes: list[np.ndarray], lo, hi) -> np.ndarray:
-        from genocl_plugin.reference import codes_to_one_hot
+        from genocl_plugin.data.reference import codes_to_one_hot
 
         rows = []
         with torch.no_grad():
@@ -520,11 +521,11 @@ def run_chain(shared: Path, work: Path, mode: str, results_dir: Path = RESULTS) 
 
     Each strategy carries its model from update to update with scenario (d)'s learning rate,
     readout and strategy strengths (picked on validation seeds there; the defaults without it);
-    ``genocl_plugin.evaluate.evaluate_runs`` scores every model of every chain on every task
+    ``genocl_plugin.evaluation.evaluate.evaluate_runs`` scores every model of every chain on every task
     (task 0: agreement with Puffin's own predictions on the reference windows, as Puffin's outputs
     have no bundled tracks by name); the real-CAGE retention of the final models is added.
     """
-    from genocl_plugin import evaluate as ev
+    from genocl_plugin.evaluation import evaluate as ev
     from genocl_plugin.models import load_model
 
     chosen_file = results_dir / f"{SCENARIOS['d']['key']}.json"
@@ -570,7 +571,7 @@ def run_chain(shared: Path, work: Path, mode: str, results_dir: Path = RESULTS) 
 def chain_section(chain: dict) -> tuple[dict, list[str]]:
     """The chain's summary (``forgetting.chain_summary``'s schema) and its markdown."""
     from benchmarks.forgetting import chain_summary
-    from genocl_plugin.stats import format_ci, mean_ci
+    from genocl_plugin.evaluation.stats import format_ci, mean_ci
 
     summary = chain_summary(chain)
     summary["model"] = "Puffin (released weights)"
@@ -624,7 +625,7 @@ def metric_value(row: dict, key: str | None) -> float | None:
 
 def summarise(result: dict) -> dict:
     """Per strategy: mean [95% CI] of each figure and its paired difference from fine-tuning (summary.json schema)."""
-    from genocl_plugin.stats import mean_ci, paired_diff_ci
+    from genocl_plugin.evaluation.stats import mean_ci, paired_diff_ci
 
     rows = result["rows"]
     by = {}
@@ -653,7 +654,7 @@ def summarise(result: dict) -> dict:
 
 def claims(strategies: dict) -> list[str]:
     """The issue's three questions, answered from the intervals."""
-    from genocl_plugin.stats import excludes_zero, format_ci
+    from genocl_plugin.evaluation.stats import excludes_zero, format_ci
 
     ft = strategies["finetune"]
     lines = []
@@ -682,7 +683,7 @@ def claims(strategies: dict) -> list[str]:
 
 def render(results: dict[str, dict], chain: dict | None = None) -> str:
     """docs/results/real_bases.md."""
-    from genocl_plugin.stats import format_ci
+    from genocl_plugin.evaluation.stats import format_ci
 
     lines = ["# The forgetting study on real pretrained bases", "",
              "Generated by `python benchmarks/real_bases.py` (numbers: `docs/results/real_bases/*.json`). "
@@ -697,7 +698,7 @@ def render(results: dict[str, dict], chain: dict | None = None) -> str:
                   f"{result.get('seconds', 0) / 60:.1f} min on {result['machine']}; "
                   f"{len(result['settings']['seeds'])} test seeds; readout **{result['chosen']['readout']}**, "
                   f"lr {result['chosen']['lr']:g}, {result['chosen']['params']}.", ""]
-        from genocl_plugin.stats import mean_ci
+        from genocl_plugin.evaluation.stats import mean_ci
 
         if result.get("probe"):
             lines += ["### What a head could learn (probe)", "",
@@ -747,8 +748,8 @@ def render(results: dict[str, dict], chain: dict | None = None) -> str:
 
 
 def readme_table(results: dict[str, dict]) -> str:
-    """The compact table README.md shows (generated here, so no number is typed by hand)."""
-    from genocl_plugin.stats import choose_auto_strategy, format_ci
+    """The compact table docs/study.md shows (generated here, so no number is typed by hand)."""
+    from genocl_plugin.evaluation.stats import choose_auto_strategy, format_ci
 
     lines = ["| base -> new data | retention measured as | parent | fine-tuning: gain | fine-tuning: retention | "
              "best kept (gain; retention) | auto |", "|---|---|---|---|---|---|---|"]
@@ -770,7 +771,7 @@ def readme_table(results: dict[str, dict]) -> str:
 
 def write_outputs(results: dict[str, dict], chain: dict | None = None) -> None:
     """docs/results/real_bases.md, the scenarios in summary.json, auto_strategy.json per architecture."""
-    from genocl_plugin.stats import choose_auto_strategy
+    from genocl_plugin.evaluation.stats import choose_auto_strategy
 
     (ROOT / "docs" / "results" / "real_bases.md").write_text(render(results, chain))
     (RESULTS / "readme_table.md").write_text(readme_table(results))

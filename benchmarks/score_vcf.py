@@ -4,7 +4,7 @@ Sections (all run by default; ``--only speed,rss,kircher`` picks some):
 
 ``speed``
     Variants/s on the bundled minis (``enformer``, ``procapnet``) of (a) genocl's
-    :func:`genocl_plugin.variants.score_vcf` end to end (read VCF, fetch, predict, write TSV),
+    :func:`genocl_plugin.scoring.variants.score_vcf` end to end (read VCF, fetch, predict, write TSV),
     (b) gReLU 1.1.0 ``predict_variant_effects`` on the same model, variants, FASTA and batch
     size (plus reading the VCF into its DataFrame; it has no VCF reader), and (c) the ceiling:
     the raw model forward on pre-encoded REF + ALT one-hot batches. Targets: (a) >= 1.5x (b),
@@ -81,7 +81,7 @@ def synthetic_vcf(path: Path, n: int, shared: Path, seed: int = 0) -> Path:
     """``n`` SNVs at distinct random non-N positions of hg38 chr2:1-2,333,275 (bgzipped, sorted)."""
     from pysam.libcbgzf import BGZFile
 
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     if path.exists():
         return path
@@ -114,7 +114,7 @@ def plain_fasta(work: Path, shared: Path) -> Path:
     import gzip
     import shutil
 
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     path = work / "chr2_1-2333275.fa"
     if not path.exists():
@@ -154,8 +154,9 @@ def speed_one(arch: str, vcf: Path, fasta: Path, batch_size: int, repeats: int, 
     from grelu.transforms.prediction_transforms import Aggregate
     from grelu.variant import predict_variant_effects
 
-    from genocl_plugin import reference, variants
+    from genocl_plugin.data import reference
     from genocl_plugin.models import load_model
+    from genocl_plugin.scoring import variants
 
     model = load_model(arch)
     plan = variants.scoring_plan(model)
@@ -367,7 +368,8 @@ def _kircher_records(shared: Path) -> tuple[list[str], list[str]]:
 def kircher(models: dict[str, list[tuple[str, str]]], sites_per_element: int, batch_size: int,
             work: Path, shared: Path) -> tuple[pd.DataFrame, list[dict]]:
     """Per-element Spearman of predicted log2FC vs measured COEF for every (arch, label, spec)."""
-    from genocl_plugin import evaluate, variants
+    from genocl_plugin.evaluation import evaluate
+    from genocl_plugin.scoring import variants
 
     fasta = kircher_fasta(work, shared)
     vcf = kircher_subset(work, shared, sites_per_element)

@@ -51,10 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import git_commit  # noqa: E402
-from genocl_plugin import objectives, reference, screens  # noqa: E402
+from genocl_plugin import objectives  # noqa: E402
 from genocl_plugin.config import UpdateConfig  # noqa: E402
-from genocl_plugin.evaluate import pearson  # noqa: E402
-from genocl_plugin.stats import mean_ci  # noqa: E402
+from genocl_plugin.data import reference, screens  # noqa: E402
+from genocl_plugin.evaluation.evaluate import pearson  # noqa: E402
+from genocl_plugin.evaluation.stats import mean_ci  # noqa: E402
 
 K = 5
 MOTIFS = "hocomoco_v12"  # gReLU's bundled MEME file (grelu.resources.get_meme_file_path)

@@ -34,7 +34,7 @@ def child(model_name: str, strategy: str, epochs: int, max_train: int) -> dict:
     from genocl_plugin.errors import GenoclInputError
     from genocl_plugin.models import build_model, load_model
     from genocl_plugin.strategies import resolve_strategies
-    from genocl_plugin.update import UpdateConfig, prepare_screen, train_on_screen
+    from genocl_plugin.training.update import UpdateConfig, prepare_screen, train_on_screen
 
     torch.set_num_threads(2)
     config = UpdateConfig(model=model_name, strategy=strategy, epochs=epochs, max_train=max_train)

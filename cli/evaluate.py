@@ -35,8 +35,8 @@ def evaluate(runs, out, max_crops, labels, trust_checkpoint) -> None:
     """
     from pathlib import Path
 
-    from genocl_plugin import evaluate as ev
     from genocl_plugin.errors import input_error
+    from genocl_plugin.evaluation import evaluate as ev
     from genocl_plugin.models import trusted_checkpoints
 
     if labels and len(labels) != len(runs):

@@ -28,8 +28,8 @@ def user_errors(func):
         except (MemoryError, RuntimeError) as err:
             # torch.OutOfMemoryError (CUDA) is a RuntimeError; the CPU allocator raises a
             # RuntimeError "DefaultCPUAllocator: can't allocate memory". Only torch is
-            # imported lazily by commands, so the check lives in genocl_plugin.hardware.
-            from genocl_plugin.hardware import is_out_of_memory, out_of_memory_message
+            # imported lazily by commands, so the check lives in genocl_plugin.training.hardware.
+            from genocl_plugin.training.hardware import is_out_of_memory, out_of_memory_message
 
             if not is_out_of_memory(err):
                 raise

@@ -35,7 +35,7 @@ def from_satmut(table, fasta, out, elements, release, max_per_element, seed, for
       genocl screen from-satmut --table elements.tsv.gz \\
         --fasta DERIVED_element_reference_sequences_GRCh38.fa --elements enhancers --out mpra.h5ad
     """
-    from genocl_plugin import screens
+    from genocl_plugin.data import screens
 
     _refuse_existing(out, force)
     groups = {"enhancers": screens.KIRCHER_ENHANCERS, "promoters": screens.KIRCHER_PROMOTERS}
@@ -72,7 +72,7 @@ def from_crispri(table, fasta, out, dataset, model_spec, force, trust_checkpoint
         --table EPCrisprBenchmark_combined_data.training_K562.GRCh38.tsv.gz \\
         --fasta hg38.fa --model enformer_dir --out crispri.h5ad
     """
-    from genocl_plugin import screens
+    from genocl_plugin.data import screens
 
     _refuse_existing(out, force)
     model = None
@@ -121,7 +121,7 @@ def from_personal(vcf, dosages, expression, samples_as_rows, sample_map, genes, 
       genocl screen from-personal --vcf cohort.vcf.gz --expression expr.tsv \\
         --genes genes.tsv --fasta hg38.fa --model enformer --out personal.h5ad
     """
-    from genocl_plugin import personal, screens
+    from genocl_plugin.data import personal, screens
     from genocl_plugin.errors import input_error
 
     _refuse_existing(out, force)
@@ -176,7 +176,7 @@ def from_tracks(bigwigs, fasta, regions, names, bin_size, context, model_spec, b
       genocl screen from-tracks --bigwig atac.bw --bigwig h3k27ac.bw --fasta hg38.fa \\
         --regions windows.bed --model enformer_dir --out my_tracks.h5ad
     """
-    from genocl_plugin import screens, tracks
+    from genocl_plugin.data import screens, tracks
     from genocl_plugin.errors import input_error
 
     _refuse_existing(out, force)
@@ -241,7 +241,7 @@ def from_activity(table, sequence_column, activity_column, out, source, trim_ada
       genocl screen from-activity WTC11_test.tsv.gz --sequence-column seq \\
         --activity-column mean_value --trim-adapters 15 15 --out wtc11.h5ad
     """
-    from genocl_plugin import screens
+    from genocl_plugin.data import screens
 
     _refuse_existing(out, force)
     adata, summary = screens.from_activity(table, sequence_column, activity_column, source=source,
@@ -274,7 +274,7 @@ def validate(path) -> None:
     Example:
       genocl screen validate mpra.h5ad
     """
-    from genocl_plugin import screens
+    from genocl_plugin.data import screens
 
     adata = screens.read_screen(path)
     click.echo(f"{path}: valid {adata.uns['assay']} screen with {adata.n_obs} rows")

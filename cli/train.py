@@ -77,9 +77,9 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
     """
     from pathlib import Path
 
+    from genocl_plugin.data.fileio import claim
     from genocl_plugin.errors import input_error
-    from genocl_plugin.fileio import claim
-    from genocl_plugin.hardware import trainer_settings
+    from genocl_plugin.training.hardware import trainer_settings
 
     if Path(out).exists() and not force:
         raise input_error(out, "--out", "already exists", "choose a new directory or pass --force")
@@ -93,15 +93,15 @@ def pretrain(arch, out, max_epochs, batch_size, lr, seq_len, loss, patience, ini
                           "is a softmax", "leave out --calibrate-output for procapnet")
     settings = trainer_settings(accelerator, devices, precision, accumulate_grad_batches)
     # torch / Lightning / gReLU (several seconds) only after every option was checked
-    from genocl_plugin.pretrain import RECIPES, write_pretrained
-    from genocl_plugin.pretrain import pretrain as run
+    from genocl_plugin.training.pretrain import RECIPES, write_pretrained
+    from genocl_plugin.training.pretrain import pretrain as run
 
     with claim(out):  # a second pretrain into the same --out fails at once
         limit = int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches
         limit_val = int(limit_val_batches) if limit_val_batches > 1 else limit_val_batches
         init_lineage = []
         if init:
-            from genocl_plugin.fileio import sha256sum
+            from genocl_plugin.data.fileio import sha256sum
             from genocl_plugin.models import read_config
 
             parent = read_config(init)
@@ -301,7 +301,7 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
         validate_entry_name(publish_name, "--publish")
         if Path(zoo).exists() and not Path(zoo).is_dir():
             raise input_error(zoo, "--zoo", "is a file, not a directory", "pass the zoo root directory")
-    from genocl_plugin.hardware import trainer_settings
+    from genocl_plugin.training.hardware import trainer_settings
 
     # --devices / --accelerator / --precision before torch, Lightning and gReLU are imported
     # (a GPU asked for on a machine without one is refused in well under a second)
@@ -309,16 +309,16 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
     holdout_chroms = ([c.strip() for c in reference_holdout_chroms.split(",") if c.strip()]
                       if reference_holdout_chroms else None)
     if reference_peaks:  # a bad peak file fails here, before the model loads
-        from genocl_plugin.peaks import check_peaks_option
+        from genocl_plugin.evaluation.peaks import check_peaks_option
 
         check_peaks_option(reference_peaks, reference_fasta, holdout_chroms)
-    from genocl_plugin.fileio import claim
+    from genocl_plugin.data.fileio import claim
 
     # Claimed before the slow part: a second update into the same --out fails now, not after training.
     with claim(out):
-        from genocl_plugin import evaluate
+        from genocl_plugin.evaluation import evaluate
         from genocl_plugin.models import enformer_head, trusted_checkpoints
-        from genocl_plugin.update import UpdateConfig, run_update
+        from genocl_plugin.training.update import UpdateConfig, run_update
 
         strategy_params = {
             key: value for key, value in {
@@ -360,12 +360,12 @@ def update(model_spec, data, strategy, out, epochs, batch_size, lr, head_lr, max
             click.echo(f"reference set: {ref['name']} (retention on {retained.get('n_windows', ref['n_test'])} of "
                        f"{ref['n_test']} held-out windows of {ref['seq_len']:,} bp; targets: {ref['tracks']})")
         if result["report"].get("peaks"):
-            from genocl_plugin.peaks import format_peaks
+            from genocl_plugin.evaluation.peaks import format_peaks
 
             click.echo("\n".join(format_peaks(result["report"]["peaks"])))
         told = result["strategy"].strip() == "finetune" or strategy.strip() == "auto"
         if told and not retained.get("not_measured"):
-            from genocl_plugin.stats import auto_evidence, format_evidence
+            from genocl_plugin.evaluation.stats import auto_evidence, format_evidence
 
             evidence = auto_evidence(result.get("auto_key") or result.get("arch") or "")
             if evidence:  # what fine-tuning / the other strategies did in the benchmark

@@ -68,9 +68,11 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
     """
     import warnings
 
-    from genocl_plugin import hardware, reference, variants
+    from genocl_plugin.data import reference
     from genocl_plugin.errors import input_error
     from genocl_plugin.progress import StageLog
+    from genocl_plugin.scoring import variants
+    from genocl_plugin.training import hardware
 
     # Cheap checks first: a bad option or file fails before torch and the model are imported
     # (several seconds): --devices and --precision need torch only when a GPU exists.
@@ -86,7 +88,7 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, scores, rc
         variants.parse_shard(shard)
     if region:
         variants.parse_region(region)
-    from genocl_plugin.fileio import claim
+    from genocl_plugin.data.fileio import claim
 
     # [stage i/n] lines on stderr once the inputs are checked: model, (counting,) scoring
     stages = StageLog(total=3 if variants.countable(vcf) else 2)

@@ -53,18 +53,18 @@ class UpdateConfig:
     # Epoch selection: fraction of the training elements' remaining position blocks held out as
     # a validation set (screens.prepare_screen(validation=True)); after each epoch the update
     # scores effect Pearson there and keeps the best epoch, the parent's weights counting as
-    # epoch 0 (genocl_plugin.selection). 0: off, the last epoch is kept.
+    # epoch 0 (genocl_plugin.training.selection). 0: off, the last epoch is kept.
     val_holdout: float = 0.0
     patience: int = 2  # epochs without a better validation Pearson before training stops
     strategy_params: dict = field(default_factory=dict)
     # The reference set (what the model already knows): the user's genome + regions [+ tracks],
-    # else the bundled hg38 windows. See genocl_plugin/reference.py.
+    # else the bundled hg38 windows. See genocl_plugin/data/reference.py.
     reference_fasta: str | None = None
     reference_regions: str | None = None
     reference_tracks: str | None = None
     reference_holdout_chroms: list[str] | None = None
     # A narrowPeak / BED of what the parent was trained to predict: peak-vs-flank AUROC, signal
-    # Pearson and drift on held-out peaks (genocl_plugin/peaks.py). Uses reference_fasta (else the
+    # Pearson and drift on held-out peaks (genocl_plugin/evaluation/peaks.py). Uses reference_fasta (else the
     # bundled windows) and reference_holdout_chroms.
     reference_peaks: str | None = None
     # Which tracks the perturbation objective reads (indices, names, globs, re:regex); None:
@@ -80,7 +80,7 @@ class UpdateConfig:
     precision: str = "32"
     accumulate_grad_batches: int = 1
     gradient_checkpointing: bool = False
-    # Estimate one step's peak memory before training (genocl_plugin/memory.py) and refuse a
+    # Estimate one step's peak memory before training (genocl_plugin/training/memory.py) and refuse a
     # --batch-size that cannot fit; False (--no-memory-check) reports the estimate and tries anyway.
     memory_check: bool = True
     # BatchNorm running statistics during the update: "frozen" keeps the parent's (BatchNorm in

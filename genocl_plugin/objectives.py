@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 from genocl_plugin.errors import input_error
 
 LN2 = math.log(2.0)
@@ -42,7 +42,7 @@ def readout_tracks(model, assay: str, spec: str | None = None, cell_type: str | 
         ``mpra`` or ``crispri``.
     spec
         ``--readout-tracks``: indices, exact names, globs or ``re:`` regexes over the track names
-        (:func:`genocl_plugin.reference.match_tracks`); overrides the default.
+        (:func:`genocl_plugin.data.reference.match_tracks`); overrides the default.
     cell_type
         The screen's ``uns["cell_type"]``: the default prefers that cell type's tracks.
 
@@ -395,7 +395,7 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
     """Build the CRISPRi pairs (reference vs silenced) of a screen for a model.
 
     Each pair gets its own input window of ``model.seq_len`` bp (the model's own input length)
-    from :func:`genocl_plugin.screens.crispri_window_start`: the element(s) inside the input,
+    from :func:`genocl_plugin.data.screens.crispri_window_start`: the element(s) inside the input,
     the TSS readout inside the output, centred between them where possible; sequence past a
     contig end is N. Pairs no window can hold are skipped (``dataset.skipped`` counts them,
     ``dataset.fit_message`` says so).
@@ -422,7 +422,7 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
     GenoclInputError
         No pair fits the model's geometry.
     """
-    from genocl_plugin.screens import crispri_window_start, drop_unfit_crispri, parse_interval, readout_half_width
+    from genocl_plugin.data.screens import crispri_window_start, drop_unfit_crispri, parse_interval, readout_half_width
 
     n_rows = screen.n_obs
     screen, message = drop_unfit_crispri(screen, model, path, tss_bins)
@@ -459,7 +459,7 @@ def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
                    path: str = "<screen>", readout: str | None = None, pairwise_alpha: float = 0.5,
                    max_items: int | None = None, mpra_seq_len: int | None = None):
     """The perturbation dataset of any supported screen (a PersonalDataset for personal genomes,
-    a :class:`~genocl_plugin.tracks.TracksDataset` for coverage tracks).
+    a :class:`~genocl_plugin.data.tracks.TracksDataset` for coverage tracks).
 
     ``readout`` is ``--readout-tracks`` (see :func:`readout_tracks`); ``max_items`` subsamples
     the crops of a tracks screen (other screens are subsampled by row in ``prepare_screen``);
@@ -471,7 +471,7 @@ def screen_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
     if screen.uns["assay"] == "activity":
         return activity_dataset(screen, model, path=path, readout=readout, seq_len=mpra_seq_len)
     if screen.uns["assay"] == "tracks":
-        from genocl_plugin.tracks import tracks_dataset
+        from genocl_plugin.data.tracks import tracks_dataset
 
         return tracks_dataset(screen, model, path=path, max_crops=max_items, seed=seed)
     if screen.uns["assay"] == "personal":
@@ -515,7 +515,7 @@ class PersonalDataset(Dataset):
 
     def haplotypes(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The two haplotype code sequences of row ``i``."""
-        from genocl_plugin.personal import apply_haplotypes
+        from genocl_plugin.data.personal import apply_haplotypes
 
         return apply_haplotypes(self.gene_refs[self.gene_index[i]], self.offsets[i], self.alt_codes[i],
                                 self.hap_codes[i])
@@ -680,7 +680,7 @@ def collate_for(dataset):
     if isinstance(base, ActivityDataset):
         return collate_activity
     if getattr(base, "kind", None) == "tracks":
-        from genocl_plugin.tracks import collate_for_tracks
+        from genocl_plugin.data.tracks import collate_for_tracks
 
         return collate_for_tracks(base)
     return collate_personal if isinstance(base, PersonalDataset) else collate_perturbations
@@ -712,7 +712,7 @@ def batch_loss(model, batch: dict) -> torch.Tensor:
     if batch.get("kind") == "personal":
         return pairwise_loss(predicted_expression(model, batch), batch["effect"], batch["gene"], batch["alpha"])
     if batch.get("kind") == "tracks":
-        from genocl_plugin.tracks import tracks_loss
+        from genocl_plugin.data.tracks import tracks_loss
 
         return tracks_loss(model, batch)
     return effect_loss(predicted_effects(model, batch), batch["effect"])

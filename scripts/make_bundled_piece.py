@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyfaidx
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 
 CHROM, START, LENGTH = "chr2", 10_000, 524_288
 

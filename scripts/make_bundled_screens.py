@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from genocl_plugin import screens
+from genocl_plugin.data import screens
 
 BUNDLED = Path(__file__).resolve().parents[1] / "genocl_plugin" / "bundled"
 
@@ -28,7 +28,7 @@ def main(shared: Path) -> None:
     adata = screens.from_crispri(crispr, sequence_source="bundled")
     screens.write_screen(adata, BUNDLED / "crispri_example.h5ad", force=True)
     print(f"crispri_example: {adata.n_obs} pairs: {list(adata.obs_names)}")
-    from genocl_plugin import personal
+    from genocl_plugin.data import personal
 
     qtl = shared / "personal" / "geuvadis_qtlmap"
     adata, summary = personal.from_personal(

@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from genocl_cli.main import main as cli
-from genocl_plugin import objectives, screens
+from genocl_plugin import objectives
+from genocl_plugin.data import screens
 
 WTC11 = Path(__file__).resolve().parents[2] / "shared" / "data" / "lentimpra_wtc11"
 ADAPTER5, ADAPTER3 = "AGGACCGGATCAACT", "CATTGCGTGAACCGA"  # the WTC11 library's constant ends
@@ -311,7 +312,7 @@ def _update(data: Path, out: Path, *extra) -> dict:
 
 
 def test_update_reports_heldout_activity_pearson(tmp_path, activity_screen):
-    from genocl_plugin.evaluate import pearson, screen_task
+    from genocl_plugin.evaluation.evaluate import pearson, screen_task
     from genocl_plugin.models import load_model
 
     run = tmp_path / "run"
@@ -340,7 +341,7 @@ def test_update_reports_heldout_activity_pearson(tmp_path, activity_screen):
 
 
 def test_multihead_update_reads_its_screen_head(tmp_path, activity_screen):
-    from genocl_plugin.evaluate import screen_task
+    from genocl_plugin.evaluation.evaluate import screen_task
     from genocl_plugin.models import load_model
 
     run = tmp_path / "multi"

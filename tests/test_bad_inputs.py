@@ -188,7 +188,7 @@ _UPDATE_BAD = {
 for _name, (_args, *_expected) in _UPDATE_BAD.items():
     _opt("option", f"update {_name}", ["update", *_args], *_expected)
 CASES["option/update without --out"] = lambda tmp, shared: (["update"], ("--out",))
-# the memory pre-flight (genocl_plugin/memory.py): a step of a million examples fits no machine;
+# the memory pre-flight (genocl_plugin/training/memory.py): a step of a million examples fits no machine;
 # refused after the (mini) model loads, before the reference set, the screen or any step
 CASES["option/update batch-size beyond memory"] = lambda tmp, shared: (
     ["update", "--model", "procapnet", "--out", str(tmp / "r"), "--batch-size", "1000000"],
@@ -532,7 +532,8 @@ def _missing_model(tmp, shared):
 
 @case("strategy state with one flipped bit", "model")
 def _flipped_state(tmp, shared):
-    from genocl_plugin import models, update
+    from genocl_plugin import models
+    from genocl_plugin.training import update
 
     class State:  # what a stateful strategy callback exposes to save_strategy_state
         state_name = "ewc"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from genocl_plugin import reference
-from genocl_plugin.evaluate import pearson
-from genocl_plugin.pretrain import WindowCropDataset
+from genocl_plugin.data import reference
+from genocl_plugin.evaluation.evaluate import pearson
+from genocl_plugin.training.pretrain import WindowCropDataset
 
 SPEC = importlib.util.spec_from_file_location("ceiling_benchmark",
                                               Path(__file__).parents[1] / "benchmarks" / "ceiling.py")

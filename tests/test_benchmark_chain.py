@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genocl_plugin import evaluate as ev
+from genocl_plugin.evaluation import evaluate as ev
 
 SPEC = importlib.util.spec_from_file_location("forgetting_benchmark",
                                               Path(__file__).parents[1] / "benchmarks" / "forgetting.py")
@@ -72,7 +72,7 @@ def test_chain_rendering_shows_every_strategy_and_the_missing_base_score():
 
 
 def test_auto_evidence_round_trips_to_what_update_prints(tmp_path):
-    from genocl_plugin import stats
+    from genocl_plugin.evaluation import stats
 
     ci = lambda m: {"mean": m, "ci_low": m - 0.1, "ci_high": m + 0.1, "sd": 0.05, "n": 5}  # noqa: E731
     strategies = {"finetune": {"strategy": "finetune", "n_seeds": 5, "gain_in_distribution": ci(0.15),
@@ -173,7 +173,7 @@ def test_rescoring_keeps_how_each_run_was_trained(tmp_path):
 
 def test_auto_names_the_parameters_of_a_picked_head_only_update(tmp_path):
     """A label that runs --strategy freeze with --freeze trunk wins: auto records the spec *and* its params."""
-    from genocl_plugin import stats
+    from genocl_plugin.evaluation import stats
 
     assert forgetting.params_for("freeze", {}) == {"freeze": "trunk"}
     grid = {"enformer": {"results": {"head only": [{"params": {"freeze": "trunk"}, "gain_id": 0.1, "gain_ood": 0.0,
@@ -246,8 +246,10 @@ def test_grid_picks_from_means_over_validation_seeds(tmp_path, monkeypatch):
         gain, ret = scores[(label, alpha)][seed]
         return {"gain_id": gain, "gain_ood": 0.0, "retention_valid": ret}
 
-    monkeypatch.setattr(forgetting, "update", fake_update)
-    monkeypatch.setattr(forgetting, "grid_score", fake_score)
+    from benchmarks import forgetting_runs  # run_grid looks update and grid_score up in its own module
+
+    monkeypatch.setattr(forgetting_runs, "update", fake_update)
+    monkeypatch.setattr(forgetting_runs, "grid_score", fake_score)
     settings = {"eval_crops": 4, "validation_seeds": [100, 101, 102]}
     grid = forgetting.run_grid("enformer", "enformer", tmp_path / "s.h5ad", {"l2sp": "l2sp"}, settings, tmp_path,
                                lambda _m: None)

@@ -30,7 +30,7 @@ def test_ridge_recovers_a_linear_signal_and_not_noise():
 def test_cage_pearson_bins_log_predictions_to_32_bp_per_strand():
     from types import SimpleNamespace
 
-    from genocl_plugin.puffin import TRACK_NAMES
+    from genocl_plugin.models.puffin import TRACK_NAMES
 
     rng = np.random.default_rng(1)
     cage = rng.poisson(2.0, size=(5, 2, 3)).astype(np.float32)  # 5 windows, 2 strands, 3 bins of 32 bp

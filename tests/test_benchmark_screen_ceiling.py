@@ -67,8 +67,8 @@ def test_ridge_recovers_a_linear_signal_and_a_huge_penalty_flattens_it():
 
 
 def test_study_split_is_the_updates_split_and_element_means_use_training_rows_only():
-    from genocl_plugin import screens
     from genocl_plugin.config import UpdateConfig
+    from genocl_plugin.data import screens
 
     path = sc.BUNDLED / sc.SCREENS["enhancers"]
     screen = screens.read_screen(path)
@@ -133,7 +133,7 @@ def test_bundled_motif_filters_score_a_sequence_and_its_reverse_complement_alike
     core = "".join(rng.choice(list("ACGT"), 60))
     pad = "N" * filters.shape[-1]  # every window of every (right-padded) motif fits
     seq, rc = pad + core + pad, pad + core.translate(COMP)[::-1] + pad
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     def best(s):
         x = torch.from_numpy(reference.codes_to_one_hot(reference.seq_to_codes(s)[None]).astype(np.float32))

@@ -29,9 +29,10 @@ import numpy as np
 import pytest
 import torch
 
-from genocl_plugin import models, reference
+from genocl_plugin import models
+from genocl_plugin.data import reference
+from genocl_plugin.data.fileio import seal
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.fileio import seal
 
 BORZOI_DIMS = {"dim": 64, "depth": 1, "heads": 2, "attn_dim_key": 8, "attn_dim_value": 16}
 SEQ_LEN = 524_288
@@ -193,7 +194,7 @@ def test_borzoi_pytorch_wrapper_is_log_of_borzoi_output(short_borzoi_dir, head):
 
 @pytest.mark.parametrize("strategy", ["finetune", "lora", "multihead"])
 def test_borzoi_pytorch_update(short_borzoi, tmp_path, strategy):
-    from genocl_plugin.update import UpdateConfig, run_update
+    from genocl_plugin.training.update import UpdateConfig, run_update
 
     base = models.load_model(short_borzoi)
     config = UpdateConfig(model=str(short_borzoi), data=str(ENHANCERS), strategy=strategy, batch_size=1,
@@ -220,7 +221,7 @@ def test_borzoi_pytorch_update(short_borzoi, tmp_path, strategy):
 
 def test_borzoi_pytorch_gradient_checkpointing(short_borzoi):
     """``--gradient-checkpointing``: same loss and gradients, fewer activations kept."""
-    from genocl_plugin.hardware import enable_gradient_checkpointing
+    from genocl_plugin.training.hardware import enable_gradient_checkpointing
 
     model = models.load_model(short_borzoi)
     model.train()

@@ -139,7 +139,7 @@ def test_real_process_conversion(data_dir, tmp_path):
 
 def test_update_passes_max_eval_id_to_the_run(monkeypatch, tmp_path):
     """--max-eval-id reaches UpdateConfig; left out, it stays None (the check then uses --max-eval)."""
-    import genocl_plugin.update as update_module
+    import genocl_plugin.training.update as update_module
 
     seen = []
 

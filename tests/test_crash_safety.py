@@ -2,7 +2,7 @@
 
 Real processes are killed with ``os._exit(137)`` (what SIGKILL leaves behind: no ``finally``,
 no cleanup) at named points, through the test-only hook ``GENOCL_TEST_KILL_AT`` of
-:func:`genocl_plugin.fileio.crash_point`. ``GENOCL_NO_RENAME_EXCHANGE=1`` forces the fallback
+:func:`genocl_plugin.data.fileio.crash_point`. ``GENOCL_NO_RENAME_EXCHANGE=1`` forces the fallback
 that replaces a directory in two renames, so the crash between them is tested too.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genocl_plugin import fileio, reference
+from genocl_plugin.data import fileio, reference
 from genocl_plugin.errors import GenoclInputError
 
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
@@ -156,7 +156,7 @@ def test_next_run_cleans_what_a_killed_run_left(tmp_path):
 
 
 def test_stale_teacher_caches_are_removed(tmp_path):
-    from genocl_plugin.reference import clean_stale_teacher_caches
+    from genocl_plugin.data.reference import clean_stale_teacher_caches
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()

@@ -23,7 +23,8 @@ import torch
 from click.testing import CliRunner
 
 from genocl_cli.main import main
-from genocl_plugin import models, objectives, reference, screens
+from genocl_plugin import models, objectives
+from genocl_plugin.data import reference, screens
 from genocl_plugin.errors import GenoclInputError
 
 ACP1, FAM110C = 264_786, 46_587  # 0-based TSS positions
@@ -221,7 +222,7 @@ def test_converter_nothing_fits_is_one_line(procapnet_geometry, chr2_fasta, tmp_
 
 
 def test_update_skips_and_counts_at_procapnet_geometry(procapnet_geometry, chr2_fasta, tmp_path, capsys):
-    from genocl_plugin.update import UpdateConfig, run_update
+    from genocl_plugin.training.update import UpdateConfig, run_update
 
     model_dir, _ = procapnet_geometry
     path = screens.write_screen(crispri_screen(chr2_fasta), tmp_path / "pairs.h5ad")

@@ -15,10 +15,11 @@ WORKER = textwrap.dedent('''
     import pytorch_lightning as pl
     import torch
     torch.set_num_threads(1)
-    from genocl_plugin import objectives, reference
+    from genocl_plugin import objectives
+    from genocl_plugin.data import reference
     from genocl_plugin.models import build_model
     from genocl_plugin.strategies.replay import ReplayCallback
-    from genocl_plugin.update import UpdateConfig, prepare_screen, train_on_screen
+    from genocl_plugin.training.update import UpdateConfig, prepare_screen, train_on_screen
 
     out = sys.argv[1]
     torch.manual_seed(0)

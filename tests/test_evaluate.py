@@ -10,10 +10,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from genocl_plugin import evaluate as ev
-from genocl_plugin import reference, screens
+from genocl_plugin.data import reference, screens
+from genocl_plugin.evaluation import evaluate as ev
 from genocl_plugin.models import build_model, save_model
-from genocl_plugin.update import UpdateConfig, run_update
+from genocl_plugin.training.update import UpdateConfig, run_update
 
 # named like the bundled ProCapNet mini's outputs, so retention is scored against the real tracks
 BUNDLED_STRANDS = ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"]

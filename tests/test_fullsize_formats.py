@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from genocl_plugin import models, reference
+from genocl_plugin import models
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.update import UpdateConfig, run_update
+from genocl_plugin.training.update import UpdateConfig, run_update
 
 ENHANCERS = reference.BUNDLED / "mpra_enhancers.h5ad"
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
@@ -75,7 +76,7 @@ def test_enformer_pytorch_update(enformer_pytorch_dir, tmp_path, strategy):
 def test_enformer_pytorch_auto_head_only_keeps_the_trunk(enformer_pytorch_dir, tmp_path, monkeypatch):
     """auto resolved to head-only updates (freeze --freeze trunk) at 196,608 bp and 5,313 tracks: the trunk
     is bit-identical after the update, the human head is not, and the run records the parameters."""
-    from genocl_plugin import update as update_module
+    from genocl_plugin.training import update as update_module
 
     monkeypatch.setattr(update_module, "AUTO_STRATEGY", {"enformer": "freeze"})
     monkeypatch.setattr(update_module, "AUTO_PARAMS", {"enformer": {"freeze": "trunk"}})
@@ -91,7 +92,7 @@ def test_enformer_pytorch_auto_head_only_keeps_the_trunk(enformer_pytorch_dir, t
 def test_enformer_pytorch_auto_runs_the_bundled_pick(enformer_pytorch_dir, tmp_path):
     """auto with the shipped auto_strategy.json (no patching) at 196,608 bp / 5,313 tracks: the run uses the
     study's pick with its parameters, and a LoRA pick is rebuilt on load at the study's rank."""
-    from genocl_plugin.update import AUTO_PARAMS, AUTO_STRATEGY
+    from genocl_plugin.training.update import AUTO_PARAMS, AUTO_STRATEGY
 
     result = _update(enformer_pytorch_dir, tmp_path / "run", "auto", ENHANCERS)
     assert (result["strategy"], result["strategy_params"]) == (AUTO_STRATEGY["enformer"], AUTO_PARAMS["enformer"])

@@ -38,9 +38,10 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from genocl_cli.main import main
-from genocl_plugin import models, reference
+from genocl_plugin import models
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.update import UpdateConfig, run_update
+from genocl_plugin.training.update import UpdateConfig, run_update
 
 ENHANCERS = reference.BUNDLED / "mpra_enhancers.h5ad"
 # One update at 196,608 / 524,288 bp runs ~10 forward passes and a checkpointed step: ~5.4 CPU-min

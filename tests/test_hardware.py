@@ -13,10 +13,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from genocl_cli.main import main
-from genocl_plugin import hardware, reference
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
 from genocl_plugin.models import GenoclLightningModel, build_model
-from genocl_plugin.update import UpdateConfig, run_update
+from genocl_plugin.training import hardware
+from genocl_plugin.training.update import UpdateConfig, run_update
 
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
 
@@ -67,7 +68,7 @@ def test_trainer_settings_values():
 
 
 def test_default_batch_size_follows_model_size(monkeypatch):
-    from genocl_plugin import memory
+    from genocl_plugin.training import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda *a, **k: 8 * memory.GB)  # the same on any machine
     mini = build_model("enformer")  # the bundled mini's layout
@@ -90,14 +91,14 @@ def test_out_of_memory_is_one_line(command, tmp_path, monkeypatch, tiny_procapne
         return torch.empty(2**45)
 
     if command == "update":
-        monkeypatch.setattr("genocl_plugin.update.train_on_screen", allocate)
+        monkeypatch.setattr("genocl_plugin.training.update.train_on_screen", allocate)
         args = ["update", "--model", str(tiny_procapnet_dir), "--data", str(PROMOTERS), "--max-train", "8",
                 "--max-eval", "8", "--retention-crops", "2", "--strategy", "finetune", "--out", str(tmp_path / "r")]
     elif command == "publish":
         monkeypatch.setattr("genocl_plugin.zoo.write_examples", allocate)
         args = ["publish", str(tiny_procapnet_dir), "--zoo", str(tmp_path / "zoo"), "--name", "a/b-v1"]
     else:
-        monkeypatch.setattr("genocl_plugin.variants.predict_window_sums", allocate)
+        monkeypatch.setattr("genocl_plugin.scoring.variants.predict_window_sums", allocate)
         args = ["score-vcf", "--model", str(tiny_procapnet_dir), "--vcf", str(data_dir / "gtex_eqtl_chr1_first1Mb.vcf"),
                 "--fasta", str(data_dir / "hg38_chr1_1-140000.fa.gz"), "--out", str(tmp_path / "s.tsv")]
     result = CliRunner().invoke(main, args)
@@ -119,7 +120,7 @@ def test_other_runtime_errors_still_raise(monkeypatch, tmp_path, tiny_procapnet_
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr("genocl_plugin.update.train_on_screen", broken)
+    monkeypatch.setattr("genocl_plugin.training.update.train_on_screen", broken)
     result = CliRunner().invoke(main, ["update", "--model", str(tiny_procapnet_dir), "--data", str(PROMOTERS),
                                        "--max-train", "8", "--max-eval", "8", "--strategy", "finetune",
                                        "--out", str(tmp_path / "r")])

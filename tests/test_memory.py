@@ -1,4 +1,4 @@
-"""The memory pre-flight (genocl_plugin/memory.py): activations measured on the meta device,
+"""The memory pre-flight (genocl_plugin/training/memory.py): activations measured on the meta device,
 estimates checked against the measured full-width rows of docs/performance.md, refusals."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from genocl_plugin import hardware, memory
 from genocl_plugin.errors import GenoclInputError
 from genocl_plugin.models import build_model
+from genocl_plugin.training import hardware, memory
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from genocl_plugin import models, reference
+from genocl_plugin import models
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
 
 
@@ -355,7 +356,7 @@ def test_whole_pickled_bpnet_loads_without_trust_and_sees_ctcf():
 
     import pyfaidx
 
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
     from genocl_plugin.models import trusted_checkpoints
 
     with trusted_checkpoints(False):

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from genocl_plugin import objectives, reference
+from genocl_plugin import objectives
+from genocl_plugin.data import reference
 
 
 class CountAModel(nn.Module):
@@ -108,8 +109,8 @@ def test_effect_loss_is_mse():
 
 
 def test_crispri_dataset_reads_bundled_window_and_tss():
+    from genocl_plugin.data.screens import crispri_window_start, parse_interval
     from genocl_plugin.models import build_model
-    from genocl_plugin.screens import crispri_window_start, parse_interval
 
     # a BPNet whose 65,536-bp input holds the bundled pairs (21-54 kb element-TSS spans)
     torch.manual_seed(0)
@@ -170,8 +171,8 @@ def test_training_effects_see_one_network_not_two_dropout_masks():
 def test_update_steps_on_screens_run_without_dropout_also_under_checkpointing():
     """The whole step of a screen batch runs with dropout off (strategy terms included), so
     gradient checkpointing's backward recomputes blocks in the mode their forward ran in."""
-    from genocl_plugin.hardware import enable_gradient_checkpointing
     from genocl_plugin.models import load_model
+    from genocl_plugin.training.hardware import enable_gradient_checkpointing
 
     model = load_model("enformer")
     enable_gradient_checkpointing(model.model)

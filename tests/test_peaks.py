@@ -15,8 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from genocl_cli.main import main
-from genocl_plugin import peaks, reference
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
+from genocl_plugin.evaluation import peaks
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -126,7 +127,8 @@ def _bad_cli_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize("case", ["missing", "non-numeric", "empty", "damaged gzip", "holdout without peaks",
                                   "chromosome not in FASTA"])
 def test_update_refuses_bad_peak_files_before_loading_the_model(tmp_path, case, monkeypatch):
-    from genocl_plugin import models, update
+    from genocl_plugin import models
+    from genocl_plugin.training import update
 
     def no_load(*_a, **_k):
         raise AssertionError("the model was loaded before the peak file was checked")
@@ -302,7 +304,7 @@ def test_peak_retention_same_model_and_perturbed(procapnet_mini, bundled_peaks):
 
 # --------------------------------------------------------------------------- update and evaluate, end to end
 def test_update_and_evaluate_with_reference_peaks(tmp_path):
-    from genocl_plugin import evaluate as ev
+    from genocl_plugin.evaluation import evaluate as ev
     from genocl_plugin.models import build_model, save_model
 
     torch.manual_seed(0)

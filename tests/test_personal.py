@@ -20,7 +20,9 @@ import torch
 from click.testing import CliRunner
 
 from genocl_cli.main import main
-from genocl_plugin import evaluate, objectives, personal, reference, screens
+from genocl_plugin import objectives
+from genocl_plugin.data import personal, reference, screens
+from genocl_plugin.evaluation import evaluate
 
 VCF = "geuvadis_5indiv_chr2_1-70000.vcf.gz"
 PHENO = "geuvadis_5indiv_pheno.tsv"
@@ -412,7 +414,7 @@ def test_bundled_personal_example_is_the_converter_output(data_dir):
 
 def test_personal_screen_refuses_ddp_in_one_line(tiny_enformer):
     from genocl_plugin.errors import GenoclInputError
-    from genocl_plugin.update import UpdateConfig, train_on_screen
+    from genocl_plugin.training.update import UpdateConfig, train_on_screen
 
     data = objectives.PersonalDataset([np.zeros(512, np.uint8)], np.array([0]), [np.zeros(0, int)],
                                       [np.zeros(0, np.uint8)], [np.zeros(0, np.uint8)], np.array([7]),

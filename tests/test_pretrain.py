@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genocl_plugin import pretrain, reference
-from genocl_plugin.evaluate import pearson
+from genocl_plugin.data import reference
+from genocl_plugin.evaluation.evaluate import pearson
+from genocl_plugin.training import pretrain
 
 
 def test_strand_permutation_swaps_stranded_pairs_only():
@@ -102,7 +103,7 @@ def test_output_calibration_matches_track_means_and_keeps_pearson():
 def test_model_card_names_the_direct_init_only(tiny_enformer):
     """A model warm-started twice keeps both steps in its lineage; its card describes the weights
     this run began from, not the first ones."""
-    from genocl_plugin.pretrain import model_card
+    from genocl_plugin.training.pretrain import model_card
 
     lineage = [{"step": "pretrain"}, {"step": "init", "weights_sha256": "a" * 64, "command": "first",
                                       "test_metrics": {"test_pearson_mean": 0.01}},

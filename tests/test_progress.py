@@ -11,7 +11,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from genocl_plugin import evaluate, progress
+from genocl_plugin import progress
+from genocl_plugin.evaluation import evaluate
 from genocl_plugin.progress import Progress, StageLog, format_duration, format_rate
 
 STAGE = re.compile(r"^\[stage (\d+)/(\d+)\] (.+?)(?: \((.*)\))? \.\.\.(?: |$)")
@@ -129,7 +130,7 @@ def test_progress_can_be_off(capsys, monkeypatch):
 
 
 def test_reference_retention_prints_plain_progress(capsys, monkeypatch, tiny_enformer):
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     monkeypatch.setenv(progress.INTERVAL_ENV, "0")
     ref = reference.bundled_reference_set(tiny_enformer)
@@ -140,7 +141,7 @@ def test_reference_retention_prints_plain_progress(capsys, monkeypatch, tiny_enf
 
 
 def test_pseudo_targets_are_a_stage(capsys, tiny_enformer):
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     ref = reference.bundled_reference_set(tiny_enformer)
     assert not ref.trainable_tracks  # t0..t73 are not bundled track names: pseudo-targets
@@ -242,6 +243,10 @@ def test_update_prints_stages_and_records_them(tmp_path, monkeypatch):
     assert "within budget: yes (" in result.stdout and "vs bound 0.01)" in result.stdout
     assert "drift from base: Pearson of predictions, all tracks x positions pooled (log1p)" in result.stdout
 
+    # a full-size row is minutes of forward passes: effect prediction reports its rows
+    assert re.search(r"\n  predicting effects: 16/16 rows \(100%\), [\d.]+ rows/s", err)
+
+    monkeypatch.setenv(progress.INTERVAL_ENV, "30")  # no progress lines inside the short stages below
     evaluated = CliRunner().invoke(main, ["evaluate", str(out), "--max-crops", "4"])
     assert evaluated.exit_code == 0, evaluated.output
     lines = [line for line in evaluated.stderr.splitlines() if line.startswith("[stage ")]

@@ -16,8 +16,8 @@ import torch
 from click.testing import CliRunner
 
 from genocl_cli.main import main
-from genocl_plugin import puffin, reference
-from genocl_plugin.models import build_model, load_model
+from genocl_plugin.data import reference
+from genocl_plugin.models import build_model, load_model, puffin
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PUFFIN_PTH = SHARED / "pretrained" / "puffin" / "puffin.pth"
@@ -114,7 +114,7 @@ def test_not_puffin_keys_refused(tmp_path):
 
 
 def test_strand_pairs_of_named_outputs():
-    from genocl_plugin.variants import strand_pairs
+    from genocl_plugin.scoring.variants import strand_pairs
 
     partner = strand_pairs(puffin.TRACK_NAMES)
     # Puffin's order: + strand 0-4, - strand reversed 5-9 (PRO-cap 4 <-> 5, FANTOM CAGE 0 <-> 9)
@@ -150,7 +150,7 @@ def test_update_publish_and_kipoi_on_random_puffin(puffin_file, tmp_path):
         "update", "--model", str(puffin_file), "--strategy", "multihead,freeze", "--freeze", "embedding",
         "--max-train", "8", "--max-eval", "8", "--max-eval-id", "8", "--batch-size", "4", "--holdout", "0.3",
         "--mpra-input-length", "1400", "--out", str(run),
-        "--data", str(Path(puffin.__file__).parent / "bundled" / "mpra_promoters.h5ad")])
+        "--data", str(Path(puffin.__file__).resolve().parents[1] / "bundled" / "mpra_promoters.h5ad")])
     assert result.exit_code == 0, result.output
     base, new = load_model(puffin_file), load_model(run)
     assert new.data_params["arch"] == "puffin"

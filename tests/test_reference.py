@@ -10,8 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from genocl_plugin import evaluate, reference
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
+from genocl_plugin.evaluation import evaluate
 from genocl_plugin.models import build_model, save_model
 
 BUNDLED_TRACKS = (0, 30, 60)  # the tracks of tests/data/bundled_tracks (see make_fixtures.py)

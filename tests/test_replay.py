@@ -9,7 +9,6 @@ from scipy.stats import chisquare
 from torch import nn
 
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.replay import BalancedBuffer, ReservoirBuffer, capacity_for_budget
 from genocl_plugin.strategies.distill import (
     DistillationCallback,
     log_counts_mse,
@@ -17,6 +16,7 @@ from genocl_plugin.strategies.distill import (
     poisson_distill,
 )
 from genocl_plugin.strategies.replay import ReplayCallback
+from genocl_plugin.training.replay import BalancedBuffer, ReservoirBuffer, capacity_for_budget
 
 
 @pytest.fixture()
@@ -80,7 +80,7 @@ class CountingModel(nn.Module):
 def test_pseudo_targets_computed_once_and_memory_mapped(tmp_path):
     import pandas as pd
 
-    from genocl_plugin.reference import Geometry, ReferenceSet
+    from genocl_plugin.data.reference import Geometry, ReferenceSet
 
     codes = np.random.default_rng(0).integers(0, 4, size=(10, 16)).astype(np.uint8)
     windows = {"train": pd.DataFrame({"chrom": ["c"] * 10, "start": np.arange(10) * 16, "group": np.arange(10)})}
@@ -197,7 +197,7 @@ def test_replay_datamodule_feeds_an_unmodified_grelu_model():
     import pytorch_lightning as pl
     from torch.utils.data import TensorDataset
 
-    from genocl_plugin.reference import bundled_reference_set
+    from genocl_plugin.data.reference import bundled_reference_set
     from genocl_plugin.strategies.replay import ReferenceDataModule, ReplayDataModule
 
     model = grelu_conv_model()

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from genocl_cli.main import main
-from genocl_plugin import reference
-from genocl_plugin.resume import FAIL_AT_STEP_ENV, partial_dir
+from genocl_plugin.data import reference
+from genocl_plugin.training.resume import FAIL_AT_STEP_ENV, partial_dir
 
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
 
@@ -82,7 +82,7 @@ def test_resume_without_partial_state(tiny_procapnet_dir, tmp_path):
 def test_check_partial_skips_incomplete_newest_checkpoints(tmp_path, capsys):
     """A process killed while Lightning wrote step=9 / step=6 leaves them truncated or torn: --resume
     takes the newest complete checkpoint and says so in one line (the files stay)."""
-    from genocl_plugin.resume import check_partial
+    from genocl_plugin.training.resume import check_partial
 
     partial = partial_dir(tmp_path / "run")
     partial.mkdir()

@@ -1,4 +1,4 @@
-"""Screen layout, validation and converters (genocl_plugin.screens, `genocl screen`).
+"""Screen layout, validation and converters (genocl_plugin.data.screens, `genocl screen`).
 
 Converters run on real rows (tests/data, sources in tests/data/README.md) and are checked
 against facts one can verify by hand in the raw tables.
@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from genocl_cli.main import main
-from genocl_plugin import reference, screens
+from genocl_plugin.data import reference, screens
 from genocl_plugin.errors import GenoclInputError
 
 KIRCHER = "kircher2019_elements_subset.tsv.gz"

@@ -10,9 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from genocl_plugin import screens
 from genocl_plugin.config import UpdateConfig
-from genocl_plugin.selection import BestEpochCallback
+from genocl_plugin.data import screens
+from genocl_plugin.training.selection import BestEpochCallback
 
 
 class Scripted(torch.nn.Module):

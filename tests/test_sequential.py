@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.update import BUNDLED_SCREENS, UpdateConfig, run_update
+from genocl_plugin.training.update import BUNDLED_SCREENS, UpdateConfig, run_update
 
 
 def _config(model, data, strategy="replay,ewc", **params) -> UpdateConfig:
@@ -22,7 +22,7 @@ def _config(model, data, strategy="replay,ewc", **params) -> UpdateConfig:
 @pytest.fixture(scope="module")
 def two_steps(tmp_path_factory):
     """base -> run1 (screen 1) -> run2 (screen 2, a different subset of the promoter screen)."""
-    from genocl_plugin import screens
+    from genocl_plugin.data import screens
     from genocl_plugin.models import build_model, save_model
 
     tmp = tmp_path_factory.mktemp("seq")

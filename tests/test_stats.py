@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from genocl_plugin import stats
+from genocl_plugin.evaluation import stats
 
 
 def test_mean_ci_matches_scipy_t_interval():

@@ -9,14 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from genocl_plugin import objectives, reference
+from genocl_plugin import objectives
+from genocl_plugin.data import reference
 from genocl_plugin.models import build_model, load_model, save_model
 from genocl_plugin.strategies import resolve_strategies
 from genocl_plugin.strategies.drift import DriftBudgetCallback
 from genocl_plugin.strategies.freeze import FreezeCallback, batchnorm_modules
 from genocl_plugin.strategies.lora import LoraCallback
 from genocl_plugin.strategies.multihead import MultiHeadCallback
-from genocl_plugin.update import UpdateConfig, predict_screen_effects, prepare_screen, run_update, train_on_screen
+from genocl_plugin.training.update import (
+    UpdateConfig,
+    predict_screen_effects,
+    prepare_screen,
+    run_update,
+    train_on_screen,
+)
 
 PROMOTERS = reference.BUNDLED / "mpra_promoters.h5ad"
 ENHANCERS = reference.BUNDLED / "mpra_enhancers.h5ad"
@@ -152,7 +159,7 @@ def test_drift_budget_stops_a_violating_update(tmp_path, capsys):
     saved, base = load_model(tmp_path / "run"), load_model(base_dir)
     budget = DriftBudgetCallback(0.999, crops=4)
     ref = budget._predict(base)
-    from genocl_plugin.evaluate import reference_predictions, retention
+    from genocl_plugin.evaluation.evaluate import reference_predictions, retention
 
     kept = retention(ref[0], reference_predictions(saved, "valid", max_crops=4)[0], ref[1])
     assert kept["drift_pearson"] >= 0.999

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from genocl_cli.main import main as cli
-from genocl_plugin import reference, screens, tracks
+from genocl_plugin.data import reference, screens, tracks
 from genocl_plugin.models import build_model, load_model, save_model
 
 BUNDLED_BW = ("track0.bw", "track30.bw", "track60.bw")  # tests/data/bundled_tracks (make_fixtures.py)
@@ -154,7 +154,7 @@ def test_partly_known_tracks_are_refused(data_dir, tmp_path, tiny_dir):
 
 
 def test_evaluate_scores_the_tracks_task(tmp_path, tiny_dir, mouse_screen):
-    from genocl_plugin.evaluate import evaluate_runs
+    from genocl_plugin.evaluation.evaluate import evaluate_runs
 
     metrics = _update(tmp_path, tiny_dir, mouse_screen, tmp_path / "r", "--strategy", "finetune", "--head-lr", "1e-2")
     run = evaluate_runs([tmp_path / "r"], max_crops=4)["runs"][0]

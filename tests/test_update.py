@@ -11,10 +11,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
 from genocl_plugin.models import build_model, load_model, save_model
-from genocl_plugin.update import UpdateConfig, run_update
+from genocl_plugin.training.update import UpdateConfig, run_update
 
 # named like the bundled ProCapNet mini's outputs, so retention is scored against the real tracks
 BUNDLED_STRANDS = ["CAGE plus strand (sum of 12)", "CAGE minus strand (sum of 12)"]
@@ -124,7 +124,7 @@ def test_auto_strategy_resolves_per_architecture(tiny_procapnet_dir, tmp_path):
     """--strategy auto (the default) runs the benchmarked strategy of the model's architecture."""
     from genocl_plugin.models import load_model
     from genocl_plugin.strategies import resolve_strategies
-    from genocl_plugin.update import AUTO_STRATEGY, resolve_auto_strategy
+    from genocl_plugin.training.update import AUTO_STRATEGY, resolve_auto_strategy
 
     assert UpdateConfig().strategy == "auto"
     for spec in AUTO_STRATEGY.values():
@@ -146,9 +146,9 @@ def test_auto_runs_the_benchmarked_strategy_with_its_parameters(tiny_procapnet_d
     """auto picked head-only updates (freeze --freeze trunk): the trunk stays bit-identical, the heads train,
     the run and its model card say so; a flag the user passes wins over the benchmarked one."""
     from genocl_cli.main import main
-    from genocl_plugin import stats
-    from genocl_plugin import update as update_module
+    from genocl_plugin.evaluation import stats
     from genocl_plugin.models import load_model
+    from genocl_plugin.training import update as update_module
 
     monkeypatch.setattr(update_module, "AUTO_STRATEGY", {"procapnet": "freeze"})
     monkeypatch.setattr(update_module, "AUTO_PARAMS", {"procapnet": {"freeze": "trunk"}})
@@ -194,9 +194,9 @@ def test_strategy_params_name_update_options():
 
 
 def test_parent_predictions_are_shared_between_updates_of_one_split(tiny_procapnet_dir, tmp_path, monkeypatch):
-    from genocl_plugin import evaluate as ev
     from genocl_plugin import objectives
-    from genocl_plugin import update as update_module
+    from genocl_plugin.evaluation import evaluate as ev
+    from genocl_plugin.training import update as update_module
 
     calls = []
     real = objectives.predict_screen_effects
@@ -248,7 +248,7 @@ def _evidence_file(path, auto="finetune", params=None,
 
 def test_finetune_prints_what_the_study_says_strategies_would_have_kept(tiny_procapnet_dir, tmp_path, monkeypatch):
     from genocl_cli.main import main
-    from genocl_plugin import stats
+    from genocl_plugin.evaluation import stats
 
     monkeypatch.setattr(stats, "AUTO_FILE", _evidence_file(tmp_path / "auto.json"))
     base = ["update", "--model", str(tiny_procapnet_dir), "--max-train", "16", "--max-eval", "8",
@@ -304,7 +304,7 @@ def test_auto_key_prefers_the_screen_kind_the_study_measured(monkeypatch):
     """auto on Puffin: the activity-screen pick where the real-bases study made one, else the architecture's."""
     from types import SimpleNamespace
 
-    from genocl_plugin import update
+    from genocl_plugin.training import update
 
     model = SimpleNamespace(data_params={"arch": "puffin"})
     monkeypatch.setattr(update, "AUTO_STRATEGY", {"puffin": "finetune", "puffin:activity": "freeze"})

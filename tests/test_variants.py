@@ -1,4 +1,4 @@
-"""genocl_plugin.variants and ``genocl score-vcf`` on real hg38 sequence and real GTEx variants.
+"""genocl_plugin.scoring.variants and ``genocl score-vcf`` on real hg38 sequence and real GTEx variants.
 
 Fixtures (tests/data, sources in tests/data/README_variants.md): ``hg38_chr1_1-140000.fa.gz``
 (hg38 chr1:1-140,000, real coordinates) and ``gtex_eqtl_chr1_first1Mb.vcf`` (8 GTEx v8 eQTL
@@ -19,8 +19,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from genocl_plugin import reference, variants
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
+from genocl_plugin.scoring import variants
 
 DATA = Path(__file__).parent / "data"
 FASTA = DATA / "hg38_chr1_1-140000.fa.gz"

@@ -18,9 +18,10 @@ import yaml
 from click.testing import CliRunner
 
 from genocl_cli.main import main
-from genocl_plugin import evaluate, zoo
+from genocl_plugin import zoo
+from genocl_plugin.data.fileio import sha256sum
 from genocl_plugin.errors import GenoclInputError
-from genocl_plugin.fileio import sha256sum
+from genocl_plugin.evaluation import evaluate
 from genocl_plugin.models import build_model, load_model, save_model
 
 REPO_ZOO = Path(__file__).parents[1] / "model_zoo"

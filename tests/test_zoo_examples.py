@@ -16,8 +16,10 @@ import torch
 from click.testing import CliRunner
 
 from genocl_cli.main import main
-from genocl_plugin import evaluate, models, reference, zoo
+from genocl_plugin import models, zoo
+from genocl_plugin.data import reference
 from genocl_plugin.errors import GenoclInputError
+from genocl_plugin.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")

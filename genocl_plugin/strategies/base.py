@@ -117,7 +117,7 @@ class ReferenceImportancePenalty(QuadraticPenalty):
     seq_len
         Input length for reference windows (default: the model's).
     reference
-        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
+        The :class:`~genocl_plugin.data.reference.ReferenceSet` (default: the bundled windows).
     seed
         Seed of the sample draw.
     normalize
@@ -188,7 +188,7 @@ def resolve_reference(reference_set, pl_module, seq_len: int | None = None, who:
     """
     if reference_set is not None:
         return reference_set
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
     from genocl_plugin.errors import input_error
 
     try:

@@ -2,7 +2,7 @@
 
 The student's log coverage on buffered reference windows is pulled towards the teacher's
 (the parent model; its predictions are computed once and memory-mapped by the
-:class:`~genocl_plugin.reference.ReferenceSet`) with losses made for count tracks, not softmax-KL
+:class:`~genocl_plugin.data.reference.ReferenceSet`) with losses made for count tracks, not softmax-KL
 over classes: ``poisson`` (Poisson deviance of exp(student) vs teacher coverage), ``mse``
 (MSE of log total counts) and ``multinomial`` (profile cross-entropy minus the teacher's
 entropy, as in BPNet's profile loss). ``auto``: ProCapNet-style models get multinomial profile +
@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genocl_plugin import reference
-from genocl_plugin.replay import fill_reference_buffer
+from genocl_plugin.data import reference
 from genocl_plugin.strategies.base import LossTermCallback, resolve_reference, rng_state, set_rng_state
+from genocl_plugin.training.replay import fill_reference_buffer
 
 
 def poisson_distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class DistillationCallback(LossTermCallback):
     count_weight
         Weight of the log-count term in ``auto`` mode for profile models.
     reference
-        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
+        The :class:`~genocl_plugin.data.reference.ReferenceSet` (default: the bundled windows).
     """
 
     state_name = "distill"

@@ -23,8 +23,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from genocl_plugin import evaluate
 from genocl_plugin.errors import input_error
+from genocl_plugin.evaluation import evaluate
 from genocl_plugin.strategies.base import resolve_reference
 
 MIN_SKILL = 0.1
@@ -48,7 +48,7 @@ class DriftBudgetCallback(pl.Callback):
     max_reweights
         Halvings of the learning rate before a ``reweight`` update stops.
     reference
-        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
+        The :class:`~genocl_plugin.data.reference.ReferenceSet` (default: the bundled windows).
     """
 
     def __init__(self, max_drift: float, every_n_steps: int = 4, crops: int = 8, split: str = "valid",

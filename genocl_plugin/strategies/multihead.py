@@ -129,7 +129,7 @@ class MultiHeadCallback(pl.Callback):
 
     def __init__(self, head_name: str | None = None, task_names: list[str] | None = None) -> None:
         self.head_name = head_name
-        # A tracks screen's head predicts its tracks (set by genocl_plugin.update); a
+        # A tracks screen's head predicts its tracks (set by genocl_plugin.training.update); a
         # perturbation screen's head predicts one readout track the effect objective reads.
         self.task_names = list(task_names) if task_names else None
         self.spec: dict | None = None

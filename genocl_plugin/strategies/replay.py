@@ -1,7 +1,7 @@
 """Experience replay of reference windows, mixed into every training batch.
 
 A buffer (``reservoir`` or ``balanced`` per region) of windows of the reference set
-(:mod:`genocl_plugin.reference`: the user's BED + genome, or the bundled hg38 windows) — the
+(:mod:`genocl_plugin.data.reference`: the user's BED + genome, or the bundled hg38 windows) — the
 base model's training distribution — is filled once within a memory budget. Every step,
 ``ratio * batch_size`` buffered windows are drawn and the model's own training loss
 (``pl_module.loss``) on them is added to the screen loss. Targets are the real tracks when the
@@ -21,10 +21,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 from genocl_plugin.objectives import batch_size
-from genocl_plugin.replay import fill_reference_buffer
 from genocl_plugin.strategies.base import LossTermCallback, resolve_reference, rng_state, set_rng_state
+from genocl_plugin.training.replay import fill_reference_buffer
 
 
 class ReplayCallback(LossTermCallback):
@@ -46,7 +46,7 @@ class ReplayCallback(LossTermCallback):
     seq_len
         Input length (default: the model's).
     reference
-        The :class:`~genocl_plugin.reference.ReferenceSet` to replay (default: the bundled
+        The :class:`~genocl_plugin.data.reference.ReferenceSet` to replay (default: the bundled
         hg38 windows at the model's geometry).
     normalize
         Divide the replay loss by the parent's loss on the buffer (unit-free ``weight``).
@@ -159,7 +159,7 @@ class ReferenceDataModule(pl.LightningDataModule):
     Parameters
     ----------
     reference_set
-        A :class:`~genocl_plugin.reference.ReferenceSet`.
+        A :class:`~genocl_plugin.data.reference.ReferenceSet`.
     model
         The parent model (pseudo-targets are its predictions, computed once).
     batch_size, max_windows, seed
@@ -200,7 +200,7 @@ class ReplayDataModule(pl.LightningDataModule):
     new_data
         A ``Dataset`` of ``(x, y)`` pairs (the new task).
     reference_set
-        The :class:`~genocl_plugin.reference.ReferenceSet` to replay.
+        The :class:`~genocl_plugin.data.reference.ReferenceSet` to replay.
     model
         The parent model (pseudo-targets).
     batch_size, ratio, budget_mb, policy, seed

@@ -55,7 +55,7 @@ class SICallback(QuadraticPenalty):
     base_steps, base_lr
         SGD steps / learning rate on reference windows estimating the base model's importance.
     reference
-        The :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
+        The :class:`~genocl_plugin.data.reference.ReferenceSet` (default: the bundled windows).
     """
 
     state_name = "si"

@@ -103,7 +103,7 @@ def bundled_bigwigs() -> None:
     naming them, and a BED of the 2,048-bp crops the bundled reference set cuts for a 2,048-bp model."""
     import pyBigWig
 
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     out = HERE / "bundled_tracks"
     out.mkdir(exist_ok=True)

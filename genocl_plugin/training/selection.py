@@ -18,7 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from genocl_plugin.evaluate import pearson
+from genocl_plugin.evaluation.evaluate import pearson
 
 
 class BestEpochCallback(pl.Callback):

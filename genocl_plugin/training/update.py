@@ -16,15 +16,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from genocl_plugin import evaluate, hardware, objectives, peaks, reference, resume, screens, tracks
+from genocl_plugin import objectives
 from genocl_plugin.config import BATCHNORM_STATS, UpdateConfig
+from genocl_plugin.data import reference, screens, tracks
+from genocl_plugin.data.fileio import atomic_dir, sha256sum
+from genocl_plugin.data.screens import (
+    BUNDLED_MAX_EVAL,
+    BUNDLED_MAX_TRAIN,
+    BUNDLED_SCREENS,
+    default_screen,
+    prepare_screen,
+)
 from genocl_plugin.errors import input_error
-from genocl_plugin.fileio import atomic_dir, sha256sum
+from genocl_plugin.evaluation import evaluate, peaks
+from genocl_plugin.evaluation.stats import load_auto_params, load_auto_strategy
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
 from genocl_plugin.objectives import predict_screen_effects
 from genocl_plugin.progress import StageLog
-from genocl_plugin.screens import BUNDLED_MAX_EVAL, BUNDLED_MAX_TRAIN, BUNDLED_SCREENS, default_screen, prepare_screen
-from genocl_plugin.stats import load_auto_params, load_auto_strategy
+from genocl_plugin.training import hardware, resume
 
 # Re-exported: the update's settings, its screen split and effect predictions live below the
 # command so that evaluate (metrics) does not import it.
@@ -91,7 +100,7 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     trainer_kwargs
         Extra ``pytorch_lightning.Trainer`` arguments (devices, strategy, num_nodes, ...).
     checkpoint_dir, checkpoint_every
-        Save the Trainer state there every N steps (resumable; see genocl_plugin.resume).
+        Save the Trainer state there every N steps (resumable; see genocl_plugin.training.resume).
     resume_from
         A checkpoint of an interrupted run to continue from.
 
@@ -101,8 +110,8 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     """
     import pytorch_lightning as pl
 
-    from genocl_plugin.hardware import enable_gradient_checkpointing
     from genocl_plugin.strategies.freeze import FrozenBatchNormStats
+    from genocl_plugin.training.hardware import enable_gradient_checkpointing
     from genocl_plugin.workarounds import quiet_lightning
 
     quiet_lightning()  # Lightning noise a genocl user cannot act on; see workarounds.py
@@ -130,7 +139,7 @@ def train_on_screen(model, dataset: objectives.PerturbationDataset, config: Upda
     else:
         order = {"shuffle": True}
         if checkpoint_dir is not None or resume_from is not None:
-            # A resumable run shuffles by (seed, epoch) and restores RNG states (genocl_plugin.resume).
+            # A resumable run shuffles by (seed, epoch) and restores RNG states (genocl_plugin.training.resume).
             sampler = resume.EpochSeededSampler(len(dataset), config.seed, config.batch_size)
             order = {"sampler": sampler}
             callbacks.append(resume.ResumeState(sampler))
@@ -323,7 +332,7 @@ def run_update(config: UpdateConfig, out: str | os.PathLike, force: bool = False
 
     selector = None
     if val.n_obs:
-        from genocl_plugin.selection import BestEpochCallback
+        from genocl_plugin.training.selection import BestEpochCallback
 
         val_set = objectives.screen_dataset(val, model, config.silencing, config.seed, path=str(screen_path),
                                             readout=config.readout_tracks, mpra_seq_len=config.mpra_input_length)
@@ -491,10 +500,10 @@ def preflight_memory(config: UpdateConfig, model, assay: str | None, device) -> 
     """The batch size of the update and a note on its memory, or a refusal before anything slow.
 
     ``--batch-size`` when given (refused when one step cannot fit, unless ``--no-memory-check``),
-    else the largest power of two up to 16 that fits (genocl_plugin/memory.py).
+    else the largest power of two up to 16 that fits (genocl_plugin/training/memory.py).
     """
-    from genocl_plugin import memory
     from genocl_plugin.strategies import parse_strategies
+    from genocl_plugin.training import memory
 
     names = tuple(parse_strategies(config.strategy))
     replay_ratio = config.strategy_params.get("replay_ratio", 0.25) if "replay" in names else None

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 from genocl_plugin.progress import StageLog, progress_iter
 
 
@@ -88,7 +88,7 @@ def reference_predictions(model, split: str = "test", max_crops: int | None = No
     seed
         Seed of the subset.
     reference_set
-        A :class:`~genocl_plugin.reference.ReferenceSet` (default: the bundled windows).
+        A :class:`~genocl_plugin.data.reference.ReferenceSet` (default: the bundled windows).
 
     Returns
     -------
@@ -251,7 +251,7 @@ def strand_cage_outputs(names: list[str]) -> list[int] | None:
 def bundled_cage_by_strand(ref, split: str, idx) -> np.ndarray:
     """(windows, 2, bins) real FANTOM5 CAGE of bundled reference windows, summed per strand (+, -), 32-bp bins.
 
-    ``ref`` is a :func:`~genocl_plugin.reference.bundled_reference_set`; ``idx`` indexes its split.
+    ``ref`` is a :func:`~genocl_plugin.data.reference.bundled_reference_set`; ``idx`` indexes its split.
     Bins cover the model's output span (a trailing remainder under 32 bp is dropped).
     """
     table = ref.windows[split].iloc[np.atleast_1d(idx)]
@@ -555,7 +555,7 @@ def write_json(data: dict, path: str | Path, sealed: bool = False) -> Path:
         return v
     data = clean(data)
     if sealed:
-        from genocl_plugin.fileio import seal
+        from genocl_plugin.data.fileio import seal
 
         data = seal(data)
     Path(path).write_text(json.dumps(data, indent=2))
@@ -711,8 +711,8 @@ def _resolve_parent(spec: str, child: Path) -> str:
 
 def read_run_metrics(run_dir: str | Path) -> dict:
     """A run's ``metrics.json`` (one-line error when it is not JSON or lacks ``config.model``)."""
+    from genocl_plugin.data.fileio import check_seal, read_json_object, recover_replaced
     from genocl_plugin.errors import input_error
-    from genocl_plugin.fileio import check_seal, read_json_object, recover_replaced
 
     path = recover_replaced(Path(run_dir)) / "metrics.json"
     metrics = check_seal(read_json_object(path, "metrics.json"), path)
@@ -752,7 +752,7 @@ def lineage_chain(run_dir: str | Path) -> list[str]:
 def screen_task(run_dir: str | Path, model):
     """The held-out perturbations a run was evaluated on, reproduced from its stored config.
 
-    Uses the same element split and subsampling as :func:`genocl_plugin.screens.prepare_screen`
+    Uses the same element split and subsampling as :func:`genocl_plugin.data.screens.prepare_screen`
     and checks the held-out elements against the run's ``metrics.json``.
 
     Returns
@@ -761,8 +761,8 @@ def screen_task(run_dir: str | Path, model):
     """
     from genocl_plugin import objectives
     from genocl_plugin.config import UpdateConfig
+    from genocl_plugin.data.screens import prepare_screen
     from genocl_plugin.errors import input_error
-    from genocl_plugin.screens import prepare_screen
 
     metrics = read_run_metrics(run_dir)
     fields = UpdateConfig.__dataclass_fields__
@@ -834,7 +834,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
         else as agreement with the base model's predictions (drift Pearson; 1 for the base).
         Runs updated with ``--reference-peaks`` also get ``peaks``: per model of the chain, the
         peak-vs-flank AUROC, signal Pearson and counts drift from the base on the run's peak set
-        (:mod:`genocl_plugin.peaks`).
+        (:mod:`genocl_plugin.evaluation.peaks`).
     """
     from genocl_plugin.models import load_model
     from genocl_plugin.objectives import dataset_fingerprint, predict_screen_effects
@@ -891,7 +891,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
             model = get_model(spec)
             dataset = screen_task(run, model)
             if getattr(dataset, "kind", None) == "tracks":  # coverage tracks: mean track Pearson
-                from genocl_plugin.tracks import dataset_targets, predict_tracks
+                from genocl_plugin.data.tracks import dataset_targets, predict_tracks
 
                 screen_cache[key] = tracks_metrics(predict_tracks(model, dataset), dataset_targets(dataset))["pearson"]
                 xind_cache[key] = None
@@ -915,7 +915,7 @@ def evaluate_runs(run_dirs, max_crops: int | None = 96, progress=None) -> dict:
 
     def peak_evaluation(chain, source) -> dict:
         # every model of the chain on the run's peak set; per-window signals cached per (model, source)
-        from genocl_plugin import peaks
+        from genocl_plugin.evaluation import peaks
 
         key = json.dumps(source, sort_keys=True)
         if key not in peak_sets:

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from genocl_plugin import __version__, reference
+from genocl_plugin import __version__
 from genocl_plugin.config import strategy_flags
-from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import (
+from genocl_plugin.data import reference
+from genocl_plugin.data.fileio import (
     atomic_dir,
     atomic_path,
     check_seal,
@@ -50,6 +50,7 @@ from genocl_plugin.fileio import (
     seal,
     sha256sum,
 )
+from genocl_plugin.errors import GenoclInputError, input_error
 from genocl_plugin.workarounds import full_float32_precision
 
 
@@ -633,7 +634,7 @@ def write_entry(out: Path, model, config: dict, name: str, model_dir: Path | Non
 
 def base_licence_text(arch: str) -> str:
     """The licence notice of a base model's weights that a derived entry must carry ("" for genocl's MIT)."""
-    from genocl_plugin.puffin import LICENCE_NOTICE, LICENCE_TEXT
+    from genocl_plugin.models.puffin import LICENCE_NOTICE, LICENCE_TEXT
 
     return LICENCE_NOTICE + "\n\n" + LICENCE_TEXT if arch == "puffin" else ""
 
@@ -769,7 +770,7 @@ def write_examples(out: Path, model, n: int = N_EXAMPLES, fasta: str | os.PathLi
     import pyfaidx
     from kipoi.writers import HDF5BatchWriter
 
-    from genocl_plugin import evaluate
+    from genocl_plugin.evaluation import evaluate
 
     out.mkdir(parents=True)
     seq_len = int(model.seq_len)

@@ -45,7 +45,7 @@ LICENCE_NOTICE = (
     "licensed by the University of Texas Southwestern Medical Center for academic research use only; "
     "no commercial use. Redistribution must keep this notice and the licence text (LICENSE).")
 # The licence text of the weights (jzhoulab/puffin LICENSE), shipped so derived zoo entries carry it.
-LICENCE_TEXT = (Path(__file__).parent / "bundled" / "PUFFIN_LICENSE.txt").read_text()
+LICENCE_TEXT = (Path(__file__).resolve().parents[1] / "bundled" / "PUFFIN_LICENSE.txt").read_text()
 
 
 def is_puffin_state(state: object) -> bool:

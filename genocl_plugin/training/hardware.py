@@ -185,7 +185,7 @@ def autocast(device: torch.device | str, precision: str = "32"):
 # Batch sizes that fit
 # ---------------------------------------------------------------------------------------------
 
-# When the model cannot be measured on the meta device (genocl_plugin/memory.py), activation
+# When the model cannot be measured on the meta device (genocl_plugin/training/memory.py), activation
 # memory is taken to grow with parameters (width) x input length; these budgets keep the
 # bundled minis at 16 (training) / 64 (scoring) and give a 250 M-parameter model at 196,608 bp
 # batch 1. A rough rule, used only as that fallback.
@@ -197,7 +197,7 @@ def default_batch_size(model: nn.Module, seq_len: int, training: bool = True, ca
                        device_type: str = "cpu") -> int:
     """The largest power of two up to ``cap`` whose step fits in the memory free on the device.
 
-    The step's peak memory is :func:`genocl_plugin.memory.step_estimate` (activations measured
+    The step's peak memory is :func:`genocl_plugin.training.memory.step_estimate` (activations measured
     on the meta device, calibrated on docs/performance.md); the weights are taken as already
     loaded. Where the model cannot run on the meta device, a parameters x length rule.
 
@@ -219,7 +219,7 @@ def default_batch_size(model: nn.Module, seq_len: int, training: bool = True, ca
     int
         A power of two between 1 and ``cap``.
     """
-    from genocl_plugin import memory
+    from genocl_plugin.training import memory
 
     cap = cap or (16 if training else 64)
     saved = memory.saved_activation_bytes(model, seq_len)

@@ -20,7 +20,7 @@ how well the model still tells peaks from their flanks and ranks peaks by streng
   profiles ("profile" drift).
 
 Sequences come from a genome FASTA (``--reference-fasta``) or, without one, from the bundled hg38
-windows (:func:`genocl_plugin.reference.fetch_codes`), as for ``--reference-regions``.
+windows (:func:`genocl_plugin.data.reference.fetch_codes`), as for ``--reference-regions``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
+from genocl_plugin.data.fileio import open_text
 from genocl_plugin.errors import input_error
-from genocl_plugin.fileio import open_text
 from genocl_plugin.progress import progress_iter
 
 FIELD = "--reference-peaks"
@@ -241,7 +241,7 @@ class PeakSet:
     name
         What the set is (for the report).
     geometry
-        The model's :class:`~genocl_plugin.reference.Geometry`.
+        The model's :class:`~genocl_plugin.data.reference.Geometry`.
     windows
         One row per window: ``chrom``, ``start`` (input start, bp), ``centre`` (summit or flank
         centre), ``kind`` (``peak`` / ``flank``), ``peak`` (row of the peak table it comes from),
@@ -489,7 +489,7 @@ def _batches(peak_set: PeakSet, batch_size: int, progress: bool, description: st
 
 
 def _log_coverage(model, x: np.ndarray, n_ref: int, batch_size: int) -> np.ndarray:
-    from genocl_plugin.evaluate import predict
+    from genocl_plugin.evaluation.evaluate import predict
 
     return predict(model, x, batch_size=batch_size, logits=True)[:, :n_ref]
 

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 from genocl_plugin.errors import input_error
 
 SPLITS = ("train", "valid", "test")
@@ -37,7 +37,7 @@ SPLITS = ("train", "valid", "test")
 
 
 def validate_tracks(adata, path: str | os.PathLike = "<screen>") -> None:
-    """Check an ``assay="tracks"`` screen (called by :func:`genocl_plugin.screens.validate_screen`)."""
+    """Check an ``assay="tracks"`` screen (called by :func:`genocl_plugin.data.screens.validate_screen`)."""
     for key in ("sequence", "coverage"):
         if key not in adata.obsm:
             raise input_error(path, f"obsm['{key}']", "missing (assay=tracks)",
@@ -126,7 +126,7 @@ def from_basenji_arrays(npz: str | os.PathLike, targets: str | os.PathLike, pref
     prefix
         Prepended to every track name (e.g. ``"mm10 "``), so they differ from the model's.
     """
-    from genocl_plugin.screens import parse_interval
+    from genocl_plugin.data.screens import parse_interval
 
     names = [prefix + n for n in read_basenji_targets(targets)]
     try:

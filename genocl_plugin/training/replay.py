@@ -1,6 +1,6 @@
 """Replay storage: buffer policies over reference windows.
 
-The replay data are windows of the reference set (:mod:`genocl_plugin.reference`, which also
+The replay data are windows of the reference set (:mod:`genocl_plugin.data.reference`, which also
 caches the parent model's predictions on them). A buffer decides *which* windows are kept within
 a memory budget (:class:`ReservoirBuffer`: uniform over the stream; :class:`BalancedBuffer`:
 equal counts per group, e.g. per region or per task).
@@ -156,7 +156,7 @@ def fill_buffer(n_items: int, item_nbytes: int, groups: np.ndarray, budget_mb: f
 
 def fill_reference_buffer(reference_set, budget_mb: float | None, policy: str = "reservoir", seed: int = 0,
                           keys: list[int] | None = None, pseudo: bool = True):
-    """A buffer of the ``train`` windows of a :class:`~genocl_plugin.reference.ReferenceSet`.
+    """A buffer of the ``train`` windows of a :class:`~genocl_plugin.data.reference.ReferenceSet`.
 
     Returns
     -------

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 from genocl_plugin.errors import input_error
 
 GENE_ID_COLUMNS = ("phenotype_id", "gene_id", "id", "gene")
@@ -375,7 +375,7 @@ def from_personal(
     import anndata
     import scipy.sparse as sp
 
-    from genocl_plugin.screens import validate_screen
+    from genocl_plugin.data.screens import validate_screen
 
     if (vcf is None) == (dosages is None):
         raise input_error("--vcf/--dosages", "genotypes", "give exactly one of them",

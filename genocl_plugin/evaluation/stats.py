@@ -16,7 +16,7 @@ import numpy as np
 
 from genocl_plugin.config import strategy_flags
 
-AUTO_FILE = Path(__file__).parent / "bundled" / "auto_strategy.json"
+AUTO_FILE = Path(__file__).resolve().parents[1] / "bundled" / "auto_strategy.json"
 GAIN_TOLERANCE = 0.05  # a strategy is eligible when its gain is within 5% of fine-tuning's
 
 

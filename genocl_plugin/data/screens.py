@@ -24,7 +24,7 @@ promoter libraries)
     own) and ``split`` (``train`` / ``valid`` / ``test``, the user's split).
     uns: optional ``source``.
 
-``personal`` and ``tracks`` screens are described in ``genocl_plugin.personal`` / ``genocl_plugin.tracks``.
+``personal`` and ``tracks`` screens are described in ``genocl_plugin.data.personal`` / ``genocl_plugin.data.tracks``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genocl_plugin.data.fileio import atomic_path
 from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import atomic_path
 
 ASSAYS = ("mpra", "crispri", "personal", "tracks", "activity")
 MPRA_COLUMNS = ("element", "pos", "ref", "alt", "effect")
@@ -133,8 +133,8 @@ def validate_screen(adata, path: str | os.PathLike = "<screen>") -> None:
         raise input_error(path, "obs", "has no rows", "the screen needs at least one perturbation")
     if assay == "personal":  # one row per (individual, gene): expression, not an effect
         return _validate_personal(adata, path)
-    if assay == "tracks":  # one row per genomic window: sequence and coverage (genocl_plugin.tracks)
-        from genocl_plugin.tracks import validate_tracks
+    if assay == "tracks":  # one row per genomic window: sequence and coverage (genocl_plugin.data.tracks)
+        from genocl_plugin.data.tracks import validate_tracks
 
         return validate_tracks(adata, path)
     if assay == "activity":  # one row per sequence with its measured activity (no pairs)
@@ -276,7 +276,7 @@ def _validate_mpra(adata, path) -> None:
 
 
 def _validate_crispri(adata, path) -> None:
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     source = adata.uns.get("sequence_source")
     if source is not None and not isinstance(source, str):
@@ -393,7 +393,7 @@ def _validate_activity(adata, path) -> None:
 
 def _validate_personal(adata, path) -> None:
     """``assay="personal"``: rows, variant table, haplotype codes and sequence source."""
-    from genocl_plugin import personal, reference
+    from genocl_plugin.data import personal, reference
 
     obs = adata.obs
     for column in personal.OBS_COLUMNS:
@@ -894,7 +894,7 @@ def from_crispri(
     """
     import anndata
 
-    from genocl_plugin import reference
+    from genocl_plugin.data import reference
 
     try:
         df = pd.read_csv(table, sep="\t")
@@ -1207,8 +1207,8 @@ def split_activity(adata, test_fraction: float = 0.25, seed: int = 0):
 # --- the screen split of an update -----------------------------------------------------------
 
 BUNDLED_SCREENS = {
-    "enformer": Path(__file__).parent / "bundled" / "mpra_enhancers.h5ad",
-    "procapnet": Path(__file__).parent / "bundled" / "mpra_promoters.h5ad",
+    "enformer": Path(__file__).resolve().parents[1] / "bundled" / "mpra_enhancers.h5ad",
+    "procapnet": Path(__file__).resolve().parents[1] / "bundled" / "mpra_promoters.h5ad",
 }
 # Subsampling of the bundled screens so the default update finishes in < 3 min on 2 cores.
 BUNDLED_MAX_TRAIN = 256
@@ -1247,7 +1247,7 @@ def prepare_screen(config, model, in_distribution: bool = False, validation: boo
     if screen.uns["assay"] == "tracks":
         # Windows, not perturbations: held-out windows are the test; the crops are subsampled
         # when the dataset is built (objectives.screen_dataset max_items).
-        from genocl_plugin.tracks import split_tracks
+        from genocl_plugin.data.tracks import split_tracks
 
         train, test = split_tracks(screen, config.holdout, config.seed)
         if train.n_obs == 0:
@@ -1255,7 +1255,7 @@ def prepare_screen(config, model, in_distribution: bool = False, validation: boo
         parts = (path, train, test, train[:0].copy()) if in_distribution else (path, train, test)
         return (*parts, _validation_split(train, config, path)[1]) if validation else parts
     if screen.uns["assay"] == "personal":
-        from genocl_plugin.personal import split_personal
+        from genocl_plugin.data.personal import split_personal
 
         train, test = split_personal(screen, config.holdout_by, config.holdout, config.seed)
         test_id = train[:0].copy()  # personal screens hold out genes or people, not position blocks

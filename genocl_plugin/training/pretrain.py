@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
-from genocl_plugin import reference
+from genocl_plugin.data import reference
 from genocl_plugin.models import GenoclLightningModel, build_model, load_model, save_model
 
 
@@ -161,7 +161,7 @@ def resolution_metrics(pred: np.ndarray, target: np.ndarray, arch: str, split: s
     dict
         ``{split}_pearson_{group}_{res}bp`` (and ``{split}_counts_pearson`` for ProCapNet).
     """
-    from genocl_plugin.evaluate import pearson, pearson_per_track
+    from genocl_plugin.evaluation.evaluate import pearson, pearson_per_track
 
     out = {}
     names = reference.track_names() if arch == "enformer" else []
@@ -188,7 +188,7 @@ def cross_sample_agreement(split: str = "test", resolutions: tuple[int, ...] = (
     (CAGE / DNASE / RNA), averaged per group. It measures how much of a track is signal shared
     across samples; a sequence model predicting that shared signal would score about this.
     """
-    from genocl_plugin.evaluate import pearson
+    from genocl_plugin.evaluation.evaluate import pearson
 
     names = reference.track_names()
     targets = reference.load_windows()[f"{split}_targets"].astype(np.float32)
@@ -243,7 +243,7 @@ class LearningCurve(Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        from genocl_plugin.evaluate import reference_predictions
+        from genocl_plugin.evaluation.evaluate import reference_predictions
 
         pred, target = reference_predictions(pl_module, "valid", max_crops=self.max_crops)
         row = {"epoch": int(trainer.current_epoch) + 1, "step": int(trainer.global_step),
@@ -405,8 +405,8 @@ def pretrain(arch: str, max_epochs: int | None = None, batch_size: int | None = 
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-    from genocl_plugin.evaluate import reference_metrics, reference_predictions
-    from genocl_plugin.hardware import enable_gradient_checkpointing
+    from genocl_plugin.evaluation.evaluate import reference_metrics, reference_predictions
+    from genocl_plugin.training.hardware import enable_gradient_checkpointing
     from genocl_plugin.workarounds import quiet_lightning
 
     quiet_lightning()  # Lightning noise a genocl user cannot act on; see workarounds.py

@@ -29,8 +29,7 @@ import torch
 from grelu.lightning import LightningModel
 from torch import nn
 
-from genocl_plugin.errors import GenoclInputError, input_error
-from genocl_plugin.fileio import (
+from genocl_plugin.data.fileio import (
     _umask,
     atomic_dir,
     check_seal,
@@ -40,14 +39,15 @@ from genocl_plugin.fileio import (
     seal,
     sha256sum,
 )
-from genocl_plugin.puffin import PuffinTracks, is_puffin_state
+from genocl_plugin.errors import GenoclInputError, input_error
+from genocl_plugin.models.puffin import PuffinTracks, is_puffin_state
 from genocl_plugin.workarounds import patch_enformer_attention_pool
 
 patch_enformer_attention_pool()  # upstream CPU slowness; see genocl_plugin/workarounds.py
 
 BUNDLED_MODELS = {
-    "enformer": Path(__file__).parent / "bundled" / "enformer_mini",
-    "procapnet": Path(__file__).parent / "bundled" / "procapnet_mini",
+    "enformer": Path(__file__).resolve().parents[1] / "bundled" / "enformer_mini",
+    "procapnet": Path(__file__).resolve().parents[1] / "bundled" / "procapnet_mini",
 }
 FORMAT = "genocl-model"
 
@@ -293,7 +293,7 @@ class GenoclLightningModel(LightningModel):
         if self.model_params["model_type"] == "BorzoiPytorchTracks":
             return borzoi_pytorch_output_bins(self.model_params["config"])
         if self.model_params["model_type"] == "PuffinTracks":
-            from genocl_plugin.puffin import TRIM
+            from genocl_plugin.models.puffin import TRIM
 
             return seq_len - 2 * TRIM
         crop = int(self.model_params.get("crop_len", 0))
@@ -375,7 +375,7 @@ def build_model(arch: str, task_names: list[str] | None = None, seq_len: int | N
                  "count_loss_weight": 100.0}
         seq_len, bin_size = seq_len or PROCAPNET_MINI_SEQ_LEN, 1
     elif arch == "puffin":
-        from genocl_plugin.puffin import DEFAULT_SEQ_LEN, TRACK_NAMES
+        from genocl_plugin.models.puffin import DEFAULT_SEQ_LEN, TRACK_NAMES
 
         params = {"model_type": "PuffinTracks", **(model_params or {})}
         train = {"task": "regression", "loss": "poisson", "lr": 5e-4, "optimizer": "adam"}
@@ -493,7 +493,7 @@ def resolve_model_dir(spec: str | os.PathLike) -> Path | None:
     """The genocl model directory a ``--model`` value names, or None if it is another format.
 
     A run or model directory whose replacement was killed half-way is restored first
-    (:func:`genocl_plugin.fileio.recover_replaced`).
+    (:func:`genocl_plugin.data.fileio.recover_replaced`).
 
     Raises
     ------
@@ -969,7 +969,7 @@ def load_puffin_state(state: dict, path: str | os.PathLike = "puffin.pth",
     GenoclInputError
         A tensor of the wrong shape or a key Puffin does not have.
     """
-    from genocl_plugin.puffin import DEFAULT_SEQ_LEN, STATE_KEYS, TRACK_NAMES, UNUSED_KEYS
+    from genocl_plugin.models.puffin import DEFAULT_SEQ_LEN, STATE_KEYS, TRACK_NAMES, UNUSED_KEYS
 
     extra = sorted(str(k) for k in state if str(k) not in STATE_KEYS | UNUSED_KEYS)
     if extra:

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from genocl_plugin.data.fileio import open_text
 from genocl_plugin.errors import input_error
-from genocl_plugin.fileio import open_text
 
-BUNDLED = Path(__file__).parent / "bundled"
+BUNDLED = Path(__file__).resolve().parents[1] / "bundled"
 WINDOW_LEN = 131_072
 TARGET_CROP = 32_768  # bp of sequence on each side of the 65,536-bp target region
 BIN_SIZE = 32

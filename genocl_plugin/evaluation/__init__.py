@@ -1,0 +1,1 @@
+"""What an update learned, forgot and transferred: metrics, retention, reports, lineage evaluation."""
