@@ -362,8 +362,8 @@ def borzoi_blocks(borzoi: nn.Module) -> list[nn.Module]:
 def enable_gradient_checkpointing(net: nn.Module) -> int:
     """Activation checkpointing for the architectures genocl loads (``--gradient-checkpointing``).
 
-    - enformer-pytorch (``EnformerPytorchTracks``): its own ``use_checkpointing`` (the trunk is
-      checkpointed by enformer-pytorch);
+    - enformer-pytorch (``EnformerPytorchTracks``): every block of its conv tower and transformer
+      (not its own ``use_checkpointing``, whose reentrant checkpoint refuses ``torch.autograd.grad``);
     - gReLU trunks (``EnformerModel``, ``BorzoiModel``, ...): every block of the conv,
       transformer and U-net towers (gReLU has no checkpointing of its own);
     - bpnet-lite ``BPNet`` (ProCapNet): every dilated residual convolution;
@@ -377,7 +377,7 @@ def enable_gradient_checkpointing(net: nn.Module) -> int:
     Returns
     -------
     int
-        Number of checkpointed blocks (the trunk counts as 1 for enformer-pytorch).
+        Number of checkpointed blocks.
 
     Raises
     ------
@@ -386,8 +386,11 @@ def enable_gradient_checkpointing(net: nn.Module) -> int:
     """
     enformer = getattr(net, "enformer", None)
     if enformer is not None and hasattr(enformer, "use_checkpointing"):
-        enformer.use_checkpointing = True
-        return 1
+        # Not enformer-pytorch's own use_checkpointing: it calls checkpoint_sequential with the
+        # reentrant implementation, which refuses torch.autograd.grad -- the EWC / MAS importance
+        # estimate of a full-size Enformer failed after 15 minutes (issue 31). Every block of its
+        # conv tower and transformer is checkpointed here instead, non-reentrant like the rest.
+        return checkpoint_blocks([*enformer.conv_tower, *enformer.transformer])
     bpnet = getattr(net, "bpnet", None)
     if bpnet is not None and hasattr(bpnet, "rconvs"):
         return checkpoint_blocks(bpnet.rconvs)
