@@ -422,7 +422,8 @@ def crispri_dataset(screen, model, silencing: str = "shuffle", seed: int = 0,
     GenoclInputError
         No pair fits the model's geometry.
     """
-    from genocl_plugin.data.screens import crispri_window_start, drop_unfit_crispri, parse_interval, readout_half_width
+    from genocl_plugin.data.crispri import crispri_window_start, drop_unfit_crispri, readout_half_width
+    from genocl_plugin.data.intervals import parse_interval
 
     n_rows = screen.n_obs
     screen, message = drop_unfit_crispri(screen, model, path, tss_bins)

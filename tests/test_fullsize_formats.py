@@ -76,10 +76,10 @@ def test_enformer_pytorch_update(enformer_pytorch_dir, tmp_path, strategy):
 def test_enformer_pytorch_auto_head_only_keeps_the_trunk(enformer_pytorch_dir, tmp_path, monkeypatch):
     """auto resolved to head-only updates (freeze --freeze trunk) at 196,608 bp and 5,313 tracks: the trunk
     is bit-identical after the update, the human head is not, and the run records the parameters."""
-    from genocl_plugin.training import update as update_module
+    from genocl_plugin.training import auto
 
-    monkeypatch.setattr(update_module, "AUTO_STRATEGY", {"enformer": "freeze"})
-    monkeypatch.setattr(update_module, "AUTO_PARAMS", {"enformer": {"freeze": "trunk"}})
+    monkeypatch.setattr(auto, "AUTO_STRATEGY", {"enformer": "freeze"})
+    monkeypatch.setattr(auto, "AUTO_PARAMS", {"enformer": {"freeze": "trunk"}})
     result = _update(enformer_pytorch_dir, tmp_path / "run", "auto", ENHANCERS, lr=1e-2)
     assert (result["strategy"], result["strategy_params"]) == ("freeze", {"freeze": "trunk"})
     parent = models.load_model(enformer_pytorch_dir).model.state_dict()

@@ -95,10 +95,10 @@ def test_out_of_memory_is_one_line(command, tmp_path, monkeypatch, tiny_procapne
         args = ["update", "--model", str(tiny_procapnet_dir), "--data", str(PROMOTERS), "--max-train", "8",
                 "--max-eval", "8", "--retention-crops", "2", "--strategy", "finetune", "--out", str(tmp_path / "r")]
     elif command == "publish":
-        monkeypatch.setattr("genocl_plugin.zoo.write_examples", allocate)
+        monkeypatch.setattr("genocl_plugin.zoo.publishing.write_examples", allocate)
         args = ["publish", str(tiny_procapnet_dir), "--zoo", str(tmp_path / "zoo"), "--name", "a/b-v1"]
     else:
-        monkeypatch.setattr("genocl_plugin.scoring.variants.predict_window_sums", allocate)
+        monkeypatch.setattr("genocl_plugin.scoring.score.predict_window_sums", allocate)
         args = ["score-vcf", "--model", str(tiny_procapnet_dir), "--vcf", str(data_dir / "gtex_eqtl_chr1_first1Mb.vcf"),
                 "--fasta", str(data_dir / "hg38_chr1_1-140000.fa.gz"), "--out", str(tmp_path / "s.tsv")]
     result = CliRunner().invoke(main, args)

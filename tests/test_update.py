@@ -148,10 +148,10 @@ def test_auto_runs_the_benchmarked_strategy_with_its_parameters(tiny_procapnet_d
     from genocl_cli.main import main
     from genocl_plugin.evaluation import stats
     from genocl_plugin.models import load_model
-    from genocl_plugin.training import update as update_module
+    from genocl_plugin.training import auto
 
-    monkeypatch.setattr(update_module, "AUTO_STRATEGY", {"procapnet": "freeze"})
-    monkeypatch.setattr(update_module, "AUTO_PARAMS", {"procapnet": {"freeze": "trunk"}})
+    monkeypatch.setattr(auto, "AUTO_STRATEGY", {"procapnet": "freeze"})
+    monkeypatch.setattr(auto, "AUTO_PARAMS", {"procapnet": {"freeze": "trunk"}})
     monkeypatch.setattr(stats, "AUTO_FILE", _evidence_file(tmp_path / "auto.json", "freeze", {"freeze": "trunk"},
                                                            "head only: retention +0.121 vs fine-tuning"))
     base = ["update", "--model", str(tiny_procapnet_dir), "--max-train", "16", "--max-eval", "8",
@@ -304,14 +304,14 @@ def test_auto_key_prefers_the_screen_kind_the_study_measured(monkeypatch):
     """auto on Puffin: the activity-screen pick where the real-bases study made one, else the architecture's."""
     from types import SimpleNamespace
 
-    from genocl_plugin.training import update
+    from genocl_plugin.training import auto
 
     model = SimpleNamespace(data_params={"arch": "puffin"})
-    monkeypatch.setattr(update, "AUTO_STRATEGY", {"puffin": "finetune", "puffin:activity": "freeze"})
-    monkeypatch.setattr(update, "AUTO_PARAMS", {"puffin:activity": {"freeze": "trunk"}})
-    assert update.auto_key(model, "activity") == "puffin:activity"
-    assert update.auto_key(model, "mpra") == "puffin" and update.auto_key(model) == "puffin"
-    assert update.resolve_auto_strategy("auto", model, "activity") == "freeze"
-    assert update.resolve_auto_strategy("auto", model, "mpra") == "finetune"
-    config = update.resolve_auto(update.UpdateConfig(strategy="auto"), model, "activity")
+    monkeypatch.setattr(auto, "AUTO_STRATEGY", {"puffin": "finetune", "puffin:activity": "freeze"})
+    monkeypatch.setattr(auto, "AUTO_PARAMS", {"puffin:activity": {"freeze": "trunk"}})
+    assert auto.auto_key(model, "activity") == "puffin:activity"
+    assert auto.auto_key(model, "mpra") == "puffin" and auto.auto_key(model) == "puffin"
+    assert auto.resolve_auto_strategy("auto", model, "activity") == "freeze"
+    assert auto.resolve_auto_strategy("auto", model, "mpra") == "finetune"
+    config = auto.resolve_auto(auto.UpdateConfig(strategy="auto"), model, "activity")
     assert config.strategy == "freeze" and config.strategy_params == {"freeze": "trunk"}

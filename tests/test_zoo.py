@@ -235,7 +235,7 @@ def test_failed_publish_leaves_no_entry(run_dir, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(zoo, "write_examples", broken)
+    monkeypatch.setattr(zoo.publishing, "write_examples", broken)
     with pytest.raises(RuntimeError):
         zoo.publish(run_dir, tmp_path / "zoo", "g/m-v1", check=False)
     assert list((tmp_path / "zoo" / "g").iterdir()) == []
@@ -252,7 +252,7 @@ def test_failed_kipoi_check_leaves_no_entry(run_dir, tmp_path, monkeypatch):
             handle["preds"][...] = handle["preds"][...] + 1
         return inputs, preds
 
-    monkeypatch.setattr(zoo, "write_examples", wrong_expectations)
+    monkeypatch.setattr(zoo.publishing, "write_examples", wrong_expectations)
     with pytest.raises(GenoclInputError, match="kipoi test"):
         zoo.publish(run_dir, tmp_path / "zoo", "g/m-v1")
     assert list((tmp_path / "zoo" / "g").iterdir()) == []
@@ -317,7 +317,7 @@ def test_dataloader_bad_bed_is_one_clear_error(tmp_path):
 
 
 def test_kipoi_hdf5_writer_works_on_numpy2(tmp_path):
-    """Regression test for the one Kipoi workaround in genocl_plugin/zoo.py (np.string_)."""
+    """Regression test for the one Kipoi workaround in genocl_plugin/zoo/kipoi_compat.py (np.string_)."""
     from kipoi.readers import HDF5Reader
     from kipoi.writers import HDF5BatchWriter
 

@@ -334,6 +334,78 @@ def _dosage_records(path, samples: list[str], windows: dict, seq: _Sequence):
         yield contig, int(p) - 1, str(ref), [str(alt)], dosage_to_haplotypes(dose), missing
 
 
+def _validate_personal(adata, path) -> None:
+    """``assay="personal"``: rows, variant table, haplotype codes and sequence source."""
+    obs = adata.obs
+    for column in OBS_COLUMNS:
+        if column not in obs.columns:
+            raise input_error(path, f"obs['{column}']", "missing (assay=personal)",
+                              f"add the column; required: {', '.join(OBS_COLUMNS)}")
+    expression = pd.to_numeric(obs["expression"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(expression)
+    if bad.any():
+        raise input_error(path, "obs['expression']",
+                          f"{int(bad.sum())} non-finite values (first: row {obs.index[int(np.argmax(bad))]})",
+                          "drop those rows or fill in the measured expression")
+    strands = set(obs["strand"].astype(str))
+    if not strands <= {"+", "-", "."}:
+        raise input_error(path, "obs['strand']", f"values {sorted(strands)}", "use +, - or .")
+    tss = pd.to_numeric(obs["tss"], errors="coerce").to_numpy(dtype=float)
+    if not (np.isfinite(tss) & (tss == np.round(tss)) & (tss >= 0)).all():
+        raise input_error(path, "obs['tss']", "non-integer or negative positions", "give 0-based integers")
+    length = adata.uns.get("input_length")
+    if not isinstance(length, int | np.integer) or int(length) < 2:
+        raise input_error(path, "uns['input_length']", f"is {length!r}",
+                          "store the model input length (bp) the variants were selected for")
+    variants = adata.uns.get("variants")
+    keys = ("chrom", "pos", "ref", "alt")
+    if not isinstance(variants, dict) or any(k not in variants for k in keys):
+        raise input_error(path, "uns['variants']", "missing or lacks chrom/pos/ref/alt",
+                          "store a dict of equal-length arrays chrom, pos (0-based), ref, alt")
+    n_var = len(variants["pos"])
+    if any(len(variants[k]) != n_var for k in keys):
+        raise input_error(path, "uns['variants']", "arrays of different lengths", "give one entry per variant")
+    for key in ("ref", "alt"):
+        alleles = {str(a).upper() for a in variants[key]}
+        if not alleles <= set("ACGT"):
+            raise input_error(path, f"uns['variants']['{key}']", f"non-SNV alleles {sorted(alleles - set('ACGT'))[:3]}",
+                              "keep single-base A/C/G/T alleles (indels are skipped by the converter)")
+    haps = adata.obsm.get("haplotypes") if "haplotypes" in adata.obsm else None
+    if haps is None or haps.shape != (adata.n_obs, n_var):
+        raise input_error(path, "obsm['haplotypes']",
+                          f"missing or shape {None if haps is None else haps.shape} != ({adata.n_obs}, {n_var})",
+                          "store a (rows x variants) uint8 matrix of haplotype codes 0-3")
+    import scipy.sparse as sp
+
+    coo = sp.coo_matrix(haps)
+    if coo.nnz and (coo.data.min() < 0 or coo.data.max() > 3):
+        raise input_error(path, "obsm['haplotypes']", "codes outside 0-3",
+                          "bit 0 = ALT on haplotype 1, bit 1 = ALT on haplotype 2")
+    v_chrom = np.asarray(variants["chrom"]).astype(str)
+    v_pos = np.asarray(variants["pos"]).astype(np.int64)
+    r_chrom = obs["chrom"].astype(str).to_numpy()
+    start = tss.astype(np.int64) - int(length) // 2
+    outside = (v_chrom[coo.col] != r_chrom[coo.row]) | (v_pos[coo.col] < start[coo.row]) | \
+        (v_pos[coo.col] >= start[coo.row] + int(length))
+    if outside.any():
+        raise input_error(path, "obsm['haplotypes']",
+                          f"row {obs.index[coo.row[np.argmax(outside)]]} carries a variant outside its input window",
+                          "re-run `genocl screen from-personal` with the same --input-length")
+    source = adata.uns.get("sequence_source")
+    if not source:
+        raise input_error(path, "uns['sequence_source']", "missing",
+                          "set it to 'bundled' or the path of an indexed hg38 FASTA")
+    genome = None if source == "bundled" else reference.open_fasta(source, field="uns['sequence_source']")
+    for (chrom, pos), name in zip(zip(r_chrom, tss.astype(int), strict=True), obs.index, strict=True):
+        if genome is None:
+            ok = reference.find_window(chrom, pos, pos + 1) is not None
+        else:
+            ok = chrom in genome and pos < len(genome[chrom])
+        if not ok:
+            raise input_error(path, "obs['tss']", f"row {name}: {chrom}:{pos} is not on {source}",
+                              "set uns['sequence_source'] to a genome containing the gene (hg38)")
+
+
 def from_personal(
     expression: str | os.PathLike,
     genes: str | os.PathLike,
@@ -374,8 +446,6 @@ def from_personal(
     """
     import anndata
     import scipy.sparse as sp
-
-    from genocl_plugin.data.screens import validate_screen
 
     if (vcf is None) == (dosages is None):
         raise input_error("--vcf/--dosages", "genotypes", "give exactly one of them",
@@ -502,7 +572,9 @@ def from_personal(
                            f"{Path(genes).name}; converted by `genocl screen from-personal`")
     summary["genes_kept"] = int(obs["gene_id"].nunique())
     summary["rows"] = len(obs)
-    validate_screen(adata, expression)
+    # what validate_screen does with this screen (assay "personal", at least one row); calling
+    # validate_screen here would make an import circle: the screen layout dispatches to this module
+    _validate_personal(adata, expression)
     return adata, dict(summary)
 
 

@@ -126,7 +126,7 @@ def from_basenji_arrays(npz: str | os.PathLike, targets: str | os.PathLike, pref
     prefix
         Prepended to every track name (e.g. ``"mm10 "``), so they differ from the model's.
     """
-    from genocl_plugin.data.screens import parse_interval
+    from genocl_plugin.data.intervals import parse_interval
 
     names = [prefix + n for n in read_basenji_targets(targets)]
     try:

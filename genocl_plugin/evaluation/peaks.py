@@ -489,7 +489,7 @@ def _batches(peak_set: PeakSet, batch_size: int, progress: bool, description: st
 
 
 def _log_coverage(model, x: np.ndarray, n_ref: int, batch_size: int) -> np.ndarray:
-    from genocl_plugin.evaluation.evaluate import predict
+    from genocl_plugin.evaluation.predict import predict
 
     return predict(model, x, batch_size=batch_size, logits=True)[:, :n_ref]
 

@@ -20,9 +20,9 @@ import pytorch_lightning as pl
 from torch import nn
 
 from genocl_plugin.errors import input_error
+from genocl_plugin.models.adapters import SCREEN_HEADS
 
 PARTS = ("embedding", "conv", "transformer", "batchnorm", "trunk")
-SCREEN_HEADS = "genocl_heads"  # attribute holding multi-head screen heads (strategies.multihead)
 
 
 def head_prefixes(net: nn.Module) -> tuple[str, ...]:

@@ -5,11 +5,8 @@ Adapters come from Hugging Face ``peft`` (``inject_adapter_in_model``), which wr
 BPNet directly. Targets are the trunk's ``Conv1d`` and ``Linear`` layers (convolutional
 tower, attention and feed-forward projections); output heads keep their weights.
 
-One fix-up: peft builds a convolution adapter's ``lora_A`` with the base layer's kernel,
-stride and padding but not its dilation, so on BPNet's dilated residual convolutions the
-adapter output would have the wrong length. ``lora_A`` gets the base layer's dilation;
-the low-rank update ``B @ A`` is then applied with the same dilation as the base kernel,
-which is what merging the adapter into the weights would compute.
+Injecting them (:func:`~genocl_plugin.models.adapters.apply_lora`, with its fix-up for dilated
+convolutions) is model architecture and lives in :mod:`genocl_plugin.models.adapters`.
 
 The adapter configuration is recorded in ``model_params["lora"]`` and the adapters are
 saved unmerged, so ``load_model`` rebuilds them and the base weights remain recoverable.
@@ -20,6 +17,9 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch import nn
 
+# apply_lora is model architecture (genocl_plugin.models.adapters, which load_model rebuilds adapters
+# with); it stays importable from here.
+from genocl_plugin.models.adapters import apply_lora  # noqa: F401
 from genocl_plugin.strategies.freeze import SCREEN_HEADS, is_head, set_batchnorm_eval
 
 DEFAULT_RANK = 8
@@ -35,34 +35,6 @@ def lora_targets(net: nn.Module, rank: int = DEFAULT_RANK) -> list[str]:
     return [name for name, module in net.named_modules()
             if isinstance(module, nn.Conv1d | nn.Linear) and not is_head(name + ".", net)
             and (getattr(module, "groups", 1) == 1 or rank % module.groups == 0)]
-
-
-def apply_lora(net: nn.Module, spec: dict) -> nn.Module:
-    """Inject LoRA adapters in place (peft), freezing every non-adapter parameter.
-
-    Parameters
-    ----------
-    net
-        The base network (``GenoclLightningModel.model``).
-    spec
-        ``{"r", "alpha", "target_modules"}`` as stored in ``model_params["lora"]``.
-
-    Returns
-    -------
-    nn.Module
-        ``net``, with adapters.
-    """
-    from peft import LoraConfig, inject_adapter_in_model
-    from peft.tuners.lora import LoraLayer
-
-    config = LoraConfig(r=int(spec["r"]), lora_alpha=float(spec["alpha"]),
-                        target_modules=list(spec["target_modules"]), lora_dropout=0.0)
-    inject_adapter_in_model(config, net)
-    for module in net.modules():
-        if isinstance(module, LoraLayer) and isinstance(module.get_base_layer(), nn.Conv1d):
-            for lora_a in module.lora_A.values():
-                lora_a.dilation = module.get_base_layer().dilation
-    return net
 
 
 def adapter_parameters(net: nn.Module) -> list[str]:
