@@ -123,7 +123,9 @@ SETTINGS = {
 
 def shared_dir(arg: str | None) -> Path:
     """The real data: ``--shared``, else ``$GENOCL_SHARED``, else ``../shared/data`` beside the checkout."""
-    return Path(arg or os.environ.get("GENOCL_SHARED") or ROOT.parent / "shared" / "data")
+    from benchmarks.provenance import shared_dir as default_shared_dir
+
+    return default_shared_dir(arg)
 
 
 def log(message: str) -> None:

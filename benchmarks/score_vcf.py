@@ -45,7 +45,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SHARED = Path("/work/shared/data")
 CHR2 = "genome/chr2_1-2333275.fa.gz"
 ALLELES_VCF = "vcf/kipoiseq_chr22_ENST00000319363.vcf.gz"
 KIRCHER_VCF = "kircher2019_satmut/DERIVED_satmut_GRCh38.vcf.gz"
@@ -453,7 +452,8 @@ def markdown(speed_rows: list[dict], rss_rows: list[dict], spearman: pd.DataFram
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="speed,rss,kircher")
-    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--shared", type=Path, default=None,
+                        help="the real data (default $GENOCL_SHARED, else ../shared/data beside the checkout)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/genocl-bench-score-vcf"))
     parser.add_argument("--archs", default="enformer,procapnet")
     parser.add_argument("--speed-variants", type=int, default=32)
@@ -470,6 +470,10 @@ def main() -> None:
                         help="arch=path of an updated model (run dir), repeatable.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.provenance import shared_dir
+
+    args.shared = shared_dir(args.shared)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.workdir.mkdir(parents=True, exist_ok=True)
     sections = set(args.only.split(","))
