@@ -49,6 +49,10 @@ CHR2 = "genome/chr2_1-2333275.fa.gz"
 ALLELES_VCF = "vcf/kipoiseq_chr22_ENST00000319363.vcf.gz"
 KIRCHER_VCF = "kircher2019_satmut/DERIVED_satmut_GRCh38.vcf.gz"
 KIRCHER_FA = "kircher2019_satmut/DERIVED_element_reference_sequences_GRCh38.fa"
+# real dense variants: the GEUVADIS chr2 records on hg38 (REF agrees with CHR2 at 15,267 of 15,269 sites)
+GEUVADIS_VCF = "personal/geuvadis_5indiv_chr2/test1.vcf.gz"
+# bp read around each variant by the dense section (centred and shared-window scoring alike)
+DENSE_WINDOW = {"enformer": 256, "procapnet": 200}
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 # What each architecture's effect on MPRA expression is read from: the summed CAGE signal
 # (transcription initiation) for Enformer, both strands of the ProCapNet profile.
@@ -210,6 +214,107 @@ def best_time(fn, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+# --------------------------------------------------------------------------- dense
+
+
+def geuvadis_snvs(path: Path, n: int, shared: Path) -> Path:
+    """The first ``n`` one-ALT SNV records of the GEUVADIS chr2 VCF (hg38 part; contig named
+    ``chr2`` like the FASTA), plain VCF."""
+    import gzip
+
+    lines = []
+    with gzip.open(shared / GEUVADIS_VCF, "rt") as handle:
+        for line in handle:
+            fields = line.split("\t")
+            if line.startswith("#") or fields[0] != "2" or len(fields[3]) != 1 or len(fields[4]) != 1:
+                continue
+            lines.append("\t".join(["chr2", fields[1], fields[2] if fields[2] != "." else f"g{fields[1]}",
+                                    fields[3], fields[4], ".", ".", "."]) + "\n")
+            if len(lines) >= n:
+                break
+    path.write_text(HEADER + "".join(lines))
+    return path
+
+
+def dense(archs: list[str], n: int, batch_size: int, repeats: int, work: Path, shared: Path) -> list[dict]:
+    """A dense real VCF (GEUVADIS chr2, a variant every ~32 bp): genocl centred, genocl
+    --share-windows, gReLU and the raw forward pass in one run, and how far the shared-window
+    scores agree with the centred ones."""
+    vcf = geuvadis_snvs(work / f"dense_{n}.vcf", n, shared)
+    fasta = plain_fasta(work, shared)
+    rows = []
+    for arch in archs:
+        rows.append({"data": f"GEUVADIS chr2, {n} real SNVs", **dense_one(arch, vcf, fasta, batch_size, repeats,
+                                                                         work)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def dense_one(arch: str, vcf: Path, fasta: Path, batch_size: int, repeats: int, work: Path) -> dict:
+    import torch
+    from grelu.transforms.prediction_transforms import Aggregate
+    from grelu.variant import predict_variant_effects
+
+    from genocl_plugin.data import reference
+    from genocl_plugin.models import load_model
+    from genocl_plugin.scoring import variants
+
+    model = load_model(arch)
+    genome = reference.open_fasta(fasta)
+    window = DENSE_WINDOW[arch]
+    outs = {"centred": work / f"dense_{arch}_centred.tsv", "shared": work / f"dense_{arch}_shared.tsv"}
+
+    def run(share: bool):
+        variants.score_vcf(vcf, model, fasta, outs["shared" if share else "centred"], window=window,
+                           aggregate=True, batch_size=batch_size, force=True, share_windows=share)
+
+    def run_grelu():
+        df = pd.read_csv(vcf, sep="\t", comment="#", header=None, usecols=[0, 1, 3, 4],
+                         names=["chrom", "pos", "ref", "alt"])
+        return predict_variant_effects(
+            df, model, genome=str(fasta), compare_func="subtract", return_ad=False,
+            batch_size=batch_size, devices="cpu", prediction_transform=Aggregate(length_aggfunc="sum"))
+
+    alleles = list(variants.read_variants(vcf))
+    codes = np.stack([w for v in alleles for w in variants.variant_windows(
+        v.chrom, v.pos, v.ref, v.alt, genome, model.seq_len)[:2]])
+    x = torch.from_numpy(np.ascontiguousarray(reference.codes_to_one_hot(codes)))
+
+    def run_forward():
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                model(x[start : start + batch_size])
+
+    times = {name: best_time(fn, repeats) for name, fn in
+             (("centred", lambda: run(False)), ("shared", lambda: run(True)), ("grelu", run_grelu),
+              ("forward", run_forward))}
+    centred, shared = (pd.read_csv(outs[k], sep="\t").set_index("ID").iloc[:, 4].to_numpy() for k in ("centred",
+                                                                                                       "shared"))
+    n = len(alleles)
+    rate = {k: n / t for k, t in times.items()}
+    return {
+        "model": f"{arch}-mini", "seq_len": model.seq_len, "window": window, "variants": n,
+        "batch_size": batch_size, **{f"{k}_vps": v for k, v in rate.items()},
+        "shared_vs_grelu": rate["shared"] / rate["grelu"], "centred_vs_grelu": rate["centred"] / rate["grelu"],
+        "centred_of_ceiling": rate["centred"] / rate["forward"],
+        "agreement_pearson": float(np.corrcoef(centred, shared)[0, 1]),
+        "agreement_max_abs_diff": float(np.abs(centred - shared).max()),
+        "max_abs_score": float(np.abs(centred).max()),
+    }
+
+
+def dense_markdown(rows: list[dict]) -> str:
+    out = ["| model | data | window (bp) | genocl centred (variants/s) | genocl --share-windows | gReLU | raw forward "
+           "| shared / gReLU | centred / raw forward | shared vs centred: Pearson | max abs diff (of max abs score) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['model']} | {r['data']} | {r['window']} | {r['centred_vps']:.3g} | {r['shared_vps']:.3g} | "
+                   f"{r['grelu_vps']:.3g} | {r['forward_vps']:.3g} | {r['shared_vs_grelu']:.2f} | "
+                   f"{r['centred_of_ceiling']:.2f} | {r['agreement_pearson']:.4f} | "
+                   f"{r['agreement_max_abs_diff']:.3g} ({r['max_abs_score']:.3g}) |")
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- rss
@@ -451,7 +556,9 @@ def markdown(speed_rows: list[dict], rss_rows: list[dict], spearman: pd.DataFram
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="speed,rss,kircher")
+    parser.add_argument("--only", default="speed,dense,rss,kircher")
+    parser.add_argument("--dense-variants", type=int, default=512,
+                        help="Real GEUVADIS chr2 SNVs of the dense section.")
     parser.add_argument("--shared", type=Path, default=None,
                         help="the real data (default $GENOCL_SHARED, else ../shared/data beside the checkout)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/genocl-bench-score-vcf"))
@@ -480,6 +587,8 @@ def main() -> None:
     archs = args.archs.split(",")
     speed_rows = speed(archs, args.speed_variants, args.speed_kircher_sites, args.batch_size,
                        args.repeats, args.workdir, args.shared) if "speed" in sections else []
+    dense_rows = dense(archs, args.dense_variants, args.batch_size, args.repeats, args.workdir,
+                       args.shared) if "dense" in sections else []
     rss_rows = rss([int(x) for x in args.rss_sizes.split(",")], args.workdir, args.shared,
                    args.rss_batch_size) if "rss" in sections else []
     spearman, runs = None, []
@@ -491,10 +600,12 @@ def main() -> None:
         spearman, runs = kircher(models, args.kircher_sites_per_element, args.batch_size,
                                  args.workdir, args.shared)
     report = markdown(speed_rows, rss_rows, spearman, runs)
+    if dense_rows:
+        report += "\n\n" + dense_markdown(dense_rows)
     print(report)
     if args.json:
         args.json.write_text(json.dumps({
-            "speed": speed_rows, "rss": rss_rows, "kircher_runs": runs,
+            "speed": speed_rows, "dense": dense_rows, "rss": rss_rows, "kircher_runs": runs,
             "kircher_spearman": None if spearman is None else spearman.to_dict(orient="records"),
         }, indent=2, default=str))
 

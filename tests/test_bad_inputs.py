@@ -232,6 +232,8 @@ def _score(tmp, *extra, out=None):
 
 CASES["option/score-vcf batch-size 0"] = lambda tmp, shared: (_score(tmp, "--batch-size", "0"), ("--batch-size",))
 CASES["option/score-vcf window 0"] = lambda tmp, shared: (_score(tmp, "--window", "0"), ("--window",))
+CASES["option/score-vcf share-windows without window"] = lambda tmp, shared: (
+    _score(tmp, "--share-windows"), ("--share-windows", "add --window"))
 CASES["option/score-vcf devices abc"] = lambda tmp, shared: (_score(tmp, "--devices", "abc"), ("--devices",))
 CASES["option/score-vcf out unknown format"] = lambda tmp, shared: (
     _score(tmp, out=tmp / "scores.txt"), ("--out", "unknown output format"))

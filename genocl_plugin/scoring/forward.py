@@ -117,6 +117,32 @@ def predict_window_sums(forward: Callable, codes: np.ndarray, plan: ScoringPlan,
     return out
 
 
+def predict_track_outputs(forward: Callable, codes: np.ndarray, plan: ScoringPlan, rc: bool = False,
+                          device=None, batch_size: int = 64) -> np.ndarray:
+    """Predicted coverage of the planned tracks at every output position (``--share-windows``:
+    each variant of a shared window reads its own bins).
+
+    Returns
+    -------
+    np.ndarray
+        (n, len(plan.tracks), plan.n_out) float64; with ``rc`` averaged with the
+        reverse-complement prediction flipped back onto forward positions and strand partners.
+    """
+    import torch
+
+    tracks = torch.as_tensor(plan.tracks)
+    partners = torch.as_tensor(plan.partners)
+    out = np.empty((len(codes), len(plan.tracks), plan.n_out), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, len(codes), batch_size):
+            x = _one_hot(torch.from_numpy(codes[start : start + batch_size]).to(device))
+            pred = forward(x)[:, tracks].double()
+            if rc:
+                pred = (pred + forward(x.flip(1, 2))[:, partners].double().flip(-1)) / 2
+            out[start : start + len(x)] = pred.cpu().numpy()
+    return out
+
+
 def _one_hot(codes):
     """uint8 codes (B, L) on any device -> float32 one-hot (B, 4, L); N (4) is all zeros."""
     import torch

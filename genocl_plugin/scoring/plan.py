@@ -77,19 +77,24 @@ def strand_pairs(task_names: list[str]) -> np.ndarray:
     return partner
 
 
-def window_bins(model, seq_len: int, window: int | None = None) -> tuple[int, int]:
+def window_bins(model, seq_len: int, window: int | None = None, position: int | None = None) -> tuple[int, int]:
     """Output positions ``[lo, hi)`` covering ``window`` bp centred on the variant.
 
     None (or a window wider than the output) is every output position. The window is centred
-    on the first REF base (input index ``seq_len // 2 - 1``) and always keeps at least the
-    output position containing it.
+    on the first REF base (input index ``position``, default ``seq_len // 2 - 1``: the centred
+    window) and always keeps at least the output position containing it.
     """
     n_out = model.output_length(seq_len)
     if window is None:
         return 0, n_out
-    bin_size = model.bin_size
-    offset = (seq_len - n_out * bin_size) // 2
-    centre = seq_len // 2 - 1 + 0.5 - offset  # bp from the first output position
+    return bins_at(n_out, int(model.bin_size), (seq_len - n_out * model.bin_size) // 2, window,
+                   seq_len // 2 - 1 if position is None else position)
+
+
+def bins_at(n_out: int, bin_size: int, offset: int, window: int, position: int) -> tuple[int, int]:
+    """:func:`window_bins` from the output geometry: ``offset`` input bp precede the first output
+    position, the first REF base is at input index ``position``."""
+    centre = position + 0.5 - offset  # bp from the first output position
     lo = max(0, math.floor((centre - window / 2) / bin_size))
     hi = min(n_out, math.ceil((centre + window / 2) / bin_size))
     if hi <= lo:
@@ -109,11 +114,22 @@ class ScoringPlan(NamedTuple):
     aggregate: bool
     scores: tuple[str, ...]
     labels: list[str]  # track labels of the score columns
+    window: int | None = None  # --window (bp)
+    bin_size: int = 1
+    offset: int = 0  # input bp before the first output position (the model's cropped flank)
+    # --share-windows: variants at least this many bp from both input edges share a REF pass
+    share_margin: int | None = None
 
 
 def scoring_plan(model, tracks: Iterable[str | int] | None = None, window: int | None = None,
-                 aggregate: bool = False, scores: Iterable[str] = SCORES) -> ScoringPlan:
-    """Resolve tracks, window and scores against a model (input errors for bad requests)."""
+                 aggregate: bool = False, scores: Iterable[str] = SCORES,
+                 share_windows: bool = False) -> ScoringPlan:
+    """Resolve tracks, window and scores against a model (input errors for bad requests).
+
+    With ``share_windows`` the plan carries the margin a variant keeps from both input edges
+    when it is scored in a window shared with its neighbours: the model's cropped flank plus
+    half of ``--window``, so the bins read around it are inside the output.
+    """
     seq_len = int(model.seq_len)
     scores = tuple(scores)
     bad = [s for s in scores if s not in SCORES]
@@ -126,9 +142,21 @@ def scoring_plan(model, tracks: Iterable[str | int] | None = None, window: int |
     selected = select_tracks(names, tracks)
     partners = strand_pairs(names)
     labels = ["aggregate"] if aggregate else [names[i] for i in selected]
+    n_out = model.output_length(seq_len)
+    offset = (seq_len - n_out * int(model.bin_size)) // 2
+    margin = None
+    if share_windows:
+        if window is None:
+            raise input_error("--share-windows", "--window", "a shared window needs the bp read around each variant",
+                              "add --window (e.g. --window 1024), or leave out --share-windows")
+        margin = offset + (window + 1) // 2
+        if seq_len - 2 * margin < 1:
+            raise input_error(window, "--window", f"leaves no room to share a {seq_len:,}-bp input "
+                              f"(its output covers {n_out * int(model.bin_size):,} bp)",
+                              "use a smaller --window, or leave out --share-windows")
     return ScoringPlan(seq_len, selected, [int(partners[i]) for i in selected],
-                       window_bins(model, seq_len, window), model.output_length(seq_len),
-                       aggregate, scores, labels)
+                       window_bins(model, seq_len, window), n_out,
+                       aggregate, scores, labels, window, int(model.bin_size), offset, margin)
 
 
 def column_names(plan: ScoringPlan, model_name: str) -> list[str]:

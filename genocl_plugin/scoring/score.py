@@ -24,8 +24,8 @@ import pandas as pd
 from genocl_plugin.data import reference
 from genocl_plugin.errors import input_error
 from genocl_plugin.progress import Progress, stage
-from genocl_plugin.scoring.forward import compare, predict_window_sums, prepare_model
-from genocl_plugin.scoring.plan import SCORES, ScoringPlan, column_names, scoring_plan
+from genocl_plugin.scoring.forward import compare, predict_track_outputs, predict_window_sums, prepare_model
+from genocl_plugin.scoring.plan import SCORES, ScoringPlan, bins_at, column_names, scoring_plan
 from genocl_plugin.scoring.vcf import Variant, VariantWarning, parse_shard, read_header, read_variants
 from genocl_plugin.scoring.windows import (
     SKIP_REASONS,
@@ -64,6 +64,8 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
     windows: list[np.ndarray] = []  # distinct input sequences of the batch
     index: dict[tuple, int] = {}  # (contig, pos, ref[, alt]) -> row of windows
     pairs: list[tuple[int, int]] = []  # (REF row, ALT row) of each batched allele
+    bins: list[tuple[int, int]] = []  # output positions each allele is read from
+    shared: dict = {}  # --share-windows: the current shared window (contig, start, codes)
 
     def row(key: tuple, window: np.ndarray) -> int:
         # Alleles of one site share the REF window, and a site scored for several elements or
@@ -74,10 +76,39 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
         return index[key]
 
     def flush() -> np.ndarray:
-        sums = predict_window_sums(forward, np.stack(windows), plan, rc=rc, device=device,
-                                   batch_size=batch_size)
         ref_rows, alt_rows = (list(x) for x in zip(*pairs, strict=True))
-        return compare(sums[ref_rows], sums[alt_rows], plan)
+        if plan.share_margin is None:
+            sums = predict_window_sums(forward, np.stack(windows), plan, rc=rc, device=device,
+                                       batch_size=batch_size)
+            return compare(sums[ref_rows], sums[alt_rows], plan)
+        # shared windows: one REF pass serves every allele in it, each read at its own bins
+        outputs = predict_track_outputs(forward, np.stack(windows), plan, rc=rc, device=device,
+                                        batch_size=batch_size)
+        ref_sums = np.stack([outputs[r, :, lo:hi].sum(-1) for r, (lo, hi) in zip(ref_rows, bins, strict=True)])
+        alt_sums = np.stack([outputs[r, :, lo:hi].sum(-1) for r, (lo, hi) in zip(alt_rows, bins, strict=True)])
+        return compare(ref_sums, alt_sums, plan)
+
+    def shared_pair(contig: str, variant: Variant) -> tuple[int, int, tuple[int, int]] | None:
+        """The allele's (REF row, ALT row, bins) in a shared window, or None (score it centred):
+        only same-length alleles whose REF agrees with the genome share a window."""
+        if plan.share_margin is None or len(variant.ref) != len(variant.alt):
+            return None
+        first = variant.pos - 1  # 0-based first REF base
+        margin, seq_len = plan.share_margin, plan.seq_len
+        if (shared.get("contig") != contig or first < shared["start"] + margin
+                or first + len(variant.ref) > shared["start"] + seq_len - margin):
+            # a new window with this allele at the left edge of its usable centre: a sorted VCF
+            # fills it with the alleles that follow
+            start = first - margin
+            shared.update(contig=contig, start=start, codes=fetch(contig, start, start + seq_len))
+        codes, k = shared["codes"], first - shared["start"]
+        if reference.codes_to_seq(codes[k : k + len(variant.ref)]) != variant.ref or "N" in variant.ref:
+            return None  # the centred path reports (or, with allow_ref_mismatch, scores) the mismatch
+        alt = codes.copy()
+        alt[k : k + len(variant.alt)] = reference.seq_to_codes(variant.alt)
+        key = ("shared", contig, shared["start"])
+        span = bins_at(plan.n_out, plan.bin_size, plan.offset, plan.window, k)
+        return row(key, codes), row((*key, first, variant.alt), alt), span
 
     for variant in variants:
         problem = allele_problem(variant.ref, variant.alt, max_len)
@@ -90,22 +121,29 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
             raise input_error(fasta_path, "contig", f"VCF contig {variant.chrom!r} is not in the FASTA "
                               f"(it has {shown})", "use the FASTA of the VCF's assembly, or "
                               "restrict the VCF with --region")
-        ref_window, alt_window, genome_ref = variant_windows(
-            contig, variant.pos, variant.ref, variant.alt, fetch, plan.seq_len)
-        if genome_ref != variant.ref or "N" in genome_ref:  # docs/scoring.md: a FASTA N is a mismatch
-            detail = f"VCF REF {variant.ref}, FASTA {contig}:{variant.pos} has {genome_ref}"
-            if not allow_ref_mismatch:
-                on_skip(variant, "ref_mismatch", detail)
-                continue
-            on_skip(variant, "ref_mismatch_scored", detail)
-        key = (contig, variant.pos, variant.ref)
-        pairs.append((row(key, ref_window), row((*key, variant.alt), alt_window)))
+        in_shared = shared_pair(contig, variant)
+        if in_shared is not None:
+            pairs.append(in_shared[:2])
+            bins.append(in_shared[2])
+        else:
+            ref_window, alt_window, genome_ref = variant_windows(
+                contig, variant.pos, variant.ref, variant.alt, fetch, plan.seq_len)
+            if genome_ref != variant.ref or "N" in genome_ref:  # docs/scoring.md: a FASTA N is a mismatch
+                detail = f"VCF REF {variant.ref}, FASTA {contig}:{variant.pos} has {genome_ref}"
+                if not allow_ref_mismatch:
+                    on_skip(variant, "ref_mismatch", detail)
+                    continue
+                on_skip(variant, "ref_mismatch_scored", detail)
+            key = (contig, variant.pos, variant.ref)
+            pairs.append((row(key, ref_window), row((*key, variant.alt), alt_window)))
+            bins.append(plan.bins)
         batch.append(variant)
         if len(batch) >= batch_size:
             yield batch, flush()
             batch = []  # a new list: the yielded one belongs to the caller now
             windows.clear()
             pairs.clear()
+            bins.clear()
             index.clear()
     if batch:
         yield batch, flush()
@@ -114,7 +152,8 @@ def score_batches(variants: Iterable[Variant], model, fasta, plan: ScoringPlan, 
 def score_variants(variants: pd.DataFrame, model, fasta: str | os.PathLike,
                    tracks: Iterable[str | int] | None = None, window: int | None = None,
                    aggregate: bool = False, rc: bool = False, batch_size: int = 64,
-                   devices: str | int | None = "cpu", allow_ref_mismatch: bool = False):
+                   devices: str | int | None = "cpu", allow_ref_mismatch: bool = False,
+                   share_windows: bool = False):
     """Score a table of variants in memory (the analogue of gReLU's ``predict_variant_effects``).
 
     Parameters
@@ -125,7 +164,7 @@ def score_variants(variants: pd.DataFrame, model, fasta: str | os.PathLike,
         A loaded genocl / gReLU model.
     fasta
         Genome FASTA (plain or bgzip; the index is built if missing).
-    tracks, window, aggregate, rc, batch_size, devices, allow_ref_mismatch
+    tracks, window, aggregate, rc, batch_size, devices, allow_ref_mismatch, share_windows
         As in :func:`score_vcf`.
 
     Returns
@@ -136,7 +175,7 @@ def score_variants(variants: pd.DataFrame, model, fasta: str | os.PathLike,
     """
     import anndata
 
-    plan = scoring_plan(model, tracks, window, aggregate)
+    plan = scoring_plan(model, tracks, window, aggregate, share_windows=share_windows)
     genome = reference.open_fasta(fasta)
     rows = [Variant(str(r.chrom), int(r.pos), str(getattr(r, "id", ".")), str(r.ref).upper(),
                     str(r.alt).upper(), record=i) for i, r in enumerate(variants.itertuples())]
@@ -166,7 +205,7 @@ def score_vcf(vcf: str | os.PathLike, model, fasta: str | os.PathLike, out: str 
               batch_size: int = 64, devices: str | int | None = "cpu", region: str | None = None,
               shard: str | tuple[int, int] | None = None, allow_ref_mismatch: bool = False,
               model_name: str = "model", force: bool = False, progress: bool = False,
-              command: str | None = None) -> dict:
+              command: str | None = None, share_windows: bool = False) -> dict:
     """Score every ALT allele of a VCF and write the scores, streaming in batches.
 
     Parameters
@@ -201,6 +240,11 @@ def score_vcf(vcf: str | os.PathLike, model, fasta: str | os.PathLike, out: str 
         ``"i/n"``: only the i-th of n interleaved record subsets.
     allow_ref_mismatch
         Score variants whose REF disagrees with the FASTA instead of skipping them.
+    share_windows
+        Score same-length alleles (SNVs, MNVs) whose REF agrees with the FASTA in input windows
+        shared with their neighbours: one REF pass per window, one ALT pass per allele, each read
+        at the ``window`` bp around it (needs ``window``; docs/scoring.md says how far the
+        scores agree with centred ones). Indels and the rest are scored centred.
     model_name
         Model name in column / INFO names.
     force
@@ -223,7 +267,7 @@ def score_vcf(vcf: str | os.PathLike, model, fasta: str | os.PathLike, out: str 
     shard_t = parse_shard(shard) if isinstance(shard, str) else shard
     if batch_size < 1:
         raise input_error(batch_size, "--batch-size", "must be at least 1", "e.g. --batch-size 64")
-    plan = scoring_plan(model, tracks, window, aggregate, scores)
+    plan = scoring_plan(model, tracks, window, aggregate, scores, share_windows=share_windows)
     header = read_header(vcf)
     genome = reference.open_fasta(fasta)
     columns = column_names(plan, model_name)
