@@ -8,6 +8,7 @@ import re
 import sys
 import time
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -255,3 +256,29 @@ def test_update_prints_stages_and_records_them(tmp_path, monkeypatch):
     assert lines[2].startswith(f"[stage 1.2/1] model 2 of 2 ({out} on 2 tasks) ... ")
     assert re.fullmatch(r"\[stage 1/1\] evaluating .*: done in \d+\.\d s", lines[3])
     assert "drift Pearson (pooled, log1p)" in evaluated.stdout
+
+
+def test_effect_prediction_of_long_inputs_reports_each_sequence(monkeypatch, capsys):
+    """A full-size batch is minutes of CPU: inputs of >= 65,536 bp run (and report) one sequence
+    at a time -- the progress advances within a batch -- with the same predictions."""
+    import anndata
+
+    from genocl_plugin import objectives
+    from genocl_plugin.data import reference
+    from genocl_plugin.models import load_model
+
+    model = load_model("enformer")
+    screen = anndata.read_h5ad(reference.BUNDLED / "mpra_enhancers.h5ad")
+    dataset = objectives.mpra_dataset(screen[:6], model)
+    whole = objectives.predict_screen_effects(model, dataset, batch_size=6)
+    monkeypatch.setenv(progress.INTERVAL_ENV, "0")
+    monkeypatch.setitem(model.data_params["train"], "seq_len", 196_608)  # read as "a long input"
+    calls = []
+    original = model.forward
+    monkeypatch.setattr(model, "forward", lambda x, **kw: calls.append(len(x)) or original(x, **kw))
+    chunked = objectives.predict_screen_effects(model, dataset, batch_size=6)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert set(calls) == {1} and len(calls) > 6  # one sequence per pass: references and perturbed
+    lines = [line for line in capsys.readouterr().err.splitlines() if "predicting effects" in line]
+    done = [float(line.split(": ")[1].split("/")[0]) for line in lines]
+    assert any(0 < d < 6 for d in done) and done[-1] == 6 and done == sorted(done)

@@ -70,14 +70,14 @@ def collate_for(dataset):
     return collate_personal if isinstance(base, PersonalDataset) else collate_perturbations
 
 
-def predict_batch(model, batch: dict) -> torch.Tensor:
+def predict_batch(model, batch: dict, logits_fn=None) -> torch.Tensor:
     """Predicted log2 effect (perturbation batches), log2 expression (personal batches) or log2
-    activity (activity batches)."""
+    activity (activity batches); ``logits_fn`` replaces ``model(x, logits=True)``."""
     if batch.get("kind") == "personal":
-        return predicted_expression(model, batch)
+        return predicted_expression(model, batch, logits_fn)
     if batch.get("kind") == "activity":
-        return predicted_activity(model, batch)
-    return predicted_effects(model, batch)
+        return predicted_activity(model, batch, logits_fn)
+    return predicted_effects(model, batch, logits_fn)
 
 
 def batch_size(batch) -> int:
@@ -109,13 +109,32 @@ def predict_screen_effects(model, dataset: PerturbationDataset, batch_size: int 
     if len(dataset) == 0:
         return np.zeros(0)
     model.eval()
-    from genocl_plugin.progress import progress
+    from genocl_plugin.progress import Progress
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_for(dataset))
-    # a row of a full-size model is two long forward passes: minutes per batch on a CPU
-    batches = progress(loader, total=len(dataset), description="predicting effects", unit="row",
-                       count=lambda b: int(b["effect"].shape[0]))
-    return np.concatenate([predict_batch(model, _to_device(b, model.device)).cpu().numpy() for b in batches])
+    # A row of a full-size model is two long forward passes: a batch is minutes on a CPU (a full
+    # Enformer showed "0/2 rows" for 13 minutes). Inputs of 65,536 bp and more run one sequence
+    # at a time, and the progress advances per sequence, as a fraction of the batch's rows;
+    # shorter inputs keep one forward per batch (the same numbers as before).
+    chunk = 1 if int(getattr(model, "seq_len", 0) or 0) >= 65_536 else None
+    out = []
+    with Progress(len(dataset), "predicting effects", "row") as bar:
+        done = 0
+        for batch in loader:
+            rows = int(batch["effect"].shape[0])
+
+            def forward(x, start=done, rows=rows):
+                step = chunk or len(x)
+                parts = []
+                for i in range(0, len(x), step):
+                    parts.append(model(x[i : i + step], logits=True))
+                    bar.update(round(start + rows * min(i + step, len(x)) / len(x), 2))
+                return torch.cat(parts)
+
+            out.append(predict_batch(model, _to_device(batch, model.device), logits_fn=forward).cpu().numpy())
+            done += rows
+            bar.update(done)
+    return np.concatenate(out)
 
 
 def _to_device(batch: dict, device) -> dict:
