@@ -28,19 +28,24 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=256)
     parser.add_argument("--window", type=int, default=200)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/genocl-bench-score-vcf"))
+    parser.add_argument("--vcf", type=Path, default=None, help="another VCF (its first --variants SNVs)")
+    parser.add_argument("--fasta", type=Path, default=None, help="the genome of --vcf")
     args = parser.parse_args()
 
     import torch
 
     from genocl_plugin.models import load_model
     from genocl_plugin.scoring import score_variants
+    from genocl_plugin.scoring.vcf import read_variants
 
     vcf, fasta = args.workdir / f"dense_{args.variants}.vcf", args.workdir / "chr2_1-2333275.fa"
-    if not vcf.exists() or not fasta.exists():
+    if args.vcf is not None:
+        vcf, fasta = args.vcf, args.fasta
+    elif not vcf.exists() or not fasta.exists():
         parser.error(f"run `python benchmarks/score_vcf.py --only dense --dense-variants {args.variants}` first "
                      f"(it writes {vcf.name} and {fasta.name} into --workdir)")
-    rows = [line.split("\t")[:5] for line in vcf.read_text().splitlines() if not line.startswith("#")]
-    variants = pd.DataFrame([(c, int(p), i, r, a) for c, p, i, r, a in rows],
+    snvs = [v for v in read_variants(vcf) if len(v.ref) == len(v.alt) == 1][: args.variants]
+    variants = pd.DataFrame([(v.chrom, v.pos, v.id, v.ref, v.alt) for v in snvs],
                             columns=["chrom", "pos", "id", "ref", "alt"])
     spec = args.model
     if spec == "enformer-pytorch-random":
@@ -58,7 +63,8 @@ def main() -> None:
                                 batch_size=16)
         scores[share], seconds[share] = result.X[:, 0].copy(), time.perf_counter() - start
     centred, shared = scores[False], scores[True]
-    print(json.dumps({"model": args.model, "seq_len": model.seq_len, "variants": len(centred), "window": args.window,
+    print(json.dumps({"model": args.model, "vcf": str(vcf), "seq_len": model.seq_len, "variants": len(centred),
+                      "window": args.window,
                       "pearson": float(np.corrcoef(centred, shared)[0, 1]),
                       "max_abs_diff": float(np.abs(centred - shared).max()),
                       "max_abs_score": float(np.abs(centred).max()),
