@@ -153,41 +153,19 @@ def speed(archs: list[str], n: int, kircher_n_sites: int, batch_size: int, repea
 
 def speed_one(arch: str, vcf: Path, fasta: Path, batch_size: int, repeats: int, work: Path) -> dict:
     """genocl vs gReLU vs raw forward on one bundled model (model loading not timed)."""
-    import torch
-    from grelu.transforms.prediction_transforms import Aggregate
-    from grelu.variant import predict_variant_effects
-
-    from genocl_plugin.data import reference
     from genocl_plugin.models import load_model
     from genocl_plugin.scoring import variants
 
     model = load_model(arch)
     plan = variants.scoring_plan(model)
-    genome = reference.open_fasta(fasta)
     out = work / f"speed_{arch}.tsv"
 
     def run_genocl():
         variants.score_vcf(vcf, model, fasta, out, batch_size=batch_size, force=True)
 
-    def run_grelu():
-        df = pd.read_csv(vcf, sep="\t", comment="#", header=None, usecols=[0, 1, 3, 4],
-                         names=["chrom", "pos", "ref", "alt"])
-        return predict_variant_effects(
-            df, model, genome=str(fasta), compare_func="subtract", return_ad=False,
-            batch_size=batch_size, devices="cpu", prediction_transform=Aggregate(length_aggfunc="sum"))
-
-    # the ceiling: REF + ALT one-hot already in memory, nothing but model(x)
-    alleles = list(variants.read_variants(vcf))
+    run_grelu = grelu_runner(vcf, model, fasta, batch_size)
+    alleles, run_forward = forward_runner(vcf, model, fasta, batch_size)
     n = len(alleles)
-    codes = np.stack([w for v in alleles for w in variants.variant_windows(
-        v.chrom, v.pos, v.ref, v.alt, genome, model.seq_len)[:2]])
-    # contiguous, like a DataLoader-collated batch and like genocl's own one-hot
-    x = torch.from_numpy(np.ascontiguousarray(reference.codes_to_one_hot(codes)))
-
-    def run_forward():
-        with torch.inference_mode():
-            for start in range(0, len(x), batch_size):
-                model(x[start : start + batch_size])
 
     times = {name: best_time(fn, repeats) for name, fn in
              (("genocl", run_genocl), ("grelu", run_grelu), ("forward", run_forward))}
@@ -205,6 +183,44 @@ def speed_one(arch: str, vcf: Path, fasta: Path, batch_size: int, repeats: int, 
         "max_abs_diff_vs_grelu": float(np.abs(ours - theirs).max()),
         "max_abs_score": float(np.abs(theirs).max()),
     }
+
+
+def grelu_runner(vcf: Path, model, fasta: Path, batch_size: int):
+    """gReLU's ``predict_variant_effects`` on the VCF, summed over all output positions."""
+    from grelu.transforms.prediction_transforms import Aggregate
+    from grelu.variant import predict_variant_effects
+
+    def run_grelu():
+        df = pd.read_csv(vcf, sep="\t", comment="#", header=None, usecols=[0, 1, 3, 4],
+                         names=["chrom", "pos", "ref", "alt"])
+        return predict_variant_effects(
+            df, model, genome=str(fasta), compare_func="subtract", return_ad=False,
+            batch_size=batch_size, devices="cpu", prediction_transform=Aggregate(length_aggfunc="sum"))
+
+    return run_grelu
+
+
+def forward_runner(vcf: Path, model, fasta: Path, batch_size: int):
+    """The ceiling: the VCF's alleles and a function running nothing but ``model(x)`` on their REF +
+    ALT one-hot, already in memory."""
+    import torch
+
+    from genocl_plugin.data import reference
+    from genocl_plugin.scoring import variants
+
+    genome = reference.open_fasta(fasta)
+    alleles = list(variants.read_variants(vcf))
+    codes = np.stack([w for v in alleles for w in variants.variant_windows(
+        v.chrom, v.pos, v.ref, v.alt, genome, model.seq_len)[:2]])
+    # contiguous, like a DataLoader-collated batch and like genocl's own one-hot
+    x = torch.from_numpy(np.ascontiguousarray(reference.codes_to_one_hot(codes)))
+
+    def run_forward():
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                model(x[start : start + batch_size])
+
+    return alleles, run_forward
 
 
 def best_time(fn, repeats: int) -> float:
@@ -253,16 +269,10 @@ def dense(archs: list[str], n: int, batch_size: int, repeats: int, work: Path, s
 
 
 def dense_one(arch: str, vcf: Path, fasta: Path, batch_size: int, repeats: int, work: Path) -> dict:
-    import torch
-    from grelu.transforms.prediction_transforms import Aggregate
-    from grelu.variant import predict_variant_effects
-
-    from genocl_plugin.data import reference
     from genocl_plugin.models import load_model
     from genocl_plugin.scoring import variants
 
     model = load_model(arch)
-    genome = reference.open_fasta(fasta)
     window = DENSE_WINDOW[arch]
     outs = {"centred": work / f"dense_{arch}_centred.tsv", "shared": work / f"dense_{arch}_shared.tsv"}
 
@@ -270,22 +280,8 @@ def dense_one(arch: str, vcf: Path, fasta: Path, batch_size: int, repeats: int, 
         variants.score_vcf(vcf, model, fasta, outs["shared" if share else "centred"], window=window,
                            aggregate=True, batch_size=batch_size, force=True, share_windows=share)
 
-    def run_grelu():
-        df = pd.read_csv(vcf, sep="\t", comment="#", header=None, usecols=[0, 1, 3, 4],
-                         names=["chrom", "pos", "ref", "alt"])
-        return predict_variant_effects(
-            df, model, genome=str(fasta), compare_func="subtract", return_ad=False,
-            batch_size=batch_size, devices="cpu", prediction_transform=Aggregate(length_aggfunc="sum"))
-
-    alleles = list(variants.read_variants(vcf))
-    codes = np.stack([w for v in alleles for w in variants.variant_windows(
-        v.chrom, v.pos, v.ref, v.alt, genome, model.seq_len)[:2]])
-    x = torch.from_numpy(np.ascontiguousarray(reference.codes_to_one_hot(codes)))
-
-    def run_forward():
-        with torch.inference_mode():
-            for start in range(0, len(x), batch_size):
-                model(x[start : start + batch_size])
+    run_grelu = grelu_runner(vcf, model, fasta, batch_size)
+    alleles, run_forward = forward_runner(vcf, model, fasta, batch_size)
 
     times = {name: best_time(fn, repeats) for name, fn in
              (("centred", lambda: run(False)), ("shared", lambda: run(True)), ("grelu", run_grelu),
