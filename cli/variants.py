@@ -88,9 +88,7 @@ def score_vcf(model_spec, vcf, fasta, out, tracks, aggregate, window, share_wind
     for path in (Path(out), Path(f"{out}.skipped.tsv")):
         if path.exists() and not force:
             raise input_error(path, "--out", "already exists", "choose another path or pass --force")
-    if share_windows and window is None:  # before the model loads
-        raise input_error("--share-windows", "--window", "a shared window needs the bp read around each variant",
-                          "add --window (e.g. --window 1024), or leave out --share-windows")
+    variants.check_share_windows(share_windows, window)  # before the model loads
     if shard:
         variants.parse_shard(shard)
     if region:

@@ -146,9 +146,7 @@ def scoring_plan(model, tracks: Iterable[str | int] | None = None, window: int |
     offset = (seq_len - n_out * int(model.bin_size)) // 2
     margin = None
     if share_windows:
-        if window is None:
-            raise input_error("--share-windows", "--window", "a shared window needs the bp read around each variant",
-                              "add --window (e.g. --window 1024), or leave out --share-windows")
+        check_share_windows(share_windows, window)
         margin = offset + (window + 1) // 2
         if seq_len - 2 * margin < 1:
             raise input_error(window, "--window", f"leaves no room to share a {seq_len:,}-bp input "
@@ -157,6 +155,14 @@ def scoring_plan(model, tracks: Iterable[str | int] | None = None, window: int |
     return ScoringPlan(seq_len, selected, [int(partners[i]) for i in selected],
                        window_bins(model, seq_len, window), n_out,
                        aggregate, scores, labels, window, int(model.bin_size), offset, margin)
+
+
+def check_share_windows(share_windows: bool, window: int | None) -> None:
+    """``--share-windows`` reads ``--window`` bp around each variant, so it needs one (checked by the
+    CLI before the model loads, and by :func:`scoring_plan` for the Python API)."""
+    if share_windows and window is None:
+        raise input_error("--share-windows", "--window", "a shared window needs the bp read around each variant",
+                          "add --window (e.g. --window 1024), or leave out --share-windows")
 
 
 def column_names(plan: ScoringPlan, model_name: str) -> list[str]:

@@ -24,6 +24,7 @@ from genocl_plugin.scoring.model import load_scoring_model, model_label
 from genocl_plugin.scoring.plan import (
     SCORES,
     ScoringPlan,
+    check_share_windows,
     column_names,
     scoring_plan,
     select_tracks,
@@ -53,7 +54,8 @@ from genocl_plugin.scoring.writers import OUTPUT_SUFFIXES, info_ids, output_kind
 
 __all__ = [
     "BGZF_EOF", "COUNT_MAX_BYTES", "OUTPUT_SUFFIXES", "SCORES", "SKIP_REASONS", "VCF_COLUMNS", "ScoringPlan",
-    "Variant", "VariantWarning", "allele_problem", "check_devices", "column_names", "compare", "contig_aliases",
+    "Variant", "VariantWarning", "allele_problem", "check_devices", "check_share_windows", "column_names", "compare",
+    "contig_aliases",
     "count_alleles", "countable", "genome_reader", "info_ids", "load_scoring_model", "model_label", "output_kind",
     "parse_devices", "parse_region", "parse_shard", "predict_window_sums", "prepare_model", "read_header",
     "read_variants", "score_batches", "score_variants", "score_vcf", "scoring_plan", "select_tracks", "strand_pairs",
