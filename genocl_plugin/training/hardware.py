@@ -194,7 +194,7 @@ INFERENCE_BUDGET = 4 * TRAIN_BUDGET
 
 
 def default_batch_size(model: nn.Module, seq_len: int, training: bool = True, cap: int | None = None,
-                       device_type: str = "cpu") -> int:
+                       device_type: str = "cpu", saved_bytes: int | None = None) -> int:
     """The largest power of two up to ``cap`` whose step fits in the memory free on the device.
 
     The step's peak memory is :func:`genocl_plugin.training.memory.step_estimate` (activations measured
@@ -213,6 +213,8 @@ def default_batch_size(model: nn.Module, seq_len: int, training: bool = True, ca
         Largest value returned (default: 16 for training, 64 for scoring).
     device_type
         ``cpu`` or ``cuda``: whose free memory counts.
+    saved_bytes
+        :func:`genocl_plugin.training.memory.saved_activation_bytes` when already measured.
 
     Returns
     -------
@@ -222,7 +224,7 @@ def default_batch_size(model: nn.Module, seq_len: int, training: bool = True, ca
     from genocl_plugin.training import memory
 
     cap = cap or (16 if training else 64)
-    saved = memory.saved_activation_bytes(model, seq_len)
+    saved = memory.saved_activation_bytes(model, seq_len) if saved_bytes is None else saved_bytes
     free = memory.available_bytes(device_type)
     if saved is not None and free is not None:
         n_params = sum(p.numel() for p in model.parameters())

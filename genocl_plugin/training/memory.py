@@ -203,7 +203,8 @@ def check_training_step(net: nn.Module, seq_len: int, batch_size: int | None, *,
                         checkpointing: bool = False, sequences_per_example: float = 2.0,
                         replay_ratio: float | None = None, strategies: tuple[str, ...] = (),
                         device_type: str = "cpu", device_index: int = 0, cap: int = 16,
-                        resident: bool = True, refuse: bool = True) -> tuple[int, str | None]:
+                        resident: bool = True, refuse: bool = True,
+                        saved_bytes: int | None = None) -> tuple[int, str | None]:
     """The pre-flight of an update: a batch size that fits, or a one-line refusal.
 
     Parameters
@@ -221,6 +222,8 @@ def check_training_step(net: nn.Module, seq_len: int, batch_size: int | None, *,
         free excludes them, so they are not counted again.
     refuse
         False (``--no-memory-check``): report the estimate, never refuse.
+    saved_bytes
+        :func:`saved_activation_bytes` when already measured.
 
     Returns
     -------
@@ -234,7 +237,7 @@ def check_training_step(net: nn.Module, seq_len: int, batch_size: int | None, *,
     """
     from genocl_plugin.errors import input_error
 
-    saved = saved_activation_bytes(net, seq_len)
+    saved = saved_activation_bytes(net, seq_len) if saved_bytes is None else saved_bytes
     free = available_bytes(device_type, device_index)
     if saved is None or free is None:
         return (batch_size or 1), None

@@ -34,7 +34,7 @@ from genocl_plugin.evaluation import evaluate, peaks
 from genocl_plugin.models import load_model, read_config, resolve_model_dir, save_model
 from genocl_plugin.objectives import predict_screen_effects
 from genocl_plugin.progress import StageLog
-from genocl_plugin.training import hardware, resume
+from genocl_plugin.training import hardware, memory, resume
 from genocl_plugin.training.auto import AUTO_PARAMS, AUTO_STRATEGY, auto_key, resolve_auto, resolve_auto_strategy
 from genocl_plugin.training.strategy_state import load_strategy_state, save_strategy_state
 from genocl_plugin.training.trainer import train_on_screen
@@ -233,10 +233,12 @@ def load_parent(run: UpdateRun) -> str:
         run.callbacks = resolve_strategies(run.config.strategy, seed=run.config.seed, **run.config.strategy_params)
     # The passes outside the Trainer (effects before/after, retention) run where it trains.
     run.device = hardware.inference_device(run.trainer_kwargs)
-    batch_size, memory_note = preflight_memory(run.config, model, run.assay, run.device)
+    # one meta-device pass measures the activations both the training and the evaluation batch use
+    saved = memory.saved_activation_bytes(model.model, model.seq_len)
+    batch_size, memory_note = preflight_memory(run.config, model, run.assay, run.device, saved)
     run.config = replace(run.config, batch_size=batch_size)
     run.eval_batch = hardware.default_batch_size(model.model, model.seq_len, training=False, cap=16,
-                                                 device_type=run.device.type)
+                                                 device_type=run.device.type, saved_bytes=saved)
     model.to(run.device)
     run.parent_dir = resolve_model_dir(run.config.model)
     run.parent_config = read_config(run.parent_dir) if run.parent_dir is not None else {}
@@ -492,14 +494,14 @@ def track_head(names, model, callbacks: list, config: UpdateConfig, path) -> tup
     return callbacks, config
 
 
-def preflight_memory(config: UpdateConfig, model, assay: str | None, device) -> tuple[int, str | None]:
+def preflight_memory(config: UpdateConfig, model, assay: str | None, device,
+                     saved_bytes: int | None = None) -> tuple[int, str | None]:
     """The batch size of the update and a note on its memory, or a refusal before anything slow.
 
     ``--batch-size`` when given (refused when one step cannot fit, unless ``--no-memory-check``),
     else the largest power of two up to 16 that fits (genocl_plugin/training/memory.py).
     """
     from genocl_plugin.strategies import parse_strategies
-    from genocl_plugin.training import memory
 
     names = tuple(parse_strategies(config.strategy))
     replay_ratio = config.strategy_params.get("replay_ratio", 0.25) if "replay" in names else None
@@ -507,7 +509,7 @@ def preflight_memory(config: UpdateConfig, model, assay: str | None, device) -> 
         model.model, model.seq_len, config.batch_size, precision=config.precision,
         checkpointing=config.gradient_checkpointing, sequences_per_example=1.0 if assay == "tracks" else 2.0,
         replay_ratio=replay_ratio, strategies=names, device_type=device.type, device_index=device.index or 0,
-        resident=device.type == "cpu", refuse=config.memory_check)
+        resident=device.type == "cpu", refuse=config.memory_check, saved_bytes=saved_bytes)
 
 
 def build_reference_set(config: UpdateConfig, model, batch_size: int = 16):
